@@ -1,0 +1,365 @@
+//! [`Broadcaster`]: starts every thread, owns their handles, and shuts them
+//! down in reverse order: stop the feed, stop accepting, stop the publisher,
+//! close every client with 1001, join the shards.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::Sender;
+use mio::Waker;
+use parking_lot::Mutex;
+
+use crate::fanout::{ShardLink, ShardMsg};
+use crate::metrics::Counters;
+use crate::symbols::SymbolTable;
+use crate::{Config, Error, Publisher, Result, Stats, Tick, encode, protocol, synthetic};
+
+/// State every thread shares.
+#[derive(Debug)]
+pub(crate) struct Shared {
+    pub(crate) config: Config,
+    pub(crate) symbols: SymbolTable,
+    pub(crate) counters: Counters,
+    pub(crate) next_conn_id: AtomicU64,
+    /// Open connections per client address (only when limited).
+    pub(crate) per_ip: Mutex<HashMap<IpAddr, usize>>,
+    /// Set once shutdown begins.
+    pub(crate) stopping: AtomicBool,
+    /// Groups as last defined, for `Broadcaster::groups`.
+    pub(crate) groups: Mutex<Vec<(String, Vec<String>)>>,
+}
+
+impl Shared {
+    /// Forgets one connection of `ip` in the per-IP table.
+    pub(crate) fn release_ip(&self, ip: IpAddr, counted: bool) {
+        if !counted {
+            return;
+        }
+        let mut per_ip = self.per_ip.lock();
+        if let Some(n) = per_ip.get_mut(&ip) {
+            *n -= 1;
+            if *n == 0 {
+                per_ip.remove(&ip);
+            }
+        }
+    }
+}
+
+/// A running broadcaster: the acceptor, the publisher, the I/O shards and
+/// (if configured) the synthetic feed.
+///
+/// ```
+/// use tickcast::{Broadcaster, Config, Tick};
+/// let mut config = Config::default();
+/// config.listen = "127.0.0.1:0".parse().unwrap(); // any free port
+/// config.synthetic_rate = 0;                        // no built-in feed
+/// config.pin_threads = false;
+/// let b = Broadcaster::start(config).unwrap();
+/// b.set_group("us-tech", ["AAPL", "MSFT"]).unwrap();
+/// b.publisher().publish(Tick::new("AAPL").bid(189.25)).unwrap();
+/// b.notice("market closes in 5 minutes");
+/// println!("listening on ws://{}/ws", b.local_addr());
+/// b.shutdown().unwrap();
+/// ```
+#[derive(Debug)]
+pub struct Broadcaster {
+    shared: Arc<Shared>,
+    links: Vec<ShardLink>,
+    tick_tx: Sender<(Tick, u64)>,
+    local_addr: SocketAddr,
+    threads: Option<Threads>,
+}
+
+#[derive(Debug)]
+struct Threads {
+    synthetic: Option<JoinHandle<()>>,
+    synthetic_stop: Arc<AtomicBool>,
+    acceptor: JoinHandle<()>,
+    acceptor_waker: Arc<Waker>,
+    publisher: JoinHandle<()>,
+    publisher_stop: Sender<()>,
+    shards: Vec<JoinHandle<()>>,
+}
+
+impl Broadcaster {
+    /// Validates `config`, binds the listener and starts every thread.
+    ///
+    /// # Errors
+    /// [`Error::InvalidConfig`], [`Error::Bind`], or an error creating a
+    /// poll or thread. Nothing is left running on error.
+    pub fn start(config: Config) -> Result<Broadcaster> {
+        config.validate()?;
+        let listener = crate::listener::bind(config.listen)?;
+        let local_addr = listener.local_addr().map_err(|source| Error::Bind {
+            addr: config.listen,
+            source,
+        })?;
+        let n = config.shards();
+        let cores = if config.pin_threads {
+            core_affinity::get_core_ids()
+        } else {
+            None
+        };
+        let shared = Arc::new(Shared {
+            config,
+            symbols: SymbolTable::default(),
+            counters: Counters::default(),
+            next_conn_id: AtomicU64::new(0),
+            per_ip: Mutex::new(HashMap::new()),
+            stopping: AtomicBool::new(false),
+            groups: Mutex::new(Vec::new()),
+        });
+        let mut links = Vec::with_capacity(n);
+        let mut shards = Vec::with_capacity(n);
+        let stop_shards = |links: &[ShardLink], shards: Vec<JoinHandle<()>>| {
+            for l in links {
+                let _ = l.try_send(ShardMsg::Shutdown);
+                l.wake();
+            }
+            for h in shards {
+                let _ = h.join();
+            }
+        };
+        for i in 0..n {
+            let core = cores
+                .as_ref()
+                .and_then(|c| c.get(i % c.len().max(1)).copied());
+            match crate::shard::spawn(i, shared.clone(), core) {
+                Ok((link, handle)) => {
+                    links.push(link);
+                    shards.push(handle);
+                }
+                Err(e) => {
+                    stop_shards(&links, shards);
+                    return Err(e);
+                }
+            }
+        }
+        let (tick_tx, tick_rx) = crossbeam_channel::bounded(shared.config.publish_queue);
+        let (publisher_stop, stop_rx) = crossbeam_channel::bounded(0);
+        let publisher =
+            match crate::publisher::spawn(tick_rx, stop_rx, links.clone(), shared.clone()) {
+                Ok(h) => h,
+                Err(e) => {
+                    stop_shards(&links, shards);
+                    return Err(e);
+                }
+            };
+        let (acceptor_waker, acceptor) =
+            match crate::listener::spawn(listener, links.clone(), shared.clone()) {
+                Ok(x) => x,
+                Err(e) => {
+                    drop(publisher_stop);
+                    let _ = publisher.join();
+                    stop_shards(&links, shards);
+                    return Err(e);
+                }
+            };
+        let mut b = Broadcaster {
+            shared: shared.clone(),
+            links,
+            tick_tx,
+            local_addr,
+            threads: Some(Threads {
+                synthetic: None,
+                synthetic_stop: Arc::new(AtomicBool::new(false)),
+                acceptor,
+                acceptor_waker,
+                publisher,
+                publisher_stop,
+                shards,
+            }),
+        };
+        if shared.config.synthetic_rate > 0 {
+            let u = synthetic::universe(shared.config.synthetic_symbols);
+            for (name, symbols) in &u.groups {
+                b.set_group(name, symbols)?;
+            }
+            let stop = b
+                .threads
+                .as_ref()
+                .map(|t| t.synthetic_stop.clone())
+                .unwrap_or_default();
+            let h = synthetic::spawn(b.publisher(), &u, shared.config.synthetic_rate, stop)?;
+            if let Some(t) = b.threads.as_mut() {
+                t.synthetic = Some(h);
+            }
+        }
+        Ok(b)
+    }
+
+    /// A handle for feed handlers: cloneable, `Send`, never blocks.
+    pub fn publisher(&self) -> Publisher {
+        Publisher::new(self.tick_tx.clone(), self.shared.clone())
+    }
+
+    /// The address the broadcaster listens on (useful with port 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// The configuration in force.
+    pub fn config(&self) -> &Config {
+        &self.shared.config
+    }
+
+    /// Defines group `name` as `symbols`, or replaces its definition.
+    /// Connections subscribed to the group follow the new definition at
+    /// once, with a `snapshot` for each symbol they newly receive.
+    ///
+    /// # Errors
+    /// [`Error::Invalid`] for a bad name or symbol, [`Error::Stopped`] after
+    /// shutdown.
+    pub fn set_group<I, S>(&self, name: &str, symbols: I) -> Result<()>
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<str>,
+    {
+        crate::tick::validate_group(name).map_err(|reason| Error::Invalid {
+            what: "group name",
+            reason,
+        })?;
+        let names: Vec<String> = symbols
+            .into_iter()
+            .map(|s| s.as_ref().to_string())
+            .collect();
+        for s in &names {
+            crate::tick::validate_symbol(s).map_err(|reason| Error::Invalid {
+                what: "symbol",
+                reason,
+            })?;
+        }
+        let ids: Arc<[u32]> = names
+            .iter()
+            .map(|s| self.shared.symbols.intern(s))
+            .collect();
+        let name_arc: Arc<str> = Arc::from(name);
+        self.to_every_shard(|| ShardMsg::SetGroup {
+            name: name_arc.clone(),
+            symbols: ids.clone(),
+        })?;
+        let mut groups = self.shared.groups.lock();
+        groups.retain(|(n, _)| n != name);
+        groups.push((name.to_string(), names));
+        groups.sort();
+        Ok(())
+    }
+
+    /// Removes group `name`. Its subscribers get an `unsubscribed` message
+    /// (without `id`) naming the group. Returns false if there was no such
+    /// group.
+    ///
+    /// # Errors
+    /// [`Error::Stopped`] after shutdown.
+    pub fn remove_group(&self, name: &str) -> Result<bool> {
+        let existed = {
+            let mut groups = self.shared.groups.lock();
+            let before = groups.len();
+            groups.retain(|(n, _)| n != name);
+            groups.len() != before
+        };
+        if existed {
+            let name: Arc<str> = Arc::from(name);
+            self.to_every_shard(|| ShardMsg::RemoveGroup { name: name.clone() })?;
+        }
+        Ok(existed)
+    }
+
+    /// The groups as last defined: `(name, symbols)`, sorted by name.
+    pub fn groups(&self) -> Vec<(String, Vec<String>)> {
+        self.shared.groups.lock().clone()
+    }
+
+    /// Sends a `notice` to every open connection.
+    pub fn notice(&self, text: &str) {
+        let frame = encode::json(&protocol::notice(crate::shard::unix_nanos(), text));
+        let _ = self.to_every_shard(|| ShardMsg::Notice {
+            user: None,
+            frame: frame.clone(),
+        });
+    }
+
+    /// Sends a `notice` to the open connections of `user` (as named by the
+    /// configured [`Authenticator`](crate::Authenticator)).
+    pub fn notice_user(&self, user: &str, text: &str) {
+        let frame = encode::json(&protocol::notice(crate::shard::unix_nanos(), text));
+        let user: Arc<str> = Arc::from(user);
+        let _ = self.to_every_shard(|| ShardMsg::Notice {
+            user: Some(user.clone()),
+            frame: frame.clone(),
+        });
+    }
+
+    /// The counters, summed over every thread.
+    pub fn stats(&self) -> Stats {
+        self.shared.counters.snapshot()
+    }
+
+    /// Closes every client with 1001, joins every thread, and returns when
+    /// all are gone (at most about `close_linger` after the call, plus the
+    /// time to drain shard inboxes).
+    ///
+    /// # Errors
+    /// [`Error::ThreadPanicked`] naming a thread that panicked.
+    pub fn shutdown(mut self) -> Result<()> {
+        self.stop()
+    }
+
+    fn to_every_shard(&self, mut msg: impl FnMut() -> ShardMsg) -> Result<()> {
+        if self.shared.stopping.load(Relaxed) {
+            return Err(Error::Stopped);
+        }
+        let give_up = || self.shared.stopping.load(Relaxed);
+        for link in &self.links {
+            link.send(msg(), &give_up).map_err(|_| Error::Stopped)?;
+            link.wake();
+        }
+        Ok(())
+    }
+
+    fn stop(&mut self) -> Result<()> {
+        let Some(t) = self.threads.take() else {
+            return Ok(());
+        };
+        let mut panicked = None;
+        let mut join = |name: &str, h: JoinHandle<()>| {
+            if h.join().is_err() && panicked.is_none() {
+                panicked = Some(name.to_string());
+            }
+        };
+        self.shared.stopping.store(true, Relaxed);
+        t.synthetic_stop.store(true, Relaxed);
+        if let Some(h) = t.synthetic {
+            join("tickcast-synthetic", h);
+        }
+        let _ = t.acceptor_waker.wake();
+        join("tickcast-acceptor", t.acceptor);
+        drop(t.publisher_stop);
+        join("tickcast-publisher", t.publisher);
+        // The inbox may be full of ticks; the shard drains it within a few
+        // turns. The bound only matters if a shard is wedged.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let give_up = || Instant::now() >= deadline;
+        for link in &self.links {
+            let _ = link.send(ShardMsg::Shutdown, &give_up);
+            link.wake();
+        }
+        for (i, h) in t.shards.into_iter().enumerate() {
+            join(&format!("tickcast-shard-{i}"), h);
+        }
+        match panicked {
+            Some(name) => Err(Error::ThreadPanicked { name }),
+            None => Ok(()),
+        }
+    }
+}
+
+impl Drop for Broadcaster {
+    fn drop(&mut self) {
+        let _ = self.stop();
+    }
+}

@@ -1,0 +1,192 @@
+//! [`Config`]: every knob of the broadcaster, with its default, its unit and
+//! why it has that value. Built once and checked by [`Config::validate`]
+//! (called by [`Broadcaster::start`](crate::Broadcaster::start)); after that
+//! the rest of the crate trusts it.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::{Authenticator, Error, Result};
+
+/// Broadcaster configuration. `Config::default()` is what
+/// `cargo run --release` uses.
+///
+/// ```
+/// let mut c = tickcast::Config::default();
+/// c.listen = "127.0.0.1:0".parse().unwrap();
+/// c.synthetic_rate = 0;
+/// c.validate().unwrap();
+/// ```
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Address to listen on. Default `127.0.0.1:8080`.
+    pub listen: SocketAddr,
+    /// Number of I/O shards (threads each running one `mio::Poll`).
+    /// 0 (default) means one per core this process may run on.
+    pub io_threads: usize,
+    /// Pin each shard to a core with `core_affinity`. Default true: a shard
+    /// that migrates between cores loses its caches.
+    pub pin_threads: bool,
+    /// Outbound queue per connection, in frames. Default 4096: about 0.8 s of
+    /// a busy 5,000 ticks/s `*` stream, on top of the kernel's socket buffer.
+    /// A tick frame is at most ~330 bytes (a 32-byte symbol and every field),
+    /// so one connection holds at most ~1.3 MiB queued at the default.
+    /// A connection that would exceed it is evicted with close 4001.
+    pub queue_capacity: usize,
+    /// Interval between server pings. Default 5 s. A connection silent for
+    /// three intervals is closed with 4002.
+    pub heartbeat: Duration,
+    /// Most open WebSocket connections; the next upgrade gets HTTP 503.
+    /// Default 100,000. The process's file-descriptor limit applies too.
+    pub max_connections: usize,
+    /// Most connections from one IP address (HTTP 429 past it). 0 (default)
+    /// means no limit: load generators open thousands from one address.
+    pub max_connections_per_ip: usize,
+    /// Largest client message (and frame), in bytes; larger closes with
+    /// 1009. Default 64 KiB: requests are small, and a bound keeps a hostile
+    /// client from making the server buffer megabytes.
+    pub max_message_size: usize,
+    /// Most subscriptions (symbols + groups + `*`) per connection. Default
+    /// 2048, enough for every symbol of a large feed one by one.
+    pub max_subscriptions: usize,
+    /// Time allowed for the HTTP upgrade. Default 10 s: half-open sockets
+    /// cannot pile up.
+    pub handshake_timeout: Duration,
+    /// How long a closing connection may take to take its close frame and
+    /// close its side before the socket is dropped. Default 2 s.
+    pub close_linger: Duration,
+    /// Ticks that may wait for the publisher thread before
+    /// [`Publisher::publish`](crate::Publisher::publish) returns them in an
+    /// error. Default 65,536 (~13 ms at 5 M ticks/s).
+    pub publish_queue: usize,
+    /// Messages (ticks, notices, new sockets) that may wait for one shard
+    /// before the publisher waits for it. Default 65,536.
+    pub shard_inbox: usize,
+    /// Refuse subscriptions to symbols never published nor in a group, with
+    /// `unknown_symbol`. Default false: a client may subscribe before the
+    /// first tick of a symbol.
+    pub reject_unknown_symbols: bool,
+    /// Requests per second a connection may make on average. Default 50.
+    pub request_rate: u32,
+    /// Requests a connection may make in a burst. Default 200. A request
+    /// beyond the budget gets `rate_limited`; a connection that keeps
+    /// flooding (another `request_burst` refused requests) is closed 4008.
+    pub request_burst: u32,
+    /// `Origin` values allowed to connect (exact match). Empty (default)
+    /// allows every origin, including none.
+    pub allowed_origins: Vec<String>,
+    /// Checks access tokens. `None` (default): no authentication, every
+    /// client may connect and subscribe to everything.
+    pub auth: Option<Arc<dyn Authenticator>>,
+    /// Symbols in the built-in synthetic feed. Default 300.
+    pub synthetic_symbols: usize,
+    /// Ticks per second of the built-in synthetic feed, over all symbols;
+    /// 0 disables it. Default 1,000.
+    pub synthetic_rate: u64,
+}
+
+impl Default for Config {
+    fn default() -> Config {
+        Config {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            io_threads: 0,
+            pin_threads: true,
+            queue_capacity: 4096,
+            heartbeat: Duration::from_secs(5),
+            max_connections: 100_000,
+            max_connections_per_ip: 0,
+            max_message_size: 64 * 1024,
+            max_subscriptions: 2048,
+            handshake_timeout: Duration::from_secs(10),
+            close_linger: Duration::from_secs(2),
+            publish_queue: 65_536,
+            shard_inbox: 65_536,
+            reject_unknown_symbols: false,
+            request_rate: 50,
+            request_burst: 200,
+            allowed_origins: Vec::new(),
+            auth: None,
+            synthetic_symbols: 300,
+            synthetic_rate: 1_000,
+        }
+    }
+}
+
+impl Config {
+    /// Checks every knob.
+    ///
+    /// # Errors
+    /// [`Error::InvalidConfig`] naming the first knob out of range.
+    pub fn validate(&self) -> Result<()> {
+        let bad = |m: &str| Err(Error::InvalidConfig(m.to_string()));
+        if self.io_threads > 1024 {
+            return bad("io_threads must be at most 1024");
+        }
+        if self.queue_capacity == 0 {
+            return bad("queue_capacity must be at least 1 frame");
+        }
+        if self.queue_capacity > 1 << 20 {
+            return bad("queue_capacity must be at most 1048576 frames");
+        }
+        if self.heartbeat < Duration::from_millis(10) {
+            return bad("heartbeat must be at least 10 ms");
+        }
+        if self.max_connections == 0 {
+            return bad("max_connections must be at least 1");
+        }
+        if self.max_message_size < 128 {
+            return bad("max_message_size must be at least 128 bytes");
+        }
+        if self.max_subscriptions == 0 {
+            return bad("max_subscriptions must be at least 1");
+        }
+        if self.handshake_timeout.is_zero() {
+            return bad("handshake_timeout must be positive");
+        }
+        if self.publish_queue == 0 || self.shard_inbox == 0 {
+            return bad("publish_queue and shard_inbox must be at least 1");
+        }
+        if self.request_rate == 0 || self.request_burst == 0 {
+            return bad("request_rate and request_burst must be at least 1");
+        }
+        if self.synthetic_rate > 0 && self.synthetic_symbols == 0 {
+            return bad("synthetic_symbols must be at least 1 when the synthetic feed is on");
+        }
+        if self.synthetic_symbols > 100_000 {
+            return bad("synthetic_symbols must be at most 100000");
+        }
+        Ok(())
+    }
+
+    /// The number of shards `io_threads` resolves to.
+    pub fn shards(&self) -> usize {
+        if self.io_threads > 0 {
+            self.io_threads
+        } else {
+            std::thread::available_parallelism().map_or(1, |n| n.get())
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_is_valid_and_zero_queue_is_refused() {
+        Config::default().validate().unwrap();
+        let c = Config {
+            queue_capacity: 0,
+            ..Config::default()
+        };
+        assert!(
+            matches!(c.validate(), Err(Error::InvalidConfig(m)) if m.contains("queue_capacity"))
+        );
+        let c = Config {
+            heartbeat: Duration::ZERO,
+            ..Config::default()
+        };
+        assert!(c.validate().is_err());
+    }
+}

@@ -1,0 +1,282 @@
+//! Serialization of everything the server sends, into complete unmasked
+//! WebSocket frames.
+//!
+//! The publisher calls [`TickEncoder::encode`] exactly once per tick; the
+//! resulting [`Frame`] is shared by every connection. A `snapshot` is derived
+//! from the cached tick frame by swapping the `type` (the rest of the JSON is
+//! identical), so snapshots cost nothing on the tick path.
+//!
+//! Invariant: every tick payload starts with [`TICK_PREFIX`]; field order is
+//! `type, symbol, seq, ts, bid, ask, bid_size, ask_size, last, volume`.
+
+use std::io::Write;
+
+use crate::Frame;
+
+/// Text frame opcode (RFC 6455 §5.2).
+pub(crate) const OP_TEXT: u8 = 0x1;
+/// Close frame opcode.
+pub(crate) const OP_CLOSE: u8 = 0x8;
+/// Ping frame opcode.
+pub(crate) const OP_PING: u8 = 0x9;
+
+/// Largest possible header of an unmasked server frame: 2 + 8 bytes.
+const MAX_HEADER: usize = 10;
+
+/// The first bytes of every tick payload.
+pub(crate) const TICK_PREFIX: &[u8] = br#"{"type":"tick""#;
+const SNAPSHOT_PREFIX: &[u8] = br#"{"type":"snapshot""#;
+
+/// Writes the header of a final, unmasked frame with `opcode` and a payload
+/// of `len` bytes into `out`, returning the number of bytes written.
+fn write_header(out: &mut [u8; MAX_HEADER], opcode: u8, len: usize) -> usize {
+    out[0] = 0x80 | opcode;
+    if len < 126 {
+        out[1] = len as u8;
+        2
+    } else if len <= u16::MAX as usize {
+        out[1] = 126;
+        out[2..4].copy_from_slice(&(len as u16).to_be_bytes());
+        4
+    } else {
+        out[1] = 127;
+        out[2..10].copy_from_slice(&(len as u64).to_be_bytes());
+        10
+    }
+}
+
+/// Wraps `payload` in a frame with `opcode`: one allocation, one copy.
+pub(crate) fn frame(opcode: u8, payload: &[u8]) -> Frame {
+    let mut header = [0u8; MAX_HEADER];
+    let h = write_header(&mut header, opcode, payload.len());
+    let mut v = Vec::with_capacity(h + payload.len());
+    v.extend_from_slice(&header[..h]);
+    v.extend_from_slice(payload);
+    Frame::from(v)
+}
+
+/// A text frame carrying `json`.
+pub(crate) fn text(json: &[u8]) -> Frame {
+    frame(OP_TEXT, json)
+}
+
+/// A text frame carrying a JSON value (used for replies, which are rare).
+pub(crate) fn json(value: &serde_json::Value) -> Frame {
+    // Serializing a `Value` into a Vec cannot fail.
+    let bytes = serde_json::to_vec(value).unwrap_or_default();
+    text(&bytes)
+}
+
+/// A close frame with `code` and a UTF-8 `reason` (at most 123 bytes).
+pub(crate) fn close(code: u16, reason: &str) -> Frame {
+    let mut payload = Vec::with_capacity(2 + reason.len());
+    payload.extend_from_slice(&code.to_be_bytes());
+    let mut end = reason.len().min(123);
+    while !reason.is_char_boundary(end) {
+        end -= 1;
+    }
+    payload.extend_from_slice(&reason.as_bytes()[..end]);
+    frame(OP_CLOSE, &payload)
+}
+
+/// A ping frame with an empty payload.
+pub(crate) fn ping() -> Frame {
+    frame(OP_PING, &[])
+}
+
+/// The fields of a tick that the publisher stamps and serializes.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Stamped<'a> {
+    pub(crate) symbol: &'a str,
+    pub(crate) seq: u64,
+    pub(crate) ts: u64,
+    pub(crate) tick: &'a crate::Tick,
+}
+
+/// Serializes ticks, reusing one scratch buffer so that the only allocation
+/// per tick is the shared frame itself.
+#[derive(Debug, Default)]
+pub struct TickEncoder {
+    scratch: Vec<u8>,
+}
+
+impl TickEncoder {
+    /// A new encoder.
+    pub fn new() -> TickEncoder {
+        TickEncoder {
+            scratch: Vec::with_capacity(512),
+        }
+    }
+
+    /// Serializes one tick into a complete WebSocket text frame.
+    ///
+    /// ```
+    /// use tickcast::{encode::TickEncoder, Tick};
+    /// let mut enc = TickEncoder::new();
+    /// let f = enc.encode("AAPL", 42, 1_763_775_000_123_456_789, &Tick::new("AAPL").bid(189.25));
+    /// assert_eq!(f.as_bytes()[0], 0x81); // FIN + text
+    /// let json = &f.as_bytes()[2..];
+    /// assert_eq!(json, br#"{"type":"tick","symbol":"AAPL","seq":42,"ts":1763775000123456789,"bid":189.25}"#);
+    /// ```
+    pub fn encode(&mut self, symbol: &str, seq: u64, ts: u64, tick: &crate::Tick) -> Frame {
+        let s = Stamped {
+            symbol,
+            seq,
+            ts,
+            tick,
+        };
+        self.scratch.clear();
+        write_tick_json(&mut self.scratch, &s);
+        text(&self.scratch)
+    }
+}
+
+/// Appends the JSON of a stamped tick to `out`.
+pub(crate) fn write_tick_json(out: &mut Vec<u8>, s: &Stamped<'_>) {
+    out.extend_from_slice(TICK_PREFIX);
+    out.extend_from_slice(br#","symbol":"#);
+    write_str(out, s.symbol);
+    out.extend_from_slice(br#","seq":"#);
+    write_u64(out, s.seq);
+    out.extend_from_slice(br#","ts":"#);
+    write_u64(out, s.ts);
+    let t = s.tick;
+    write_opt_f64(out, br#","bid":"#, t.bid);
+    write_opt_f64(out, br#","ask":"#, t.ask);
+    write_opt_u64(out, br#","bid_size":"#, t.bid_size);
+    write_opt_u64(out, br#","ask_size":"#, t.ask_size);
+    write_opt_f64(out, br#","last":"#, t.last);
+    write_opt_u64(out, br#","volume":"#, t.volume);
+    out.push(b'}');
+}
+
+fn write_str(out: &mut Vec<u8>, s: &str) {
+    // Symbols are validated printable UTF-8 but may still hold `"` or `\`.
+    if s.bytes().all(|b| b != b'"' && b != b'\\' && b >= 0x20) {
+        out.push(b'"');
+        out.extend_from_slice(s.as_bytes());
+        out.push(b'"');
+    } else {
+        // Writing a str into a Vec cannot fail.
+        let _ = serde_json::to_writer(&mut *out, s);
+    }
+}
+
+fn write_u64(out: &mut Vec<u8>, v: u64) {
+    let _ = write!(out, "{v}");
+}
+
+fn write_opt_u64(out: &mut Vec<u8>, key: &[u8], v: Option<u64>) {
+    if let Some(v) = v {
+        out.extend_from_slice(key);
+        write_u64(out, v);
+    }
+}
+
+fn write_opt_f64(out: &mut Vec<u8>, key: &[u8], v: Option<f64>) {
+    if let Some(v) = v {
+        out.extend_from_slice(key);
+        // serde_json prints the shortest representation that round-trips;
+        // non-finite values were refused by `Tick::validate`.
+        let _ = serde_json::to_writer(&mut *out, &v);
+    }
+}
+
+/// Splits a server frame into its header length and payload.
+fn payload_of(frame: &[u8]) -> Option<&[u8]> {
+    let len7 = *frame.get(1)? & 0x7f;
+    let start = match len7 {
+        126 => 4,
+        127 => 10,
+        _ => 2,
+    };
+    frame.get(start..)
+}
+
+/// Builds the `snapshot` frame for a cached tick frame: the same JSON with
+/// `"type":"snapshot"`. Returns `None` if `tick` is not a tick frame.
+pub(crate) fn snapshot_of(tick: &Frame) -> Option<Frame> {
+    let payload = payload_of(tick.as_bytes())?;
+    let rest = payload.strip_prefix(TICK_PREFIX)?;
+    let mut json = Vec::with_capacity(SNAPSHOT_PREFIX.len() + rest.len());
+    json.extend_from_slice(SNAPSHOT_PREFIX);
+    json.extend_from_slice(rest);
+    Some(text(&json))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Tick;
+
+    fn payload(f: &Frame) -> &[u8] {
+        payload_of(f.as_bytes()).unwrap()
+    }
+
+    #[test]
+    fn header_lengths_use_the_shortest_form() {
+        for (len, hlen) in [(0, 2), (125, 2), (126, 4), (65535, 4), (65536, 10)] {
+            let f = text(&vec![b'x'; len]);
+            assert_eq!(f.len(), len + hlen, "len {len}");
+            assert_eq!(f.as_bytes()[0], 0x81);
+            assert_eq!(payload(&f).len(), len);
+        }
+    }
+
+    #[test]
+    fn tick_json_is_valid_and_complete() {
+        let t = Tick::new("A\"B\\C")
+            .bid(1.5)
+            .ask(2.0)
+            .bid_size(3)
+            .ask_size(4)
+            .last(1e-7)
+            .volume(u64::MAX);
+        let f = TickEncoder::new().encode(&t.symbol, 7, 99, &t);
+        let v: serde_json::Value = serde_json::from_slice(payload(&f)).unwrap();
+        assert_eq!(v["type"], "tick");
+        assert_eq!(v["symbol"], "A\"B\\C");
+        assert_eq!(v["seq"], 7);
+        assert_eq!(v["ts"], 99);
+        assert_eq!(v["bid"], 1.5);
+        assert_eq!(v["ask"], 2.0);
+        assert_eq!(v["bid_size"], 3);
+        assert_eq!(v["ask_size"], 4);
+        assert_eq!(v["last"], 1e-7);
+        assert_eq!(v["volume"], u64::MAX);
+    }
+
+    #[test]
+    fn absent_fields_are_left_out() {
+        let t = Tick::new("X");
+        let f = TickEncoder::new().encode("X", 1, 2, &t);
+        assert_eq!(
+            payload(&f),
+            br#"{"type":"tick","symbol":"X","seq":1,"ts":2}"#
+        );
+    }
+
+    #[test]
+    fn snapshot_keeps_every_field_but_the_type() {
+        let t = Tick::new("MSFT").bid(410.5).volume(10);
+        let f = TickEncoder::new().encode("MSFT", 41, 5, &t);
+        let s = snapshot_of(&f).unwrap();
+        let a: serde_json::Value = serde_json::from_slice(payload(&f)).unwrap();
+        let mut b: serde_json::Value = serde_json::from_slice(payload(&s)).unwrap();
+        assert_eq!(b["type"], "snapshot");
+        b["type"] = "tick".into();
+        assert_eq!(a, b);
+        assert!(snapshot_of(&text(b"{}")).is_none());
+    }
+
+    #[test]
+    fn close_reason_is_cut_on_a_char_boundary() {
+        let f = close(4001, "slow consumer");
+        assert_eq!(&f.as_bytes()[..4], &[0x88, 15, 0x0f, 0xa1]);
+        let long = "é".repeat(100);
+        let f = close(1000, &long);
+        let p = payload(&f);
+        assert!(p.len() <= 125);
+        assert!(std::str::from_utf8(&p[2..]).is_ok());
+    }
+}

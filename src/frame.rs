@@ -1,0 +1,59 @@
+//! [`Frame`]: one complete, unmasked server WebSocket frame (header
+//! included), shared by every connection that sends it.
+//!
+//! Invariant: the bytes are immutable and always form whole WebSocket frames
+//! (one, or for control replies produced by tungstenite, several), or a whole
+//! HTTP response before the upgrade. Cloning is a reference-count increment;
+//! the publisher serializes a tick once and every connection queues a clone.
+
+use std::fmt;
+use std::sync::Arc;
+
+/// An immutable, ready-to-write byte string shared between connections.
+///
+/// Cloning a `Frame` never copies the bytes.
+///
+/// ```
+/// use tickcast::Frame;
+/// let f = Frame::from(&b"\x81\x02hi"[..]);
+/// let g = f.clone();
+/// assert_eq!(f.as_bytes(), g.as_bytes());
+/// assert_eq!(f.len(), 4);
+/// ```
+#[derive(Clone, PartialEq, Eq)]
+pub struct Frame(Arc<[u8]>);
+
+impl Frame {
+    /// The wire bytes of this frame.
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.0
+    }
+
+    /// Number of wire bytes, header included.
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// Returns true if and only if the frame has no bytes.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl From<&[u8]> for Frame {
+    fn from(bytes: &[u8]) -> Frame {
+        Frame(Arc::from(bytes))
+    }
+}
+
+impl From<Vec<u8>> for Frame {
+    fn from(bytes: Vec<u8>) -> Frame {
+        Frame(Arc::from(bytes))
+    }
+}
+
+impl fmt::Debug for Frame {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Frame({} bytes)", self.0.len())
+    }
+}

@@ -1,0 +1,184 @@
+//! The publisher: the one thread that stamps and serializes ticks.
+//!
+//! Feed handlers call [`Publisher::publish`] from any thread; it validates
+//! the tick, stamps `ts` and hands it over a bounded channel without ever
+//! blocking. The publisher thread assigns each symbol's next `seq`,
+//! serializes the tick once into a complete WebSocket frame
+//! ([`TickEncoder`]) and sends that one `Arc`'d frame to every shard: one
+//! channel send per shard, never one per connection. Shards are woken only
+//! if asleep ([`crate::fanout`]), once per batch.
+//!
+//! Invariant: `seq` values are assigned in the order ticks leave the
+//! publisher, which is the order every shard receives them.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::Ordering::Relaxed;
+use std::thread::JoinHandle;
+
+use crossbeam_channel::{Receiver, Sender, TrySendError, select};
+
+use crate::broadcaster::Shared;
+use crate::encode::TickEncoder;
+use crate::fanout::{ShardLink, ShardMsg};
+use crate::shard::unix_nanos;
+use crate::symbols::SymId;
+use crate::{Error, Result, Tick};
+
+/// Ticks taken from the inbox per batch before the shards are woken.
+const BATCH: usize = 1024;
+
+/// Why [`Publisher::publish`] refused a tick; the tick is handed back.
+#[derive(Debug, thiserror::Error)]
+pub enum PublishError {
+    /// The publisher thread is behind by more than
+    /// [`Config::publish_queue`](crate::Config::publish_queue) ticks. The
+    /// tick was not published and `Stats::ticks_rejected` rose; retry later
+    /// or drop it (it has no `seq` yet, so no client sees a gap).
+    #[error("the publisher is behind; tick not published")]
+    Full(Tick),
+    /// The broadcaster has shut down.
+    #[error("the broadcaster is shut down")]
+    Stopped(Tick),
+    /// The tick breaks the protocol (symbol length or characters, a
+    /// non-finite price).
+    #[error("invalid tick: {reason}")]
+    Invalid {
+        /// The refused tick.
+        tick: Tick,
+        /// What is wrong with it.
+        reason: String,
+    },
+}
+
+/// A cloneable, `Send` handle for feed handlers to publish ticks.
+///
+/// ```
+/// use tickcast::{Broadcaster, Config, Tick};
+/// let mut c = Config::default();
+/// c.listen = "127.0.0.1:0".parse().unwrap();
+/// c.synthetic_rate = 0;
+/// c.pin_threads = false;
+/// let b = Broadcaster::start(c).unwrap();
+/// let p = b.publisher();
+/// p.publish(Tick::new("AAPL").bid(189.25).ask(189.27)).unwrap();
+/// assert!(p.publish(Tick::new("")).is_err());
+/// b.shutdown().unwrap();
+/// ```
+#[derive(Debug, Clone)]
+pub struct Publisher {
+    tx: Sender<(Tick, u64)>,
+    shared: Arc<Shared>,
+}
+
+impl Publisher {
+    pub(crate) fn new(tx: Sender<(Tick, u64)>, shared: Arc<Shared>) -> Publisher {
+        Publisher { tx, shared }
+    }
+
+    /// Publishes `tick`: stamps its `ts` now and queues it for the
+    /// publisher thread. Never blocks.
+    ///
+    /// # Errors
+    /// Hands the tick back in [`PublishError`] if it is invalid, if the
+    /// publisher is behind, or after shutdown.
+    #[allow(
+        clippy::result_large_err,
+        reason = "the refused tick is handed back by value, like crossbeam's TrySendError; \
+                  boxing it would allocate on the overload path"
+    )]
+    pub fn publish(&self, tick: Tick) -> Result<(), PublishError> {
+        if let Err(reason) = tick.validate() {
+            return Err(PublishError::Invalid { tick, reason });
+        }
+        match self.tx.try_send((tick, unix_nanos())) {
+            Ok(()) => Ok(()),
+            Err(TrySendError::Full((tick, _))) => {
+                self.shared.counters.ticks_rejected.fetch_add(1, Relaxed);
+                Err(PublishError::Full(tick))
+            }
+            Err(TrySendError::Disconnected((tick, _))) => Err(PublishError::Stopped(tick)),
+        }
+    }
+}
+
+/// Spawns the publisher thread. Dropping `stop`'s sender ends it.
+pub(crate) fn spawn(
+    rx: Receiver<(Tick, u64)>,
+    stop: Receiver<()>,
+    links: Vec<ShardLink>,
+    shared: Arc<Shared>,
+) -> Result<JoinHandle<()>> {
+    let name = "tickcast-publisher".to_string();
+    std::thread::Builder::new()
+        .name(name.clone())
+        .spawn(move || PublisherThread::new(links, shared).run(&rx, &stop))
+        .map_err(|source| Error::Spawn { name, source })
+}
+
+struct PublisherThread {
+    links: Vec<ShardLink>,
+    shared: Arc<Shared>,
+    /// Per symbol: its id and the last `seq` assigned.
+    state: HashMap<String, (SymId, u64)>,
+    encoder: TickEncoder,
+}
+
+impl PublisherThread {
+    fn new(links: Vec<ShardLink>, shared: Arc<Shared>) -> PublisherThread {
+        PublisherThread {
+            links,
+            shared,
+            state: HashMap::new(),
+            encoder: TickEncoder::new(),
+        }
+    }
+
+    fn run(mut self, rx: &Receiver<(Tick, u64)>, stop: &Receiver<()>) {
+        loop {
+            select! {
+                recv(rx) -> t => match t {
+                    Ok((tick, ts)) => self.handle(&tick, ts),
+                    Err(_) => break,
+                },
+                recv(stop) -> _ => break,
+            }
+            for (tick, ts) in rx.try_iter().take(BATCH - 1) {
+                self.handle(&tick, ts);
+            }
+            for link in &self.links {
+                link.wake();
+            }
+        }
+    }
+
+    fn handle(&mut self, tick: &Tick, ts: u64) {
+        let (sym, seq) = match self.state.get_mut(tick.symbol.as_str()) {
+            Some(st) => {
+                st.1 += 1;
+                *st
+            }
+            None => {
+                let id = self.shared.symbols.intern(&tick.symbol);
+                self.state.insert(tick.symbol.clone(), (id, 1));
+                (id, 1)
+            }
+        };
+        let frame = self.encoder.encode(&tick.symbol, seq, ts, tick);
+        let shared = &self.shared;
+        let give_up = || shared.stopping.load(Relaxed);
+        for link in &self.links {
+            // A shard that is gone or that stays full past shutdown misses
+            // the tick; its connections are being closed anyway.
+            let _ = link.send(
+                ShardMsg::Tick {
+                    sym,
+                    seq,
+                    frame: frame.clone(),
+                },
+                &give_up,
+            );
+        }
+        self.shared.counters.ticks_published.fetch_add(1, Relaxed);
+    }
+}
