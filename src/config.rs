@@ -37,6 +37,12 @@ pub struct Config {
     /// Interval between server pings. Default 5 s. A connection silent for
     /// three intervals is closed with 4002.
     pub heartbeat: Duration,
+    /// Kernel send buffer per connection (`SO_SNDBUF`), in bytes; 0 (default)
+    /// leaves the kernel's autotuning. Data in the kernel buffer is out of
+    /// the server's hands, so a smaller buffer (say 64 KiB, ~400 ticks)
+    /// bounds how stale a lagging client's prices can get before the
+    /// 4001 eviction and bounds kernel memory per connection.
+    pub send_buffer: usize,
     /// Most open WebSocket connections; the next upgrade gets HTTP 503.
     /// Default 100,000. The process's file-descriptor limit applies too.
     pub max_connections: usize,
@@ -94,6 +100,7 @@ impl Default for Config {
             pin_threads: true,
             queue_capacity: 4096,
             heartbeat: Duration::from_secs(5),
+            send_buffer: 0,
             max_connections: 100_000,
             max_connections_per_ip: 0,
             max_message_size: 64 * 1024,

@@ -110,6 +110,10 @@ fn run(mut poll: Poll, listener: TcpListener, links: &[ShardLink], shared: &Shar
                         continue;
                     }
                     let _ = stream.set_nodelay(true);
+                    if shared.config.send_buffer > 0 {
+                        let _ = socket2::SockRef::from(&stream)
+                            .set_send_buffer_size(shared.config.send_buffer);
+                    }
                     let Some(link) = links.iter().min_by_key(|l| l.sockets.load(Relaxed)) else {
                         return;
                     };

@@ -29,6 +29,9 @@ struct Args {
     /// Server ping interval in milliseconds; 3 silent intervals close with 4002.
     #[arg(long, default_value_t = 5000)]
     heartbeat_ms: u64,
+    /// Kernel send buffer per connection in bytes (SO_SNDBUF); 0 = kernel default.
+    #[arg(long, default_value_t = 0)]
+    send_buffer: usize,
     /// Most open WebSocket connections; past it upgrades get HTTP 503.
     #[arg(long, default_value_t = 100_000)]
     max_connections: usize,
@@ -63,6 +66,7 @@ impl Args {
             pin_threads: !self.no_pin,
             queue_capacity: self.queue_capacity,
             heartbeat: Duration::from_millis(self.heartbeat_ms),
+            send_buffer: self.send_buffer,
             max_connections: self.max_connections,
             max_connections_per_ip: self.max_connections_per_ip,
             max_message_size: self.max_message_size,

@@ -1,0 +1,226 @@
+//! Delivery: every client receives every tick of its subscriptions, once,
+//! in order, with contiguous `seq`, whichever shard it is on.
+
+mod util;
+
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+use util::{Client, SeqCheck, TestServer, WAIT, tick};
+
+#[test]
+fn every_client_receives_every_update_in_order() {
+    let srv = TestServer::start(|_| {});
+    // 9 clients over 3 shards (the acceptor fills the least-loaded shard).
+    let mut clients: Vec<Client> = (0..9).map(|_| Client::connect(srv.addr)).collect();
+    for (i, c) in clients.iter_mut().enumerate() {
+        c.subscribe(&["AAA", "BBB"], &[], i as i64);
+    }
+    const N: u64 = 2000;
+    for i in 0..N {
+        srv.publish(tick(if i % 2 == 0 { "AAA" } else { "BBB" }, i));
+    }
+    for c in &mut clients {
+        let mut check = SeqCheck::default();
+        while check.ticks < N {
+            check.feed(&c.json());
+        }
+        assert_eq!(check.last["AAA"], N / 2);
+        assert_eq!(check.last["BBB"], N / 2);
+    }
+}
+
+#[test]
+fn tick_json_matches_the_contract() {
+    let srv = TestServer::start(|_| {});
+    let mut c = Client::connect(srv.addr);
+    assert_eq!(c.welcome["protocol"], 1);
+    assert_eq!(c.welcome["max_queue"], 4096);
+    assert_eq!(c.welcome["heartbeat_ms"], 5000);
+    assert!(c.welcome["conn_id"].as_str().unwrap().starts_with("c-"));
+    c.subscribe(&["AAPL"], &[], 1);
+    let before = tickcast_now();
+    srv.publish(
+        tickcast::Tick::new("AAPL")
+            .bid(189.25)
+            .ask(189.27)
+            .bid_size(300)
+            .volume(5),
+    );
+    let v = c.json();
+    let after = tickcast_now();
+    assert_eq!(v["type"], "tick");
+    assert_eq!(v["symbol"], "AAPL");
+    assert_eq!(v["seq"], 1);
+    let ts = v["ts"].as_u64().unwrap();
+    assert!(before <= ts && ts <= after, "ts is the acceptance time");
+    assert_eq!(v["bid"], 189.25);
+    assert_eq!(v["ask"], 189.27);
+    assert_eq!(v["bid_size"], 300);
+    assert_eq!(v["volume"], 5);
+    assert!(v.get("last").is_none(), "absent fields are left out");
+}
+
+fn tickcast_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as u64
+}
+
+#[test]
+fn subscribing_under_full_load_gives_snapshot_then_contiguous() {
+    let srv = TestServer::start(|_| {});
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let p = srv.b().publisher();
+    let stop2 = stop.clone();
+    let feed = std::thread::spawn(move || {
+        let mut i = 0u64;
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !stop2.load(std::sync::atomic::Ordering::Relaxed) && Instant::now() < deadline {
+            for s in ["X1", "X2", "X3", "X4"] {
+                let _ = p.publish(tick(s, i));
+            }
+            i += 1;
+            if i.is_multiple_of(64) {
+                std::thread::yield_now();
+            }
+        }
+    });
+    // Wait until ticks are flowing.
+    srv.wait_stats("ticks to flow", |s| s.ticks_published > 10_000);
+    for round in 0..12 {
+        let mut c = Client::connect(srv.addr);
+        let groups: &[&str] = if round % 3 == 0 { &["*"] } else { &[] };
+        c.subscribe(&["X1", "X2", "X3"], groups, 1);
+        let mut check = SeqCheck::default();
+        let mut first_seen = std::collections::HashSet::new();
+        while check.ticks < 3000 {
+            let v = c.json();
+            if let Some(sym) = v["symbol"].as_str()
+                && first_seen.insert(sym.to_string())
+            {
+                assert_eq!(
+                    v["type"], "snapshot",
+                    "first message of {sym} is its snapshot"
+                );
+            }
+            check.feed(&v);
+        }
+        assert!(check.snapshots >= 3);
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    feed.join().unwrap();
+}
+
+#[test]
+fn overlapping_subscriptions_deliver_once() {
+    let srv = TestServer::start(|_| {});
+    srv.b().set_group("g", ["S1", "S2"]).unwrap();
+    let mut c = Client::connect(srv.addr);
+    c.subscribe(&["S1"], &["g"], 1);
+    c.subscribe(&["S1", "S1"], &["g", "*"], 2);
+    c.subscribe(&[], &["*"], 3);
+    for i in 0..100 {
+        srv.publish(tick("S1", i));
+    }
+    srv.publish(tick("END", 0));
+    let mut check = SeqCheck::default();
+    let mut s1 = 0;
+    loop {
+        let v = c.json();
+        check.feed(&v);
+        if v["symbol"] == "END" {
+            break;
+        }
+        if v["symbol"] == "S1" {
+            s1 += 1;
+        }
+    }
+    assert_eq!(s1, 100, "each tick exactly once");
+}
+
+#[test]
+fn unsubscribe_stops_delivery() {
+    let srv = TestServer::start(|_| {});
+    srv.b().set_group("g", ["G1"]).unwrap();
+    let mut c = Client::connect(srv.addr);
+    c.subscribe(&["A", "B"], &["g"], 1);
+    srv.publish(tick("A", 0));
+    srv.publish(tick("G1", 0));
+    let r = c.request(
+        json!({"op":"unsubscribe","symbols":["A"],"groups":["g"]}),
+        2,
+    );
+    assert_eq!(
+        r,
+        json!({"type":"unsubscribed","id":2,"symbols":["A"],"groups":["g"]})
+    );
+    for i in 0..50 {
+        srv.publish(tick("A", i));
+        srv.publish(tick("G1", i));
+    }
+    srv.publish(tick("B", 0));
+    loop {
+        let v = c.json();
+        assert_ne!(v["symbol"], "A", "no A after unsubscribed: {v}");
+        assert_ne!(v["symbol"], "G1", "no G1 after unsubscribed: {v}");
+        if v["symbol"] == "B" {
+            break;
+        }
+    }
+    let r = c.request(json!({"op":"unsubscribe","all":true}), 3);
+    assert_eq!(r["symbols"], json!(["B"]));
+    srv.publish(tick("B", 1));
+    srv.publish(tick("A", 1));
+    let r = c.request(json!({"op":"ping"}), 4);
+    assert_eq!(
+        r["type"], "pong",
+        "nothing arrives after unsubscribe all: {r}"
+    );
+}
+
+#[test]
+fn group_redefinition_moves_subscribers_with_snapshots() {
+    let srv = TestServer::start(|_| {});
+    srv.b().set_group("g", ["A"]).unwrap();
+    srv.publish(tick("B", 0));
+    let mut c = Client::connect(srv.addr);
+    c.subscribe(&[], &["g"], 1);
+    srv.b().set_group("g", ["B"]).unwrap();
+    let v = c.json();
+    assert_eq!(
+        (v["type"].as_str(), v["symbol"].as_str(), v["seq"].as_u64()),
+        (Some("snapshot"), Some("B"), Some(1))
+    );
+    srv.publish(tick("A", 1));
+    srv.publish(tick("B", 1));
+    let v = c.json();
+    assert_eq!(
+        (v["symbol"].as_str(), v["seq"].as_u64()),
+        (Some("B"), Some(2))
+    );
+    assert!(srv.b().remove_group("g").unwrap());
+    let v = c.json();
+    assert_eq!(
+        v,
+        json!({"type":"unsubscribed","symbols":[],"groups":["g"]})
+    );
+    let r = c.request(json!({"op":"subscribe","groups":["g"]}), 2);
+    assert_eq!(r["code"], "unknown_group");
+}
+
+#[test]
+fn notices_reach_everyone() {
+    let srv = TestServer::start(|_| {});
+    let mut a = Client::connect(srv.addr);
+    let mut b = Client::connect(srv.addr);
+    srv.b().notice("market closes in 5 minutes");
+    for c in [&mut a, &mut b] {
+        let v = c.json();
+        assert_eq!(v["type"], "notice");
+        assert_eq!(v["text"], "market closes in 5 minutes");
+        assert!(v["ts"].as_u64().is_some());
+    }
+    let _ = WAIT;
+}

@@ -1,0 +1,162 @@
+//! Slow consumers: evicted with 4001 when their queue overflows, never
+//! silently skipped, and never delaying the others.
+
+mod util;
+
+use std::net::TcpStream;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use tungstenite::Message;
+use util::{Client, Got, SeqCheck, TestServer, WAIT, tick};
+
+/// A TCP connection with a small receive buffer, so the server notices a
+/// stalled reader quickly.
+fn small_window(addr: std::net::SocketAddr, bytes: usize) -> TcpStream {
+    let s = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    s.set_recv_buffer_size(bytes).unwrap();
+    s.connect(&addr.into()).unwrap();
+    s.into()
+}
+
+#[test]
+fn slow_client_is_evicted_without_delaying_others() {
+    let srv = TestServer::start(|c| {
+        c.queue_capacity = 2048;
+        c.send_buffer = 64 * 1024;
+        // Long enough for the stalled client to come back for its close.
+        c.close_linger = Duration::from_secs(20);
+    });
+    let mut slow = Client::over(small_window(srv.addr, 4096), srv.addr, "/ws");
+    slow.subscribe(&["S"], &[], 1);
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut fast = Vec::new();
+    for i in 0..3 {
+        let mut c = Client::connect(srv.addr);
+        c.subscribe(&["S", "END"], &[], i);
+        let stop = stop.clone();
+        fast.push(thread::spawn(move || {
+            let mut check = SeqCheck::default();
+            let deadline = Instant::now() + Duration::from_secs(60);
+            loop {
+                match c.recv() {
+                    Got::Json(v) => {
+                        check.feed(&v);
+                        if v["symbol"] == "END" {
+                            return check;
+                        }
+                    }
+                    other => panic!("fast client ended: {other:?}"),
+                }
+                assert!(Instant::now() < deadline);
+                let _ = stop.load(Ordering::Relaxed);
+            }
+        }));
+    }
+    // Publish in paced bursts until the slow client is evicted.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut published = 0u64;
+    while srv.stats().evicted_slow == 0 {
+        assert!(
+            Instant::now() < deadline,
+            "slow client never evicted: {:?}",
+            srv.stats()
+        );
+        // ~10,000 ticks/s: easy for the fast readers on a busy 2-core box.
+        for _ in 0..20 {
+            srv.publish(tick("S", published));
+            published += 1;
+        }
+        thread::sleep(Duration::from_millis(2));
+    }
+    // A few more after the eviction, then the end marker.
+    for _ in 0..100 {
+        srv.publish(tick("S", published));
+        published += 1;
+    }
+    srv.publish(tick("END", 0));
+    for h in fast {
+        let check = h
+            .join()
+            .expect("fast client saw no gap and was not evicted");
+        assert_eq!(check.last["S"], published, "fast clients got every tick");
+    }
+    // The stalled client now reads: its backlog, then the 4001 close.
+    let mut check = SeqCheck::default();
+    let end = Instant::now() + WAIT;
+    let (code, reason) = loop {
+        assert!(Instant::now() < end, "no close for the slow client");
+        match slow.recv() {
+            Got::Json(v) => check.feed(&v),
+            Got::Close(code, reason) => break (code, reason),
+            Got::End(e) => panic!("evicted client got no close frame: {e}"),
+        }
+    };
+    assert_eq!((code, reason.as_str()), (4001, "slow consumer"));
+    assert!(
+        check.ticks < published,
+        "it was evicted, not served everything"
+    );
+    assert_eq!(
+        srv.stats().evicted_slow,
+        1,
+        "only the slow client was evicted"
+    );
+    drop(slow);
+    srv.wait_stats("every socket to go", |s| {
+        s.connections == 0 && s.sockets == 0
+    });
+}
+
+#[test]
+fn pong_is_never_interleaved_inside_a_broadcast_frame() {
+    let srv = TestServer::start(|c| {
+        c.io_threads = 1;
+        // Small kernel buffers force partial writes of broadcast frames.
+        c.send_buffer = 4096;
+        c.queue_capacity = 100_000;
+    });
+    let mut c = Client::over(small_window(srv.addr, 16 * 1024), srv.addr, "/ws");
+    c.subscribe(&["P", "END"], &[], 1);
+    let p = srv.b().publisher();
+    let feeder = thread::spawn(move || {
+        for i in 0..5_000u64 {
+            // Large frames: a long payload makes mid-frame stops likely.
+            let t = tick("P", i).volume(i).bid_size(u64::MAX - i);
+            while p.publish(t.clone()).is_err() {
+                thread::sleep(Duration::from_micros(50));
+            }
+        }
+        while p.publish(tick("END", 0)).is_err() {
+            thread::sleep(Duration::from_micros(50));
+        }
+    });
+    let mut check = SeqCheck::default();
+    let mut pongs = 0;
+    let mut pings_sent = 0;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        assert!(Instant::now() < deadline);
+        if check.ticks % 50 == 0 && pings_sent < 200 {
+            c.ws.send(Message::Ping(format!("p{pings_sent}").into_bytes().into()))
+                .unwrap();
+            pings_sent += 1;
+        }
+        match c.ws.read().expect("stream stays well-formed") {
+            Message::Text(t) => {
+                let v: serde_json::Value = serde_json::from_str(t.as_str()).expect("whole JSON");
+                check.feed(&v);
+                if v["symbol"] == "END" {
+                    break;
+                }
+            }
+            Message::Pong(_) => pongs += 1,
+            _ => {}
+        }
+    }
+    feeder.join().unwrap();
+    assert_eq!(check.ticks, 5_001);
+    assert!(pongs > 0, "pongs arrived between frames");
+}

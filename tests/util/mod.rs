@@ -1,0 +1,302 @@
+//! Shared helpers for the integration tests: a real broadcaster on
+//! `127.0.0.1:0` and a blocking tungstenite client with bounded waits.
+#![allow(dead_code, unreachable_pub)]
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+use tickcast::{Broadcaster, Config, Stats, Tick};
+use tungstenite::protocol::frame::coding::CloseCode;
+use tungstenite::{Message, WebSocket};
+
+/// How long any single wait in a test may take before it fails.
+pub const WAIT: Duration = Duration::from_secs(10);
+
+/// A broadcaster started for one test; shut down on drop.
+pub struct TestServer {
+    pub b: Option<Broadcaster>,
+    pub addr: SocketAddr,
+}
+
+impl TestServer {
+    /// Three unpinned shards, no synthetic feed, then `f`'s changes.
+    pub fn start(f: impl FnOnce(&mut Config)) -> TestServer {
+        let mut c = Config {
+            listen: "127.0.0.1:0".parse().unwrap(),
+            synthetic_rate: 0,
+            io_threads: 3,
+            pin_threads: false,
+            ..Config::default()
+        };
+        f(&mut c);
+        let b = Broadcaster::start(c).expect("start broadcaster");
+        let addr = b.local_addr();
+        TestServer { b: Some(b), addr }
+    }
+
+    pub fn b(&self) -> &Broadcaster {
+        self.b.as_ref().unwrap()
+    }
+
+    pub fn url(&self) -> String {
+        format!("ws://{}/ws", self.addr)
+    }
+
+    /// Publishes, retrying while the publisher queue is full.
+    pub fn publish(&self, t: Tick) {
+        let p = self.b().publisher();
+        let deadline = Instant::now() + WAIT;
+        let mut t = t;
+        loop {
+            match p.publish(t) {
+                Ok(()) => return,
+                Err(tickcast::PublishError::Full(back)) if Instant::now() < deadline => {
+                    t = back;
+                    std::thread::sleep(Duration::from_micros(100));
+                }
+                Err(e) => panic!("publish failed: {e}"),
+            }
+        }
+    }
+
+    pub fn stats(&self) -> Stats {
+        self.b().stats()
+    }
+
+    /// Waits until `pred(stats)` holds.
+    pub fn wait_stats(&self, what: &str, pred: impl Fn(&Stats) -> bool) -> Stats {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let s = self.stats();
+            if pred(&s) {
+                return s;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "timed out waiting for {what}: {s:?}"
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    pub fn shutdown(mut self) {
+        self.b.take().unwrap().shutdown().unwrap();
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        if let Some(b) = self.b.take() {
+            let _ = b.shutdown();
+        }
+    }
+}
+
+/// One received item.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Got {
+    Json(Value),
+    Close(u16, String),
+    /// The connection ended without a close frame, or a read error.
+    End(String),
+}
+
+/// A blocking WebSocket client with a read timeout.
+pub struct Client {
+    pub ws: WebSocket<TcpStream>,
+    pub welcome: Value,
+}
+
+impl Client {
+    pub fn connect(addr: SocketAddr) -> Client {
+        Client::connect_path(addr, "/ws")
+    }
+
+    pub fn connect_path(addr: SocketAddr, path: &str) -> Client {
+        let stream = TcpStream::connect(addr).expect("tcp connect");
+        Client::over(stream, addr, path)
+    }
+
+    /// Completes the upgrade over an already connected stream.
+    pub fn over(stream: TcpStream, addr: SocketAddr, path: &str) -> Client {
+        stream.set_read_timeout(Some(WAIT)).unwrap();
+        stream.set_nodelay(true).unwrap();
+        let url = format!("ws://{addr}{path}");
+        let (ws, _resp) = tungstenite::client::client(url.as_str(), stream).expect("handshake");
+        let mut c = Client {
+            ws,
+            welcome: Value::Null,
+        };
+        match c.recv() {
+            Got::Json(v) if v["type"] == "welcome" => c.welcome = v,
+            other => panic!("expected welcome, got {other:?}"),
+        }
+        c
+    }
+
+    pub fn send(&mut self, v: Value) {
+        self.ws.send(Message::text(v.to_string())).expect("send");
+    }
+
+    pub fn send_text(&mut self, s: &str) {
+        self.ws.send(Message::text(s.to_string())).expect("send");
+    }
+
+    /// The next JSON message or close; pings and pongs are skipped.
+    pub fn recv(&mut self) -> Got {
+        loop {
+            match self.ws.read() {
+                Ok(Message::Text(t)) => {
+                    return Got::Json(serde_json::from_str(t.as_str()).expect("server sent JSON"));
+                }
+                Ok(Message::Close(Some(f))) => {
+                    return Got::Close(u16::from(f.code), f.reason.to_string());
+                }
+                Ok(Message::Close(None)) => return Got::Close(1005, String::new()),
+                Ok(Message::Binary(_)) => panic!("server sent a binary frame"),
+                Ok(_) => {}
+                Err(e) => return Got::End(e.to_string()),
+            }
+        }
+    }
+
+    /// The next JSON message; panics on close.
+    pub fn json(&mut self) -> Value {
+        match self.recv() {
+            Got::Json(v) => v,
+            other => panic!("expected JSON, got {other:?}"),
+        }
+    }
+
+    /// Reads until a message with `"type": ty` (and the given id, if any)
+    /// arrives; returns it and everything before it.
+    pub fn until(&mut self, ty: &str, id: Option<i64>) -> (Value, Vec<Value>) {
+        let deadline = Instant::now() + WAIT;
+        let mut before = Vec::new();
+        loop {
+            assert!(Instant::now() < deadline, "no {ty} within {WAIT:?}");
+            let v = self.json();
+            if v["type"] == ty && id.is_none_or(|id| v["id"] == json!(id)) {
+                return (v, before);
+            }
+            before.push(v);
+        }
+    }
+
+    /// Reads until the close frame; returns its code and reason.
+    pub fn until_close(&mut self) -> (u16, String) {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            assert!(Instant::now() < deadline, "no close within {WAIT:?}");
+            match self.recv() {
+                Got::Json(_) => {}
+                Got::Close(code, reason) => return (code, reason),
+                Got::End(e) => panic!("connection ended without a close frame: {e}"),
+            }
+        }
+    }
+
+    /// Sends a request and waits for the reply with the same id.
+    pub fn request(&mut self, mut req: Value, id: i64) -> Value {
+        req["id"] = json!(id);
+        self.send(req);
+        let deadline = Instant::now() + WAIT;
+        loop {
+            assert!(Instant::now() < deadline, "no reply to id {id}");
+            let v = self.json();
+            if v["id"] == json!(id) {
+                return v;
+            }
+        }
+    }
+
+    pub fn subscribe(&mut self, symbols: &[&str], groups: &[&str], id: i64) -> Value {
+        let r = self.request(
+            json!({"op":"subscribe","symbols":symbols,"groups":groups}),
+            id,
+        );
+        assert_eq!(r["type"], "subscribed", "{r}");
+        r
+    }
+
+    pub fn close_code(code: CloseCode) -> u16 {
+        u16::from(code)
+    }
+}
+
+/// Checks per-symbol sequence continuity of a message stream: a snapshot
+/// (or the first tick) sets the baseline, every tick must be the next seq.
+#[derive(Debug, Default)]
+pub struct SeqCheck {
+    pub last: std::collections::HashMap<String, u64>,
+    pub ticks: u64,
+    pub snapshots: u64,
+}
+
+impl SeqCheck {
+    /// Feeds one message; panics on a gap, duplicate or reordering.
+    pub fn feed(&mut self, v: &Value) {
+        let ty = v["type"].as_str().unwrap_or("");
+        if ty != "tick" && ty != "snapshot" {
+            return;
+        }
+        let sym = v["symbol"].as_str().expect("symbol").to_string();
+        let seq = v["seq"].as_u64().expect("seq");
+        assert!(v["ts"].as_u64().is_some(), "ts missing in {v}");
+        if ty == "snapshot" {
+            self.snapshots += 1;
+            if let Some(&prev) = self.last.get(&sym) {
+                assert_eq!(seq, prev, "snapshot of {sym} disagrees with the stream");
+            }
+            self.last.insert(sym, seq);
+            return;
+        }
+        self.ticks += 1;
+        if let Some(&prev) = self.last.get(&sym) {
+            assert_eq!(
+                seq,
+                prev + 1,
+                "seq gap or duplicate on {sym}: {prev} then {seq}"
+            );
+        }
+        self.last.insert(sym, seq);
+    }
+}
+
+/// Sends raw bytes on a fresh TCP connection and returns everything the
+/// server sends until it closes (or `WAIT` passes).
+pub fn raw_exchange(addr: SocketAddr, bytes: &[u8]) -> Vec<u8> {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(WAIT)).unwrap();
+    s.write_all(bytes).unwrap();
+    let mut out = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        match s.read(&mut buf) {
+            Ok(0) | Err(_) => return out,
+            Ok(n) => out.extend_from_slice(&buf[..n]),
+        }
+    }
+}
+
+/// The status code of a raw HTTP response.
+pub fn status_of(resp: &[u8]) -> u16 {
+    let s = String::from_utf8_lossy(resp);
+    s.split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0)
+}
+
+/// A tick with every field.
+pub fn tick(sym: &str, i: u64) -> Tick {
+    Tick::new(sym)
+        .bid(100.0 + i as f64 / 100.0)
+        .ask(100.01 + i as f64 / 100.0)
+        .bid_size(100)
+        .ask_size(200)
+        .last(100.0)
+        .volume(i)
+}
