@@ -1,0 +1,1219 @@
+//! The client engine: many WebSocket clients on a few mio event loops.
+//!
+//! ```text
+//!  run(opts) ─┬─ worker thread 0: Poll + Slab<Conn> ─ connect → handshake → subscribe → read frames
+//!             ├─ worker thread 1: ...
+//!             └─ coordinator (this thread): waits for connects, sets the measured window,
+//!                prints progress (interval histograms arrive over a channel), joins, merges
+//! ```
+//!
+//! Each worker owns its connections outright (no locks on the data path):
+//! one 64 KiB read buffer per thread, a small per-connection `pending`
+//! buffer holding at most one partial frame, and per-thread histograms that
+//! are merged when the run ends.
+//!
+//! Invariants:
+//! - a connection's bytes are parsed in arrival order, whole frames only;
+//!   `pending` holds the tail of the last read that was not yet a whole frame;
+//! - every socket is read until `WouldBlock` (mio is edge-triggered) or, past
+//!   [`READS_PER_EVENT`], put on the `again` list so the loop comes back to
+//!   it without waiting for a new event;
+//! - every loop is bounded in time: connects by `connect_timeout`, the run by
+//!   the measured window, the final drain by [`DRAIN_TIMEOUT`].
+
+use std::collections::{BTreeMap, VecDeque};
+use std::io::{self, Read, Write};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::mpsc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use anyhow::Context;
+use hdrhistogram::Histogram;
+use mio::net::TcpStream;
+use mio::{Events, Interest, Poll, Token};
+use rustc_hash::FxHashMap;
+use slab::Slab;
+use socket2::{Domain, Protocol, Socket, Type};
+
+use crate::frame::{self, FrameError, OP_BINARY, OP_CLOSE, OP_PING, OP_PONG, OP_TEXT, Parsed};
+use crate::handshake::ClientHandshake;
+use crate::options::{Options, SlowMode, Subscription, Target};
+use crate::scan::{Control, Scanned, Scanner, parse_control};
+use crate::seqcheck::{SeqCounts, SeqTracker};
+use crate::stats::latency_histogram;
+
+/// Size of each worker's read buffer. 64 KiB reads amortize the syscall
+/// over hundreds of tick frames; larger reads did not help on loopback.
+pub const READ_CHUNK: usize = 64 * 1024;
+
+/// Reads per readiness event before the socket goes to the back of the
+/// line, so one busy connection cannot starve the others on its thread.
+pub const READS_PER_EVENT: usize = 8;
+
+/// How long slow clients get after the window to read out their socket and
+/// find the server's close frame.
+pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// Upper bound on one `poll` wait: the loop re-checks deadlines, slow-reader
+/// budgets and the stop flag at least this often.
+const POLL_INTERVAL: Duration = Duration::from_millis(10);
+
+/// How a client's connection ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum End {
+    /// Still open when the run ended (we then closed it with 1000).
+    StillOpen,
+    /// The server sent a close frame.
+    Closed {
+        /// Close code (1005 when the frame had none).
+        code: u16,
+        /// Close reason.
+        reason: String,
+    },
+    /// The TCP stream ended without a close frame.
+    Eof,
+    /// A socket error after the handshake (e.g. reset).
+    IoError(String),
+    /// The server broke the framing rules.
+    Protocol(String),
+    /// Closed by the churn scenario.
+    Churned,
+    /// Connect or handshake failed.
+    ConnectFailed(String),
+}
+
+/// What one client saw.
+#[derive(Debug, Clone)]
+pub struct ClientResult {
+    /// Client number (0-based, churn replacements continue after `clients`).
+    pub index: usize,
+    /// Whether this was a slow client.
+    pub slow: bool,
+    /// TCP connect + handshake time, if the handshake completed.
+    pub connect_ns: Option<u64>,
+    /// Ticks received inside the measured window.
+    pub ticks_window: u64,
+    /// Ticks received in total.
+    pub ticks_total: u64,
+    /// Snapshots received.
+    pub snapshots: u64,
+    /// Sequence check results.
+    pub seq: SeqCounts,
+    /// Whether the client was open for the whole measured window.
+    pub full_window: bool,
+    /// How it ended.
+    pub end: End,
+}
+
+/// Counters a worker keeps for the whole thread.
+#[derive(Debug, Clone, Default)]
+pub struct Counters {
+    /// Text frames received inside the window.
+    pub msgs_window: u64,
+    /// Ticks received inside the window.
+    pub ticks_window: u64,
+    /// Bytes read inside the window (after the handshake).
+    pub bytes_window: u64,
+    /// Control messages by type (`welcome`, `subscribed`, `error:CODE`, …).
+    pub control: BTreeMap<String, u64>,
+    /// Text frames that were not valid messages.
+    pub invalid: u64,
+    /// Binary frames (the protocol has none).
+    pub binary: u64,
+    /// Pings answered.
+    pub pings: u64,
+    /// Ticks whose `ts` was later than the receive time (clock skew).
+    pub negative_latency: u64,
+}
+
+/// Everything one worker thread reports at the end.
+#[derive(Debug)]
+pub struct WorkerResult {
+    /// Per-client results.
+    pub clients: Vec<ClientResult>,
+    /// Latency of fast clients' ticks in the window, ns.
+    pub fast: Histogram<u64>,
+    /// Latency of slow clients' ticks in the window, ns.
+    pub slow: Histogram<u64>,
+    /// Connect + handshake times, ns.
+    pub connect: Histogram<u64>,
+    /// Thread-wide counters.
+    pub counters: Counters,
+}
+
+/// State shared between the coordinator and the workers (atomics only).
+#[derive(Debug)]
+pub struct Shared {
+    /// Set by the coordinator to end the run early (e.g. on failure).
+    pub stop: AtomicBool,
+    /// Start of the measured window, ns after `t0`; `u64::MAX` until known.
+    pub window_start: AtomicU64,
+    /// End of the measured window, ns after `t0`; `u64::MAX` until known.
+    pub window_end: AtomicU64,
+    /// Initial clients whose connect attempt has settled (open or failed).
+    pub settled: AtomicU64,
+    /// Connections open right now.
+    pub open: AtomicU64,
+    /// Connect failures so far.
+    pub failed: AtomicU64,
+    /// Closes with code 4001 so far.
+    pub evicted: AtomicU64,
+    /// Text frames received so far (any time), for progress lines.
+    pub msgs: AtomicU64,
+}
+
+impl Shared {
+    fn new() -> Self {
+        Shared {
+            stop: AtomicBool::new(false),
+            window_start: AtomicU64::new(u64::MAX),
+            window_end: AtomicU64::new(u64::MAX),
+            settled: AtomicU64::new(0),
+            open: AtomicU64::new(0),
+            failed: AtomicU64::new(0),
+            evicted: AtomicU64::new(0),
+            msgs: AtomicU64::new(0),
+        }
+    }
+}
+
+/// Wall-clock time in ns since the UNIX epoch (the unit of `ts`).
+pub fn wall_ns() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64)
+}
+
+/// A small xorshift generator: masks, random picks. Not cryptographic;
+/// RFC 6455 masks only need to be unpredictable to intermediaries, and
+/// there are none on loopback.
+#[derive(Debug, Clone)]
+pub struct Rng(u64);
+
+impl Rng {
+    /// Seeds from the clock and `salt`.
+    pub fn new(salt: u64) -> Self {
+        Rng((wall_ns() ^ salt.wrapping_mul(0x9E37_79B9_7F4A_7C15)) | 1)
+    }
+
+    /// Next pseudo-random value.
+    pub fn next_u64(&mut self) -> u64 {
+        let mut x = self.0;
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        self.0 = x;
+        x
+    }
+
+    /// A value in `0..n` (n > 0).
+    pub fn below(&mut self, n: usize) -> usize {
+        (self.next_u64() % n as u64) as usize
+    }
+
+    fn mask(&mut self) -> [u8; 4] {
+        (self.next_u64() as u32).to_ne_bytes()
+    }
+}
+
+/// One client to connect.
+#[derive(Debug, Clone)]
+struct Spec {
+    index: usize,
+    slow: bool,
+}
+
+#[derive(Debug, PartialEq, Eq, Clone, Copy)]
+enum State {
+    Connecting,
+    Handshaking,
+    Open,
+}
+
+#[derive(Debug)]
+struct Conn {
+    spec: Spec,
+    stream: TcpStream,
+    state: State,
+    started: Instant,
+    hs: Option<ClientHandshake>,
+    hs_buf: Vec<u8>,
+    pending: Vec<u8>,
+    out: Vec<u8>,
+    seq: SeqTracker,
+    connect_ns: Option<u64>,
+    opened_at: u64,
+    ticks_window: u64,
+    ticks_total: u64,
+    snapshots: u64,
+    /// Set once the connection is finished; the loop then removes it.
+    end: Option<End>,
+    /// Stop-mode slow client: not reading until the drain phase.
+    paused: bool,
+    /// Rate-mode slow client: bytes it may still read.
+    budget: f64,
+}
+
+/// Static per-run facts every worker needs.
+#[derive(Debug)]
+struct Plan {
+    target: Target,
+    opts: Options,
+    universe: Vec<String>,
+    t0: Instant,
+}
+
+/// Per-thread state used while parsing; split from the connection slab so
+/// both can be borrowed at once.
+struct Ctx {
+    scanner: Scanner,
+    symbols: FxHashMap<Box<[u8]>, u32>,
+    rng: Rng,
+    fast: Histogram<u64>,
+    fast_interval: Histogram<u64>,
+    slow: Histogram<u64>,
+    counters: Counters,
+    msgs_unflushed: u64,
+}
+
+impl Ctx {
+    fn intern(&mut self, symbol: &[u8]) -> u32 {
+        if let Some(id) = self.symbols.get(symbol) {
+            return *id;
+        }
+        let id = self.symbols.len() as u32;
+        self.symbols.insert(symbol.into(), id);
+        id
+    }
+
+    fn bump(&mut self, key: &str) {
+        *self.counters.control.entry(key.to_string()).or_insert(0) += 1;
+    }
+}
+
+/// Timing of the chunk being parsed.
+#[derive(Clone, Copy)]
+struct Now {
+    wall: u64,
+    in_window: bool,
+}
+
+struct Worker {
+    plan: Arc<Plan>,
+    shared: Arc<Shared>,
+    progress: mpsc::Sender<Histogram<u64>>,
+    poll: Poll,
+    conns: Slab<Conn>,
+    buf: Vec<u8>,
+    ctx: Ctx,
+    queue: VecDeque<Spec>,
+    again: Vec<Token>,
+    results: Vec<ClientResult>,
+    connect_hist: Histogram<u64>,
+    in_flight: usize,
+    next_index: usize,
+}
+
+/// Runs the client side of one scenario pass against `target` and returns
+/// the raw per-worker results, merged by the caller.
+pub(crate) fn drive(
+    opts: &Options,
+    target: &Target,
+    universe: Vec<String>,
+) -> anyhow::Result<(Vec<WorkerResult>, Duration)> {
+    let t0 = Instant::now();
+    let plan = Arc::new(Plan {
+        target: target.clone(),
+        opts: opts.clone(),
+        universe,
+        t0,
+    });
+    let shared = Arc::new(Shared::new());
+    let (tx, rx) = mpsc::channel::<Histogram<u64>>();
+    let threads = opts.threads.min(opts.clients).max(1);
+    let slow_count = (opts.clients as f64 * opts.slow_fraction).round() as usize;
+    let mut handles = Vec::new();
+    for id in 0..threads {
+        // Client i goes to thread i % threads; the first `slow_count` of a
+        // shuffled-by-stride order are slow, spread over threads.
+        let specs: VecDeque<Spec> = (id..opts.clients)
+            .step_by(threads)
+            .map(|index| Spec {
+                index,
+                slow: is_slow(index, opts.clients, slow_count),
+            })
+            .collect();
+        let plan = Arc::clone(&plan);
+        let shared = Arc::clone(&shared);
+        let tx = tx.clone();
+        let cpu = (!opts.cpus.is_empty()).then(|| opts.cpus[id % opts.cpus.len()]);
+        let handle = std::thread::Builder::new()
+            .name(format!("loadtest-{id}"))
+            .spawn(move || -> anyhow::Result<WorkerResult> {
+                if let Some(cpu) = cpu
+                    && !crate::sys::pin_to_core(cpu)
+                {
+                    eprintln!("warning: could not pin thread {id} to cpu {cpu}");
+                }
+                Worker::new(id, plan, shared, tx, specs)?.run()
+            })
+            .context("spawning worker thread")?;
+        handles.push(handle);
+    }
+    drop(tx);
+    let window = coordinate(opts, &plan, &shared, &rx, threads);
+    let mut results = Vec::new();
+    for h in handles {
+        match h.join() {
+            Ok(r) => results.push(r?),
+            Err(_) => anyhow::bail!("a worker thread panicked"),
+        }
+    }
+    Ok((results, window))
+}
+
+/// Spreads `slow_count` slow clients evenly over `0..clients`.
+fn is_slow(index: usize, clients: usize, slow_count: usize) -> bool {
+    slow_count > 0 && (index * slow_count) % clients < slow_count
+}
+
+/// Waits for the connect phase, fixes the measured window, prints progress
+/// and returns the window's length.
+fn coordinate(
+    opts: &Options,
+    plan: &Plan,
+    shared: &Shared,
+    rx: &mpsc::Receiver<Histogram<u64>>,
+    threads: usize,
+) -> Duration {
+    let connect_deadline = plan.t0 + opts.connect_timeout + Duration::from_secs(1);
+    let clients = opts.clients as u64;
+    // Bounded by the connect deadline.
+    while shared.settled.load(Ordering::Relaxed) < clients && Instant::now() < connect_deadline {
+        std::thread::sleep(Duration::from_millis(5));
+        while rx.try_recv().is_ok() {}
+    }
+    let storm = opts.scenario == crate::options::Scenario::ConnectStorm;
+    let since_t0 = plan.t0.elapsed();
+    let warmup = if storm { Duration::ZERO } else { opts.warmup };
+    let start = since_t0 + warmup;
+    let end = start + opts.duration;
+    shared
+        .window_start
+        .store(start.as_nanos() as u64, Ordering::Relaxed);
+    shared
+        .window_end
+        .store(end.as_nanos() as u64, Ordering::Relaxed);
+    if opts.progress {
+        eprintln!(
+            "connected {} / {} ({} failed) in {:.2}s; warm-up {:.1}s, measuring {:.1}s",
+            shared.open.load(Ordering::Relaxed),
+            clients,
+            shared.failed.load(Ordering::Relaxed),
+            since_t0.as_secs_f64(),
+            warmup.as_secs_f64(),
+            opts.duration.as_secs_f64()
+        );
+    }
+    let mut so_far = latency_histogram();
+    let mut last_msgs = shared.msgs.load(Ordering::Relaxed);
+    let mut last_tick = Instant::now();
+    let finish = plan.t0 + end + DRAIN_TIMEOUT + Duration::from_secs(2);
+    // Ends when every worker has hung up its progress sender (they exit on
+    // their own at the window end) or, as a bound, shortly after the drain.
+    loop {
+        match rx.recv_timeout(Duration::from_millis(100)) {
+            Ok(h) => {
+                let _ = crate::stats::merge(&mut so_far, &h);
+            }
+            Err(mpsc::RecvTimeoutError::Disconnected) => break,
+            Err(mpsc::RecvTimeoutError::Timeout) => {}
+        }
+        if Instant::now() > finish {
+            shared.stop.store(true, Ordering::Relaxed);
+        }
+        if last_tick.elapsed() >= Duration::from_secs(1) {
+            let msgs = shared.msgs.load(Ordering::Relaxed);
+            let dt = last_tick.elapsed().as_secs_f64();
+            last_tick = Instant::now();
+            if opts.progress {
+                let t = plan.t0.elapsed().as_secs_f64();
+                let p99 = if so_far.is_empty() {
+                    "-".to_string()
+                } else {
+                    format!("{:.3}ms", so_far.value_at_quantile(0.99) as f64 / 1e6)
+                };
+                eprintln!(
+                    "t={t:6.1}s msgs/s={:>10.0} p99={p99:>10} open={} evicted={} failed={} threads={threads}",
+                    (msgs - last_msgs) as f64 / dt,
+                    shared.open.load(Ordering::Relaxed),
+                    shared.evicted.load(Ordering::Relaxed),
+                    shared.failed.load(Ordering::Relaxed),
+                );
+            }
+            last_msgs = msgs;
+        }
+    }
+    end - start
+}
+
+impl Worker {
+    fn new(
+        id: usize,
+        plan: Arc<Plan>,
+        shared: Arc<Shared>,
+        progress: mpsc::Sender<Histogram<u64>>,
+        queue: VecDeque<Spec>,
+    ) -> anyhow::Result<Self> {
+        let n = queue.len();
+        Ok(Worker {
+            next_index: plan.opts.clients + id,
+            plan,
+            shared,
+            progress,
+            poll: Poll::new().context("creating mio Poll")?,
+            conns: Slab::with_capacity(n),
+            buf: vec![0; READ_CHUNK],
+            ctx: Ctx {
+                scanner: Scanner::new(),
+                symbols: FxHashMap::default(),
+                rng: Rng::new(id as u64 + 1),
+                fast: latency_histogram(),
+                fast_interval: latency_histogram(),
+                slow: latency_histogram(),
+                counters: Counters::default(),
+                msgs_unflushed: 0,
+            },
+            queue,
+            again: Vec::new(),
+            results: Vec::with_capacity(n),
+            connect_hist: latency_histogram(),
+            in_flight: 0,
+        })
+    }
+
+    fn rel_ns(&self) -> u64 {
+        self.plan.t0.elapsed().as_nanos() as u64
+    }
+
+    fn run(mut self) -> anyhow::Result<WorkerResult> {
+        let mut events = Events::with_capacity(1024);
+        let mut last_progress = Instant::now();
+        let mut last_sweep = Instant::now();
+        let mut last_budget = Instant::now();
+        let mut churn_tokens = 0.0f64;
+        let mut churn_last = Instant::now();
+        let opts = self.plan.opts.clone();
+        let churn_per_thread = opts.churn_rate / opts.threads.min(opts.clients).max(1) as f64;
+        let mut draining_since: Option<Instant> = None;
+        loop {
+            self.start_connects();
+            let timeout = if self.again.is_empty() {
+                POLL_INTERVAL
+            } else {
+                Duration::ZERO
+            };
+            if let Err(e) = self.poll.poll(&mut events, Some(timeout))
+                && e.kind() != io::ErrorKind::Interrupted
+            {
+                return Err(e).context("mio poll");
+            }
+            for ev in events.iter() {
+                let token = ev.token();
+                if ev.is_writable() {
+                    self.on_writable(token);
+                }
+                if ev.is_readable() || ev.is_read_closed() || ev.is_error() {
+                    self.on_readable(token, ev.is_read_closed() || ev.is_error());
+                }
+                self.reap(token);
+            }
+            for token in std::mem::take(&mut self.again) {
+                self.on_readable(token, false);
+                self.reap(token);
+            }
+            if matches!(opts.slow_mode, SlowMode::Rate(_)) {
+                let dt = last_budget.elapsed().as_secs_f64();
+                last_budget = Instant::now();
+                self.serve_slow_readers(dt);
+            }
+            self.flush_msgs();
+
+            let now_rel = self.rel_ns();
+            let start = self.shared.window_start.load(Ordering::Relaxed);
+            let end = self.shared.window_end.load(Ordering::Relaxed);
+            if last_sweep.elapsed() >= Duration::from_millis(100) {
+                last_sweep = Instant::now();
+                self.sweep_connect_deadlines();
+            }
+            if last_progress.elapsed() >= Duration::from_secs(1) {
+                last_progress = Instant::now();
+                self.send_progress();
+            }
+            // Churn runs from the end of the connect phase to the window end.
+            if churn_per_thread > 0.0 && start != u64::MAX && now_rel < end {
+                churn_tokens += churn_per_thread * churn_last.elapsed().as_secs_f64();
+                churn_tokens = churn_tokens.min(churn_per_thread.max(1.0));
+                while churn_tokens >= 1.0 {
+                    churn_tokens -= 1.0;
+                    self.churn_one();
+                }
+            }
+            churn_last = Instant::now();
+            if self.shared.stop.load(Ordering::Relaxed) {
+                break;
+            }
+            if end != u64::MAX && now_rel >= end {
+                match draining_since {
+                    None => {
+                        draining_since = Some(Instant::now());
+                        if !self.begin_drain() {
+                            break;
+                        }
+                    }
+                    Some(t) => {
+                        let busy = self
+                            .conns
+                            .iter()
+                            .any(|(_, c)| c.spec.slow && c.end.is_none());
+                        if !busy || t.elapsed() >= DRAIN_TIMEOUT {
+                            break;
+                        }
+                    }
+                }
+            }
+        }
+        self.finish()
+    }
+
+    fn flush_msgs(&mut self) {
+        if self.ctx.msgs_unflushed > 0 {
+            self.shared
+                .msgs
+                .fetch_add(self.ctx.msgs_unflushed, Ordering::Relaxed);
+            self.ctx.msgs_unflushed = 0;
+        }
+    }
+
+    fn send_progress(&mut self) {
+        let fresh = latency_histogram();
+        let interval = std::mem::replace(&mut self.ctx.fast_interval, fresh);
+        let _ = crate::stats::merge(&mut self.ctx.fast, &interval);
+        // The coordinator may be gone already at the very end; that's fine.
+        let _ = self.progress.send(interval);
+    }
+
+    /// Starts queued connects up to the concurrency limit.
+    fn start_connects(&mut self) {
+        let limit = self.plan.opts.connect_concurrency;
+        while limit == 0 || self.in_flight < limit {
+            let Some(spec) = self.queue.pop_front() else {
+                break;
+            };
+            let initial = spec.index < self.plan.opts.clients;
+            match self.connect(spec.clone()) {
+                Ok(()) => self.in_flight += 1,
+                Err(e) => self.connect_failed(spec, initial, format!("connect: {}", io_reason(&e))),
+            }
+        }
+    }
+
+    fn connect(&mut self, spec: Spec) -> io::Result<()> {
+        let addr = self.plan.target.addr;
+        let sock = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+        sock.set_nonblocking(true)?;
+        sock.set_tcp_nodelay(true)?;
+        if addr.is_ipv4() {
+            let n = self.plan.opts.source_addrs.max(1);
+            let last = 1 + (spec.index % n) as u8;
+            let src = SocketAddr::new(IpAddr::V4(Ipv4Addr::new(127, 0, 0, last)), 0);
+            sock.bind(&src.into())?;
+        }
+        match sock.connect(&addr.into()) {
+            Ok(()) => {}
+            Err(e)
+                if e.raw_os_error() == Some(libc::EINPROGRESS)
+                    || e.kind() == io::ErrorKind::WouldBlock => {}
+            Err(e) => return Err(e),
+        }
+        let mut stream = TcpStream::from_std(sock.into());
+        let entry = self.conns.vacant_entry();
+        let token = Token(entry.key());
+        self.poll.registry().register(
+            &mut stream,
+            token,
+            Interest::READABLE | Interest::WRITABLE,
+        )?;
+        let paused = false;
+        entry.insert(Conn {
+            spec,
+            stream,
+            state: State::Connecting,
+            started: Instant::now(),
+            hs: None,
+            hs_buf: Vec::new(),
+            pending: Vec::new(),
+            out: Vec::new(),
+            seq: SeqTracker::default(),
+            connect_ns: None,
+            opened_at: 0,
+            ticks_window: 0,
+            ticks_total: 0,
+            snapshots: 0,
+            end: None,
+            paused,
+            budget: 0.0,
+        });
+        Ok(())
+    }
+
+    fn connect_failed(&mut self, spec: Spec, initial: bool, reason: String) {
+        self.shared.failed.fetch_add(1, Ordering::Relaxed);
+        if initial {
+            self.shared.settled.fetch_add(1, Ordering::Relaxed);
+        }
+        self.results.push(ClientResult {
+            index: spec.index,
+            slow: spec.slow,
+            connect_ns: None,
+            ticks_window: 0,
+            ticks_total: 0,
+            snapshots: 0,
+            seq: SeqCounts::default(),
+            full_window: false,
+            end: End::ConnectFailed(reason),
+        });
+    }
+
+    fn on_writable(&mut self, token: Token) {
+        let Some(conn) = self.conns.get_mut(token.0) else {
+            return;
+        };
+        if conn.end.is_some() {
+            return;
+        }
+        if conn.state == State::Connecting {
+            match conn.stream.take_error() {
+                Ok(Some(e)) | Err(e) => {
+                    conn.end = Some(End::ConnectFailed(format!("connect: {}", io_reason(&e))));
+                    return;
+                }
+                Ok(None) => {}
+            }
+            match conn.stream.peer_addr() {
+                Ok(_) => {}
+                Err(e) if e.kind() == io::ErrorKind::NotConnected => return,
+                Err(e) => {
+                    conn.end = Some(End::ConnectFailed(format!("connect: {}", io_reason(&e))));
+                    return;
+                }
+            }
+            let hs = ClientHandshake::new(&self.plan.target.host, &self.plan.target.path);
+            conn.out.extend_from_slice(&hs.request);
+            conn.hs = Some(hs);
+            conn.state = State::Handshaking;
+        }
+        flush(conn);
+    }
+
+    /// Reads what the socket has (see the module invariants).
+    fn on_readable(&mut self, token: Token, hangup: bool) {
+        let Some(conn) = self.conns.get_mut(token.0) else {
+            return;
+        };
+        if conn.end.is_some() {
+            return;
+        }
+        if conn.state == State::Connecting {
+            if hangup {
+                let reason = match conn.stream.take_error() {
+                    Ok(Some(e)) | Err(e) => io_reason(&e),
+                    Ok(None) => "connection closed".to_string(),
+                };
+                conn.end = Some(End::ConnectFailed(format!("connect: {reason}")));
+            }
+            return;
+        }
+        if conn.paused {
+            if !hangup {
+                return;
+            }
+            // The server hung up on a stopped reader: read out what is left
+            // to find its close frame.
+            conn.paused = false;
+        }
+        if let (SlowMode::Rate(_), true, State::Open) =
+            (self.plan.opts.slow_mode, conn.spec.slow, conn.state)
+        {
+            // Rate-limited readers are served by serve_slow_readers, unless
+            // the peer hung up (then read it out).
+            if !hangup {
+                return;
+            }
+        }
+        for _ in 0..READS_PER_EVENT {
+            match self.read_once(token.0, usize::MAX) {
+                ReadOutcome::More => {}
+                ReadOutcome::Blocked | ReadOutcome::Done => return,
+            }
+        }
+        self.again.push(token);
+    }
+
+    /// One read (of at most `limit` bytes) and the parsing of what arrived.
+    fn read_once(&mut self, key: usize, limit: usize) -> ReadOutcome {
+        let Some(conn) = self.conns.get_mut(key) else {
+            return ReadOutcome::Done;
+        };
+        if conn.end.is_some() {
+            return ReadOutcome::Done;
+        }
+        let keep = conn.pending.len();
+        if self.buf.len() < keep + READ_CHUNK {
+            self.buf.resize(keep + READ_CHUNK, 0);
+        }
+        self.buf[..keep].copy_from_slice(&conn.pending);
+        let want = READ_CHUNK.min(limit.max(1));
+        let n = match conn.stream.read(&mut self.buf[keep..keep + want]) {
+            Ok(0) => {
+                conn.end = Some(End::Eof);
+                return ReadOutcome::Done;
+            }
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return ReadOutcome::Blocked,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => return ReadOutcome::More,
+            Err(e) => {
+                conn.end = Some(if conn.state == State::Open {
+                    End::IoError(io_reason(&e))
+                } else {
+                    End::ConnectFailed(format!("handshake: {}", io_reason(&e)))
+                });
+                return ReadOutcome::Done;
+            }
+        };
+        if conn.state == State::Open {
+            conn.budget -= n as f64;
+        }
+        let rel = self.plan.t0.elapsed().as_nanos() as u64;
+        let start = self.shared.window_start.load(Ordering::Relaxed);
+        let end = self.shared.window_end.load(Ordering::Relaxed);
+        let now = Now {
+            wall: wall_ns(),
+            in_window: rel >= start && rel < end,
+        };
+        let mut data_from = 0;
+        let mut limited = false;
+        if conn.state == State::Handshaking {
+            conn.hs_buf.extend_from_slice(&self.buf[keep..keep + n]);
+            let Some(hs) = conn.hs.as_ref() else {
+                return ReadOutcome::Done;
+            };
+            match hs.check_response(&conn.hs_buf) {
+                Ok(None) => return ReadOutcome::More,
+                Err(e) => {
+                    conn.end = Some(End::ConnectFailed(format!("handshake: {e}")));
+                    return ReadOutcome::Done;
+                }
+                Ok(Some(hdr)) => {
+                    let elapsed = conn.started.elapsed().as_nanos() as u64;
+                    conn.connect_ns = Some(elapsed);
+                    self.connect_hist.saturating_record(elapsed.max(1));
+                    conn.state = State::Open;
+                    conn.opened_at = rel;
+                    conn.hs = None;
+                    // Bytes after the header block are frames: they are
+                    // the tail of this read.
+                    let frames_len = conn.hs_buf.len() - hdr;
+                    data_from = keep + n - frames_len;
+                    conn.hs_buf = Vec::new();
+                    self.in_flight = self.in_flight.saturating_sub(1);
+                    self.shared.open.fetch_add(1, Ordering::Relaxed);
+                    if conn.spec.index < self.plan.opts.clients {
+                        self.shared.settled.fetch_add(1, Ordering::Relaxed);
+                    }
+                    let sub = subscribe_message(&self.plan, &mut self.ctx.rng);
+                    if let Some(msg) = sub {
+                        let mask = self.ctx.rng.mask();
+                        frame::encode_masked(&mut conn.out, OP_TEXT, msg.as_bytes(), mask);
+                        flush(conn);
+                    }
+                    // Slow clients start being slow now: a stopped reader
+                    // pauses, a rate-limited one waits for its budget
+                    // (serve_slow_readers); both still parse this read.
+                    if conn.spec.slow {
+                        conn.paused = self.plan.opts.slow_mode == SlowMode::Stop;
+                        limited = matches!(self.plan.opts.slow_mode, SlowMode::Rate(_));
+                    }
+                }
+            }
+        }
+        if now.in_window {
+            self.ctx.counters.bytes_window += n as u64;
+        }
+        let data = &self.buf[data_from..keep + n];
+        let consumed = match parse_frames(conn, &mut self.ctx, data, now) {
+            Ok(c) => c,
+            Err(e) => {
+                conn.end = Some(End::Protocol(e.to_string()));
+                return ReadOutcome::Done;
+            }
+        };
+        conn.pending.clear();
+        conn.pending.extend_from_slice(&data[consumed..]);
+        if conn.end.is_some() {
+            flush(conn);
+            return ReadOutcome::Done;
+        }
+        if conn.paused || limited {
+            return ReadOutcome::Done;
+        }
+        ReadOutcome::More
+    }
+
+    fn serve_slow_readers(&mut self, dt: f64) {
+        let SlowMode::Rate(rate) = self.plan.opts.slow_mode else {
+            return;
+        };
+        let keys: Vec<usize> = self
+            .conns
+            .iter()
+            .filter(|(_, c)| c.spec.slow && c.state == State::Open && c.end.is_none())
+            .map(|(k, _)| k)
+            .collect();
+        for key in keys {
+            let Some(conn) = self.conns.get_mut(key) else {
+                continue;
+            };
+            // At most one second's worth of budget accumulates.
+            conn.budget = (conn.budget + rate as f64 * dt).min(rate as f64);
+            while let Some(c) = self.conns.get(key) {
+                if c.budget < 1.0 {
+                    break;
+                }
+                let limit = c.budget as usize;
+                if self.read_once(key, limit) != ReadOutcome::More {
+                    break;
+                }
+            }
+            self.reap(Token(key));
+        }
+    }
+
+    fn sweep_connect_deadlines(&mut self) {
+        let timeout = self.plan.opts.connect_timeout;
+        for (_, c) in self.conns.iter_mut() {
+            if c.end.is_none() && c.state != State::Open && c.started.elapsed() > timeout {
+                c.end = Some(End::ConnectFailed("timeout".to_string()));
+            }
+        }
+        let keys: Vec<usize> = self
+            .conns
+            .iter()
+            .filter(|(_, c)| c.end.is_some())
+            .map(|(k, _)| k)
+            .collect();
+        for k in keys {
+            self.reap(Token(k));
+        }
+    }
+
+    fn churn_one(&mut self) {
+        let open: Vec<usize> = self
+            .conns
+            .iter()
+            .filter(|(_, c)| c.state == State::Open && c.end.is_none() && !c.spec.slow)
+            .map(|(k, _)| k)
+            .collect();
+        if open.is_empty() {
+            return;
+        }
+        let key = open[self.ctx.rng.below(open.len())];
+        if let Some(conn) = self.conns.get_mut(key) {
+            let mask = self.ctx.rng.mask();
+            frame::encode_close(&mut conn.out, 1000, "churn", mask);
+            flush(conn);
+            conn.end = Some(End::Churned);
+        }
+        self.reap(Token(key));
+        self.queue.push_back(Spec {
+            index: self.next_index,
+            slow: false,
+        });
+        self.next_index += self.plan.opts.threads.max(1);
+    }
+
+    /// Ends the window: fast clients are closed; stopped slow readers start
+    /// reading out their sockets. Returns true if and only if there is
+    /// something left to drain.
+    fn begin_drain(&mut self) -> bool {
+        self.send_progress();
+        let keys: Vec<usize> = self.conns.iter().map(|(k, _)| k).collect();
+        let mut draining = false;
+        for k in keys {
+            let Some(c) = self.conns.get_mut(k) else {
+                continue;
+            };
+            if c.spec.slow && c.state == State::Open && c.end.is_none() {
+                c.paused = false;
+                draining = true;
+                self.again.push(Token(k));
+            } else if c.end.is_none() {
+                c.end = Some(End::StillOpen);
+                self.reap(Token(k));
+            }
+        }
+        // From here on slow readers read at full speed.
+        if let SlowMode::Rate(_) = self.plan.opts.slow_mode {
+            self.plan = Arc::new(Plan {
+                target: self.plan.target.clone(),
+                opts: Options {
+                    slow_mode: SlowMode::Stop,
+                    ..self.plan.opts.clone()
+                },
+                universe: self.plan.universe.clone(),
+                t0: self.plan.t0,
+            });
+        }
+        draining
+    }
+
+    /// Removes a finished connection and records its result.
+    fn reap(&mut self, token: Token) {
+        let Some(c) = self.conns.get(token.0) else {
+            return;
+        };
+        let Some(end) = c.end.clone() else { return };
+        let mut conn = self.conns.remove(token.0);
+        let _ = self.poll.registry().deregister(&mut conn.stream);
+        let initial = conn.spec.index < self.plan.opts.clients;
+        if let End::ConnectFailed(_) = end {
+            self.in_flight = self.in_flight.saturating_sub(1);
+            self.connect_failed(
+                conn.spec,
+                initial,
+                match end {
+                    End::ConnectFailed(r) => r,
+                    _ => String::new(),
+                },
+            );
+            return;
+        }
+        if end == End::StillOpen {
+            let mask = self.ctx.rng.mask();
+            frame::encode_close(&mut conn.out, 1000, "done", mask);
+            flush(&mut conn);
+        }
+        if let End::Closed { code: 4001, .. } = end {
+            self.shared.evicted.fetch_add(1, Ordering::Relaxed);
+        }
+        self.shared.open.fetch_sub(1, Ordering::Relaxed);
+        let start = self.shared.window_start.load(Ordering::Relaxed);
+        let full_window = conn.opened_at <= start && end == End::StillOpen;
+        self.results.push(ClientResult {
+            index: conn.spec.index,
+            slow: conn.spec.slow,
+            connect_ns: conn.connect_ns,
+            ticks_window: conn.ticks_window,
+            ticks_total: conn.ticks_total,
+            snapshots: conn.snapshots,
+            seq: conn.seq.counts,
+            full_window,
+            end,
+        });
+    }
+
+    fn finish(mut self) -> anyhow::Result<WorkerResult> {
+        self.flush_msgs();
+        let keys: Vec<usize> = self.conns.iter().map(|(k, _)| k).collect();
+        for k in keys {
+            if let Some(c) = self.conns.get_mut(k)
+                && c.end.is_none()
+            {
+                c.end = Some(if c.state == State::Open {
+                    End::StillOpen
+                } else {
+                    End::ConnectFailed("run ended first".into())
+                });
+            }
+            self.reap(Token(k));
+        }
+        // Queued connects that never started (churn at the very end).
+        let interval = std::mem::replace(&mut self.ctx.fast_interval, latency_histogram());
+        crate::stats::merge(&mut self.ctx.fast, &interval)?;
+        Ok(WorkerResult {
+            clients: self.results,
+            fast: self.ctx.fast,
+            slow: self.ctx.slow,
+            connect: self.connect_hist,
+            counters: self.ctx.counters,
+        })
+    }
+}
+
+#[derive(Debug, PartialEq, Eq)]
+enum ReadOutcome {
+    More,
+    Blocked,
+    Done,
+}
+
+fn io_reason(e: &io::Error) -> String {
+    match e.raw_os_error() {
+        Some(libc::ECONNREFUSED) => "refused".into(),
+        Some(libc::ECONNRESET) => "reset".into(),
+        Some(libc::ETIMEDOUT) => "timed out".into(),
+        Some(libc::EADDRNOTAVAIL) => "no free source port".into(),
+        Some(libc::EMFILE) | Some(libc::ENFILE) => "too many open files".into(),
+        _ => e.kind().to_string(),
+    }
+}
+
+/// Writes as much of `conn.out` as the socket takes; the rest waits for
+/// the next writable event.
+fn flush(conn: &mut Conn) {
+    while !conn.out.is_empty() {
+        match conn.stream.write(&conn.out) {
+            Ok(0) => return,
+            Ok(n) => {
+                conn.out.drain(..n);
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(_) => return,
+        }
+    }
+}
+
+/// The subscribe request for one client, or `None` for no subscription.
+fn subscribe_message(plan: &Plan, rng: &mut Rng) -> Option<String> {
+    let body = match &plan.opts.subscribe {
+        Subscription::None => return None,
+        Subscription::All => serde_json::json!({"op": "subscribe", "id": 1, "groups": ["*"]}),
+        Subscription::Group(g) => serde_json::json!({"op": "subscribe", "id": 1, "groups": [g]}),
+        Subscription::Random(k) => {
+            let u = &plan.universe;
+            let mut picked: Vec<&String> = Vec::with_capacity(*k);
+            if *k >= u.len() {
+                picked.extend(u.iter());
+            } else {
+                // Partial Fisher-Yates over indices.
+                let mut idx: Vec<usize> = (0..u.len()).collect();
+                for i in 0..*k {
+                    let j = i + rng.below(u.len() - i);
+                    idx.swap(i, j);
+                    picked.push(&u[idx[i]]);
+                }
+            }
+            serde_json::json!({"op": "subscribe", "id": 1, "symbols": picked})
+        }
+    };
+    Some(body.to_string())
+}
+
+/// Parses every whole frame at the start of `data`; returns the number of
+/// bytes consumed. Stops early once the connection has ended.
+fn parse_frames(
+    conn: &mut Conn,
+    ctx: &mut Ctx,
+    data: &[u8],
+    now: Now,
+) -> Result<usize, FrameError> {
+    let mut at = 0;
+    while at < data.len() {
+        let f = match frame::parse(&data[at..])? {
+            Parsed::Frame(f) => f,
+            Parsed::Need(_) => break,
+        };
+        let payload = &data[at + f.header_len..at + f.len()];
+        at += f.len();
+        match f.opcode {
+            OP_TEXT => on_text(conn, ctx, payload, now),
+            OP_BINARY => ctx.counters.binary += 1,
+            OP_PING => {
+                ctx.counters.pings += 1;
+                let mask = ctx.rng.mask();
+                frame::encode_masked(&mut conn.out, OP_PONG, payload, mask);
+                flush(conn);
+            }
+            OP_PONG => {}
+            OP_CLOSE => {
+                let (code, reason) = frame::close_payload(payload);
+                let mask = ctx.rng.mask();
+                if code == 1005 {
+                    frame::encode_masked(&mut conn.out, OP_CLOSE, &[], mask);
+                } else {
+                    frame::encode_close(&mut conn.out, code, "", mask);
+                }
+                conn.end = Some(End::Closed { code, reason });
+                return Ok(at);
+            }
+            _ => {}
+        }
+    }
+    Ok(at)
+}
+
+fn on_text(conn: &mut Conn, ctx: &mut Ctx, payload: &[u8], now: Now) {
+    ctx.msgs_unflushed += 1;
+    if now.in_window {
+        ctx.counters.msgs_window += 1;
+    }
+    match ctx.scanner.scan(payload) {
+        Scanned::Tick(t) => {
+            let id = ctx.intern(&t.symbol);
+            conn.seq.tick(id, t.seq);
+            conn.ticks_total += 1;
+            if now.in_window {
+                conn.ticks_window += 1;
+                ctx.counters.ticks_window += 1;
+                if t.ts > now.wall {
+                    ctx.counters.negative_latency += 1;
+                }
+                let lat = now.wall.saturating_sub(t.ts).max(1);
+                if conn.spec.slow {
+                    ctx.slow.saturating_record(lat);
+                } else {
+                    ctx.fast_interval.saturating_record(lat);
+                }
+            }
+        }
+        Scanned::Snapshot(t) => {
+            let id = ctx.intern(&t.symbol);
+            conn.seq.snapshot(id, t.seq);
+            conn.snapshots += 1;
+        }
+        Scanned::Other => match parse_control(payload) {
+            Ok(Control::Welcome { .. }) => ctx.bump("welcome"),
+            Ok(Control::Subscribed { .. }) => ctx.bump("subscribed"),
+            Ok(Control::Unsubscribed { .. }) => ctx.bump("unsubscribed"),
+            Ok(Control::Groups { .. }) => ctx.bump("groups"),
+            Ok(Control::Pong { .. }) => ctx.bump("pong"),
+            Ok(Control::Notice { .. }) => ctx.bump("notice"),
+            Ok(Control::Error { code, .. }) => ctx.bump(&format!("error:{code}")),
+            Ok(Control::Unknown) => ctx.bump("unknown"),
+            Err(_) => ctx.counters.invalid += 1,
+        },
+        Scanned::Invalid => ctx.counters.invalid += 1,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn slow_clients_are_spread_evenly() {
+        let slow: Vec<usize> = (0..100).filter(|&i| is_slow(i, 100, 10)).collect();
+        assert_eq!(slow.len(), 10);
+        assert!(slow.windows(2).all(|w| w[1] - w[0] == 10));
+        assert_eq!((0..7).filter(|&i| is_slow(i, 7, 0)).count(), 0);
+        assert_eq!((0..7).filter(|&i| is_slow(i, 7, 7)).count(), 7);
+    }
+
+    #[test]
+    fn rng_stays_below_bound() {
+        let mut r = Rng::new(3);
+        assert!((0..1000).all(|_| r.below(7) < 7));
+    }
+}

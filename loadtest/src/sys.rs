@@ -1,0 +1,40 @@
+//! The few OS knobs the load generator turns: the open-file limit and CPU
+//! pinning.
+//!
+//! Invariant: failures here are reported, never fatal on their own; the run
+//! then fails later, visibly, as connect errors.
+
+/// Raises `RLIMIT_NOFILE`'s soft limit to the hard limit; returns the soft
+/// limit now in force.
+///
+/// # Errors
+/// The OS error from `getrlimit`/`setrlimit`.
+pub fn raise_nofile_limit() -> std::io::Result<u64> {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: `lim` is a valid, writable rlimit for the duration of the call.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    if lim.rlim_cur < lim.rlim_max {
+        lim.rlim_cur = lim.rlim_max;
+        // SAFETY: `lim` is a valid rlimit read from the kernel just above.
+        if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &lim) } != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+    }
+    Ok(lim.rlim_cur)
+}
+
+/// Pins the calling thread to core `cpu`; returns true if and only if the
+/// OS accepted.
+pub fn pin_to_core(cpu: usize) -> bool {
+    core_affinity::set_for_current(core_affinity::CoreId { id: cpu })
+}
+
+/// Number of online cores.
+pub fn cores() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
