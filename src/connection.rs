@@ -177,6 +177,26 @@ impl TokenBucket {
     }
 }
 
+/// Writes to a socket with `sendmsg(MSG_NOSIGNAL)`: a peer that vanished
+/// is an `EPIPE` error on that connection, never a `SIGPIPE` that kills a
+/// process embedding the broadcaster (which may not ignore the signal).
+#[derive(Debug)]
+pub(crate) struct Send<'a>(pub(crate) &'a TcpStream);
+
+impl Write for Send<'_> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        socket2::SockRef::from(self.0).send(buf)
+    }
+
+    fn write_vectored(&mut self, bufs: &[io::IoSlice<'_>]) -> io::Result<usize> {
+        socket2::SockRef::from(self.0).send_vectored(bufs)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
 /// The stream tungstenite reads from: reads come from the socket, writes
 /// (its automatic pong and close replies) go to `sink`, never to the socket.
 #[derive(Debug)]

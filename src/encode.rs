@@ -49,10 +49,10 @@ fn write_header(out: &mut [u8; MAX_HEADER], opcode: u8, len: usize) -> usize {
 pub(crate) fn frame(opcode: u8, payload: &[u8]) -> Frame {
     let mut header = [0u8; MAX_HEADER];
     let h = write_header(&mut header, opcode, payload.len());
-    let mut v = Vec::with_capacity(h + payload.len());
-    v.extend_from_slice(&header[..h]);
-    v.extend_from_slice(payload);
-    Frame::from(v)
+    Frame::build(h + payload.len(), |buf| {
+        buf[..h].copy_from_slice(&header[..h]);
+        buf[h..].copy_from_slice(payload);
+    })
 }
 
 /// A text frame carrying `json`.

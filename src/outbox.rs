@@ -1,8 +1,12 @@
 //! [`Outbox`]: a connection's bounded queue of outbound frames.
 //!
+//! Each queue entry is a shared [`Frame`] holding one frame or a *batch*
+//! of whole frames (the ticks a subscription class received in one shard
+//! turn, concatenated once for all its members).
+//!
 //! Invariant: bytes leave a connection in whole frames, in push order.
-//! `offset` is the number of bytes of the head frame already written; every
-//! other queued frame is untouched. Because every reply, pong and close frame
+//! `offset` is the number of bytes of the head entry already written; every
+//! other queued entry is untouched. Because every reply, pong and close frame
 //! is queued here too (never written to the socket directly), a control
 //! frame can never land inside a half-sent broadcast frame.
 //!
@@ -41,12 +45,24 @@ pub struct Progress {
     pub drained: bool,
 }
 
-/// A bounded FIFO of [`Frame`]s with a resume offset into the head frame.
+/// One queue entry: `frame.as_bytes()[..end]` holds `frames` whole frames.
+#[derive(Debug, Clone)]
+struct Entry {
+    frame: Frame,
+    /// Bytes to send; less than the frame's length only after an eviction
+    /// cut a batch at a frame boundary.
+    end: usize,
+    frames: usize,
+}
+
+/// A bounded FIFO of [`Frame`]s with a resume offset into the head entry.
 #[derive(Debug)]
 pub struct Outbox {
-    queue: VecDeque<Frame>,
+    queue: VecDeque<Entry>,
     /// Bytes of `queue[0]` already written; 0 when the queue is empty.
     offset: usize,
+    /// Frames queued (a batch counts each frame it holds).
+    frames: usize,
     /// Most frames the queue holds before `try_push` fails.
     capacity: usize,
     /// A close frame is queued (or the queue was abandoned); no more pushes.
@@ -59,24 +75,39 @@ impl Outbox {
         Outbox {
             queue: VecDeque::new(),
             offset: 0,
+            frames: 0,
             capacity: capacity.max(1),
             closed: false,
         }
     }
 
-    /// Queues `frame` at the back.
+    /// Queues one frame at the back.
     ///
     /// # Errors
     /// [`PushError::Full`] if `capacity` frames are queued (evict the
     /// connection), [`PushError::Closed`] after [`Outbox::push_close`].
     pub fn try_push(&mut self, frame: Frame) -> Result<(), PushError> {
+        self.try_push_batch(frame, 1)
+    }
+
+    /// Queues `batch`, which holds `frames` whole frames, at the back.
+    ///
+    /// # Errors
+    /// [`PushError::Full`] if the queue would then hold more than
+    /// `capacity` frames, [`PushError::Closed`] after a close frame.
+    pub fn try_push_batch(&mut self, batch: Frame, frames: usize) -> Result<(), PushError> {
         if self.closed {
             return Err(PushError::Closed);
         }
-        if self.queue.len() >= self.capacity {
+        if self.frames + frames > self.capacity {
             return Err(PushError::Full);
         }
-        self.queue.push_back(frame);
+        self.frames += frames;
+        self.queue.push_back(Entry {
+            end: batch.len(),
+            frame: batch,
+            frames,
+        });
         self.check_invariants();
         Ok(())
     }
@@ -87,7 +118,12 @@ impl Outbox {
     pub fn push_close(&mut self, close: Frame) {
         if !self.closed {
             self.closed = true;
-            self.queue.push_back(close);
+            self.frames += 1;
+            self.queue.push_back(Entry {
+                end: close.len(),
+                frame: close,
+                frames: 1,
+            });
         }
         self.check_invariants();
     }
@@ -99,6 +135,19 @@ impl Outbox {
     pub fn evict(&mut self, close: Frame) {
         let keep = usize::from(self.offset > 0);
         self.queue.truncate(keep);
+        self.frames = 0;
+        if let Some(head) = self.queue.front_mut() {
+            // A half-sent batch is cut after the frame being sent.
+            let end = frame_boundary(&head.frame.as_bytes()[..head.end], self.offset);
+            head.frames = 1;
+            head.end = end;
+            self.frames = 1;
+            if end == self.offset {
+                self.queue.clear();
+                self.offset = 0;
+                self.frames = 0;
+            }
+        }
         self.closed = false;
         self.push_close(close);
     }
@@ -114,12 +163,9 @@ impl Outbox {
         while !self.queue.is_empty() {
             let mut slices = [IoSlice::new(&[]); MAX_IOV];
             let mut n = 0;
-            for (i, f) in self.queue.iter().take(MAX_IOV).enumerate() {
-                let bytes = if i == 0 {
-                    &f.as_bytes()[self.offset..]
-                } else {
-                    f.as_bytes()
-                };
+            for (i, e) in self.queue.iter().take(MAX_IOV).enumerate() {
+                let start = if i == 0 { self.offset } else { 0 };
+                let bytes = &e.frame.as_bytes()[start..e.end];
                 slices[i] = IoSlice::new(bytes);
                 n += 1;
             }
@@ -150,12 +196,13 @@ impl Outbox {
             let Some(head) = self.queue.front() else {
                 break;
             };
-            let left = head.len() - self.offset;
+            let left = head.end - self.offset;
             if n >= left {
                 n -= left;
                 self.offset = 0;
+                done += head.frames;
+                self.frames -= head.frames;
                 self.queue.pop_front();
-                done += 1;
             } else {
                 self.offset += n;
                 n = 0;
@@ -164,9 +211,10 @@ impl Outbox {
         done
     }
 
-    /// Number of queued frames (a half-written head counts).
+    /// Number of queued frames (a half-written head counts; a batch counts
+    /// each frame it holds).
     pub fn len(&self) -> usize {
-        self.queue.len()
+        self.frames
     }
 
     /// Returns true if and only if nothing is queued.
@@ -190,9 +238,45 @@ impl Outbox {
     }
 
     fn check_invariants(&self) {
-        debug_assert!(self.queue.front().is_none_or(|f| self.offset < f.len()));
+        debug_assert!(self.queue.front().is_none_or(|e| self.offset < e.end));
         debug_assert!(!self.queue.is_empty() || self.offset == 0);
-        debug_assert!(self.queue.len() <= self.capacity + 2);
+        debug_assert!(self.frames <= self.capacity + 2);
+        debug_assert!(self.queue.is_empty() == (self.frames == 0));
+    }
+}
+
+/// The end of the frame that contains byte `offset` of `bytes`, a run of
+/// whole unmasked server frames. If the bytes do not parse as frames, the
+/// whole run (it is then one frame or an HTTP response).
+fn frame_boundary(bytes: &[u8], offset: usize) -> usize {
+    let mut pos = 0;
+    while pos < bytes.len() {
+        let Some(len) = frame_len(&bytes[pos..]) else {
+            return bytes.len();
+        };
+        pos += len;
+        if pos > offset {
+            return pos.min(bytes.len());
+        }
+    }
+    bytes.len()
+}
+
+/// The total length of the server frame at the start of `b`.
+fn frame_len(b: &[u8]) -> Option<usize> {
+    let len7 = *b.get(1)? & 0x7f;
+    if b[1] & 0x80 != 0 {
+        return None; // server frames are never masked
+    }
+    match len7 {
+        126 => Some(4 + usize::from(u16::from_be_bytes([*b.get(2)?, *b.get(3)?]))),
+        127 => {
+            let raw: [u8; 8] = b.get(2..10)?.try_into().ok()?;
+            usize::try_from(u64::from_be_bytes(raw))
+                .ok()?
+                .checked_add(10)
+        }
+        n => Some(2 + usize::from(n)),
     }
 }
 
@@ -337,6 +421,58 @@ mod tests {
         let p = o.write_to(&mut w).unwrap();
         assert_eq!(p.frames, 1000);
         assert_eq!(100 - w.calls_left, 1000usize.div_ceil(MAX_IOV));
+    }
+
+    #[test]
+    fn batches_count_their_frames_against_the_capacity() {
+        let mut o = Outbox::new(5);
+        o.try_push_batch(f("abc"), 3).unwrap();
+        assert_eq!(o.len(), 3);
+        assert_eq!(o.try_push_batch(f("de"), 3), Err(PushError::Full));
+        o.try_push_batch(f("de"), 2).unwrap();
+        let mut w = Scripted {
+            out: vec![],
+            per_call: 100,
+            calls_left: 10,
+        };
+        let p = o.write_to(&mut w).unwrap();
+        assert_eq!((p.frames, o.len()), (5, 0));
+    }
+
+    #[test]
+    fn evict_cuts_a_half_sent_batch_after_the_current_frame() {
+        let a = crate::encode::text(b"first");
+        let b = crate::encode::text(b"second");
+        let mut batch = a.as_bytes().to_vec();
+        batch.extend_from_slice(b.as_bytes());
+        let mut o = Outbox::new(10);
+        o.try_push_batch(Frame::from(batch), 2).unwrap();
+        o.try_push(f("later")).unwrap();
+        let mut w = Scripted {
+            out: vec![],
+            per_call: 3,
+            calls_left: 1,
+        };
+        o.write_to(&mut w).unwrap();
+        o.evict(f("X"));
+        w.per_call = 100;
+        w.calls_left = 10;
+        o.write_to(&mut w).unwrap();
+        let mut want = a.as_bytes().to_vec();
+        want.push(b'X');
+        assert_eq!(w.out, want, "the frame in flight completes, then the close");
+    }
+
+    #[test]
+    fn frame_boundaries_follow_the_headers() {
+        let small = crate::encode::text(&[b'x'; 10]);
+        let mid = crate::encode::text(&[b'y'; 300]);
+        let mut run = small.as_bytes().to_vec();
+        run.extend_from_slice(mid.as_bytes());
+        assert_eq!(frame_boundary(&run, 0), 12);
+        assert_eq!(frame_boundary(&run, 11), 12);
+        assert_eq!(frame_boundary(&run, 12), run.len());
+        assert_eq!(frame_boundary(b"HTTP/1.1 101", 3), 12);
     }
 
     #[test]

@@ -35,7 +35,7 @@ use crate::connection::{Connection, Io, Phase};
 use crate::fanout::{ShardLink, ShardMsg, Sleep};
 use crate::outbox::PushError;
 use crate::protocol::{self, ErrorCode, Request, RequestError};
-use crate::subscriptions::{ConnKey, Index, Selection};
+use crate::subscriptions::{ClassId, ConnKey, Index, Selection};
 use crate::symbols::SymId;
 use crate::{Error, Frame, Result, encode, http};
 
@@ -45,6 +45,15 @@ const WAKER: Token = Token(0);
 /// sockets, so a flood of ticks cannot starve reads and writes. At 5,000
 /// ticks/s this is almost a second of ticks: never reached in steady state.
 const INBOX_BATCH: usize = 4096;
+/// Most ticks in one class batch. A batch is queued as one entry, so a
+/// bound keeps one entry small next to `queue_capacity` (4096 frames by
+/// default) and keeps a burst from evicting every subscriber at once.
+const MAX_BATCH: usize = 256;
+/// Writes between two looks at the inbox during a pass. 64 writes take
+/// ~0.3 ms; checking an empty inbox is one atomic load.
+const DRAIN_EVERY: usize = 64;
+/// Longest a writing pass runs before the shard polls its sockets again.
+const PASS_BUDGET: Duration = Duration::from_millis(10);
 /// Client messages read from one connection per turn; a flooding client
 /// is read again next turn instead of starving the others.
 const READS_PER_TURN: usize = 32;
@@ -89,6 +98,7 @@ pub(crate) fn spawn(
         dirty: Vec::new(),
         again: Vec::new(),
         overflow: Vec::new(),
+        pending_classes: Vec::new(),
         actions: Vec::new(),
         pending_snapshots: Vec::new(),
         sink: Vec::new(),
@@ -140,6 +150,8 @@ struct Shard {
     again: Vec<ConnKey>,
     /// Connections whose outbox overflowed during a fan-out.
     overflow: Vec<ConnKey>,
+    /// Classes with a pending batch.
+    pending_classes: Vec<ClassId>,
     actions: Vec<(usize, Action)>,
     /// Symbols whose snapshots follow the reply being sent.
     pending_snapshots: Vec<SymId>,
@@ -216,7 +228,7 @@ impl Shard {
     }
 
     fn poll_timeout(&mut self) -> Duration {
-        if !self.again.is_empty() {
+        if !self.again.is_empty() || !self.dirty.is_empty() {
             return Duration::ZERO;
         }
         if !self.sleep.prepare(&self.rx) {
@@ -675,6 +687,10 @@ impl Shard {
     fn drain_inbox(&mut self) {
         for _ in 0..INBOX_BATCH {
             let Ok(msg) = self.rx.try_recv() else { break };
+            if !matches!(msg, ShardMsg::Tick { .. }) {
+                // Everything else is ordered after the ticks before it.
+                self.flush_classes();
+            }
             match msg {
                 ShardMsg::Tick { sym, seq, frame } => self.fan_out(sym, seq, frame),
                 ShardMsg::Notice { user, frame } => {
@@ -709,13 +725,15 @@ impl Shard {
                 ShardMsg::Shutdown => self.begin_shutdown(),
             }
         }
+        self.flush_classes();
         if !self.rx.is_empty() {
             // More is waiting: do not sleep in the next poll.
             self.again.push(ConnKey::MAX);
         }
     }
 
-    /// The hot path: one `Arc` clone and a queue push per subscriber.
+    /// The hot path, part 1: one `Arc` clone per subscription class that
+    /// covers the symbol (not per connection).
     fn fan_out(&mut self, sym: SymId, seq: u64, frame: Frame) {
         let i = sym as usize;
         if self.lvc.len() <= i {
@@ -726,25 +744,73 @@ impl Shard {
             seq,
             "ticks of a symbol reach a shard in seq order"
         );
-        for key in self.index.recipients(sym) {
-            let Some(conn) = self.conns.get_mut(key as usize) else {
+        let mut full = None;
+        for c in self.index.classes_for(sym) {
+            let Some(class) = self.index.class(c) else {
                 continue;
             };
-            match conn.outbox.try_push(frame.clone()) {
-                Ok(()) => {
-                    if !conn.dirty {
-                        conn.dirty = true;
-                        self.dirty.push(key);
-                    }
-                }
-                Err(PushError::Full) => self.overflow.push(key),
-                Err(PushError::Closed) => {}
+            if class.pending.is_empty() {
+                self.pending_classes.push(c);
+            }
+            if class.pending.len() + 1 >= MAX_BATCH {
+                full = Some(c);
+            }
+        }
+        for c in self.index.classes_for(sym).collect::<Vec<_>>() {
+            if let Some(class) = self.index.class_mut(c) {
+                class.pending.push(frame.clone());
             }
         }
         self.lvc[i] = Some((seq, frame));
+        if full.is_some() {
+            self.flush_classes();
+        }
+    }
+
+    /// The hot path, part 2: each class's pending ticks become one shared
+    /// batch (one copy per class), queued on every member with an `Arc`
+    /// clone. Connections that overflow are evicted afterwards.
+    fn flush_classes(&mut self) {
+        let classes = std::mem::take(&mut self.pending_classes);
+        for &c in &classes {
+            let Some(class) = self.index.class_mut(c) else {
+                continue;
+            };
+            let pending = std::mem::take(&mut class.pending);
+            let n = pending.len();
+            let batch = match n {
+                0 => continue,
+                1 => pending[0].clone(),
+                _ => Frame::concat(&pending),
+            };
+            let Some(class) = self.index.class(c) else {
+                continue;
+            };
+            for &key in &class.members {
+                let Some(conn) = self.conns.get_mut(key as usize) else {
+                    continue;
+                };
+                match conn.outbox.try_push_batch(batch.clone(), n) {
+                    Ok(()) => {
+                        if !conn.dirty {
+                            conn.dirty = true;
+                            self.dirty.push(key);
+                        }
+                    }
+                    Err(PushError::Full) => self.overflow.push(key),
+                    Err(PushError::Closed) => {}
+                }
+            }
+        }
         while let Some(key) = self.overflow.pop() {
             self.evict(key as usize);
         }
+        for &c in &classes {
+            self.index.sweep(c);
+        }
+        let mut classes = classes;
+        classes.clear();
+        self.pending_classes = classes;
     }
 
     fn accept(&mut self, mut stream: TcpStream, peer: SocketAddr) {
@@ -799,30 +865,54 @@ impl Shard {
         self.again = again;
     }
 
+    /// Writes every connection with queued frames, in the order they
+    /// became dirty: a rolling, round-robin pass. Every [`DRAIN_EVERY`]
+    /// writes it takes new ticks from the inbox, so connections later in a
+    /// long pass get them in the same write: a tick waits at most about one
+    /// pass, not a pass to be noticed plus a pass to be written. Returns
+    /// after [`PASS_BUDGET`] to serve sockets and timers; the rest of the
+    /// pass continues next turn.
     fn flush_dirty(&mut self) {
-        let mut dirty = std::mem::take(&mut self.dirty);
-        for &key in &dirty {
-            let key = key as usize;
-            let Some(conn) = self.conns.get_mut(key) else {
-                continue;
-            };
-            conn.dirty = false;
-            match conn.outbox.write_to(&mut conn.stream) {
-                Ok(p) => {
-                    self.frames += p.frames as u64;
-                    self.bytes += p.bytes as u64;
-                    if p.drained
-                        && matches!(conn.phase, Phase::Closing { .. })
-                        && conn.finish_writing()
-                    {
-                        self.remove(key);
-                    }
+        let start = Instant::now();
+        let mut i = 0;
+        while i < self.dirty.len() {
+            let key = self.dirty[i] as usize;
+            i += 1;
+            self.write_conn(key);
+            if i % DRAIN_EVERY == 0 {
+                if !self.rx.is_empty() {
+                    self.drain_inbox();
                 }
-                Err(_) => self.remove(key),
+                if start.elapsed() >= PASS_BUDGET {
+                    break;
+                }
             }
         }
-        dirty.clear();
-        self.dirty = dirty;
+        self.dirty.drain(..i);
+    }
+
+    fn write_conn(&mut self, key: usize) {
+        let Some(conn) = self.conns.get_mut(key) else {
+            return;
+        };
+        if !conn.dirty {
+            return;
+        }
+        conn.dirty = false;
+        match conn
+            .outbox
+            .write_to(&mut crate::connection::Send(&conn.stream))
+        {
+            Ok(p) => {
+                self.frames += p.frames as u64;
+                self.bytes += p.bytes as u64;
+                if p.drained && matches!(conn.phase, Phase::Closing { .. }) && conn.finish_writing()
+                {
+                    self.remove(key);
+                }
+            }
+            Err(_) => self.remove(key),
+        }
     }
 
     // ---- phase 6: housekeeping -----------------------------------------------

@@ -1,24 +1,38 @@
-//! A shard's subscription index: who receives a tick of each symbol.
+//! A shard's subscription index, organised by *subscription class*.
 //!
-//! Invariant: for every symbol `s`, `by_symbol[s]` holds exactly the
-//! connections that are not subscribed to `*` and whose symbol or group
-//! subscriptions cover `s`; `all` holds the `*` subscribers. The two are
-//! disjoint and each is a set, so [`Index::recipients`] yields a connection
-//! at most once per tick however many subscriptions cover the symbol, and
-//! the tick path does no de-duplication work.
+//! Connections whose subscriptions are the same (same symbols and groups,
+//! or `*`) receive exactly the same stream, so they share a class. Ticks
+//! fan out to classes, not connections: the shard appends each tick to the
+//! pending batch of every class that covers its symbol, then hands each
+//! batch (one shared frame holding many ticks) to the class's members. A
+//! thousand `*` subscribers cost one batch per turn and one `Arc` clone per
+//! connection, however many ticks the turn carried.
 //!
-//! Sets (not vectors) because a connection leaving must not cost a scan of
-//! every list it is on: 10,000 connections leaving 100 symbols each would
-//! otherwise be 10^9 steps.
+//! Invariants:
+//! - every connection with at least one subscription is in exactly one
+//!   class, the one keyed by its [`Spec`] (or the `*` class);
+//! - for every symbol `s`, `by_symbol[s]` holds exactly the non-`*` classes
+//!   whose spec covers `s`; the `*` class covers every symbol.
+//!
+//! So a tick reaches a connection at most once however many of its
+//! subscriptions cover the symbol, and the tick path does no
+//! de-duplication work.
+//!
+//! Sets (not vectors) because leaving must not cost a scan of every list
+//! an entry is on.
 
 use std::collections::{HashMap, HashSet};
 use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::Arc;
 
+use slab::Slab;
+
 use crate::symbols::SymId;
 
 /// A connection's key in its shard (its slab index).
 pub(crate) type ConnKey = u32;
+/// A subscription class's key in the index.
+pub(crate) type ClassId = u32;
 
 /// A set of small integers with a cheap multiplicative hash.
 pub(crate) type IntSet = HashSet<u32, BuildHasherDefault<IntHasher>>;
@@ -42,55 +56,108 @@ impl Hasher for IntHasher {
     }
 }
 
+/// What a subscription asks for, already resolved to ids and known groups.
+/// Also a connection's whole subscription state.
+#[derive(Debug, Default, Clone, PartialEq, Eq, Hash)]
+pub(crate) struct Selection {
+    /// Sorted, no duplicates (when used as a connection's state).
+    pub(crate) symbols: Vec<SymId>,
+    /// Sorted, no duplicates (when used as a connection's state).
+    pub(crate) groups: Vec<Arc<str>>,
+    pub(crate) all: bool,
+}
+
+impl Selection {
+    fn count(&self) -> usize {
+        self.symbols.len() + self.groups.len() + usize::from(self.all)
+    }
+
+    fn is_empty(&self) -> bool {
+        self.count() == 0
+    }
+
+    /// The class key: every `*` subscriber gets the same stream.
+    fn class_key(&self) -> Selection {
+        if self.all {
+            Selection {
+                all: true,
+                ..Selection::default()
+            }
+        } else {
+            self.clone()
+        }
+    }
+
+    fn normalize(&mut self) {
+        self.symbols.sort_unstable();
+        self.symbols.dedup();
+        self.groups.sort();
+        self.groups.dedup();
+    }
+}
+
+/// Connections with the same subscriptions, and their pending batch.
+#[derive(Debug)]
+pub(crate) struct Class {
+    key: Selection,
+    pub(crate) members: IntSet,
+    /// Frames for this class since the last flush, in fan-out order.
+    pub(crate) pending: Vec<crate::Frame>,
+}
+
 /// A named group of symbols as one shard knows it.
 #[derive(Debug, Default)]
 struct Group {
     /// Sorted, no duplicates.
     symbols: Vec<SymId>,
-    /// Connections subscribed to this group.
-    subscribers: IntSet,
-}
-
-/// One connection's subscriptions.
-#[derive(Debug, Default, Clone)]
-struct ConnSubs {
-    /// Sorted, no duplicates: individually subscribed symbols.
-    symbols: Vec<SymId>,
-    groups: Vec<Arc<str>>,
-    all: bool,
-}
-
-impl ConnSubs {
-    fn count(&self) -> usize {
-        self.symbols.len() + self.groups.len() + usize::from(self.all)
-    }
-}
-
-/// What a subscription asks for, already resolved to ids and known groups.
-#[derive(Debug, Default, Clone)]
-pub(crate) struct Selection {
-    pub(crate) symbols: Vec<SymId>,
-    pub(crate) groups: Vec<Arc<str>>,
-    pub(crate) all: bool,
+    /// Classes whose key includes this group.
+    classes: IntSet,
 }
 
 /// The shard's subscription index.
 #[derive(Debug, Default)]
 pub(crate) struct Index {
+    classes: Slab<Class>,
+    by_key: HashMap<Selection, ClassId>,
     by_symbol: Vec<IntSet>,
-    all: IntSet,
+    all_class: Option<ClassId>,
     groups: HashMap<Arc<str>, Group>,
-    /// Per connection key; an empty default for keys not in use.
-    subs: Vec<ConnSubs>,
+    /// Per connection key: (its subscriptions, its class).
+    conns: Vec<(Selection, Option<ClassId>)>,
 }
 
 impl Index {
-    /// Connections that receive a tick of `sym`, each once.
-    pub(crate) fn recipients(&self, sym: SymId) -> impl Iterator<Item = ConnKey> + '_ {
-        self.all
-            .iter()
-            .chain(self.by_symbol.get(sym as usize).into_iter().flatten())
-            .copied()
+    /// Classes that receive a tick of `sym`, each once.
+    pub(crate) fn classes_for(&self, sym: SymId) -> impl Iterator<Item = ClassId> + '_ {
+        self.all_class.into_iter().chain(
+            self.by_symbol
+                .get(sym as usize)
+                .into_iter()
+                .flatten()
+                .copied(),
+        )
+    }
+
+    /// The class `id`.
+    pub(crate) fn class_mut(&mut self, id: ClassId) -> Option<&mut Class> {
+        self.classes.get_mut(id as usize)
+    }
+
+    /// The class `id`.
+    pub(crate) fn class(&self, id: ClassId) -> Option<&Class> {
+        self.classes.get(id as usize)
+    }
+
+    /// Connections that receive a tick of `sym`, each once (for tests and
+    /// checks; the tick path goes through classes).
+    #[cfg(test)]
+    pub(crate) fn recipients(&self, sym: SymId) -> Vec<ConnKey> {
+        let mut v: Vec<ConnKey> = self
+            .classes_for(sym)
+            .flat_map(|c| self.classes[c as usize].members.iter().copied())
+            .collect();
+        v.sort_unstable();
+        v
     }
 
     /// Returns true if and only if `name` is a defined group.
@@ -122,138 +189,141 @@ impl Index {
 
     /// Number of subscriptions `key` would hold after adding `sel`.
     pub(crate) fn count_after(&self, key: ConnKey, sel: &Selection) -> usize {
-        let cur = self.subs.get(key as usize).cloned().unwrap_or_default();
-        let new_syms = sel
-            .symbols
-            .iter()
-            .filter(|s| cur.symbols.binary_search(s).is_err())
-            .count();
-        let new_groups = sel
-            .groups
-            .iter()
-            .filter(|g| !cur.groups.contains(g))
-            .count();
-        cur.count() + new_syms + new_groups + usize::from(sel.all && !cur.all)
+        let mut s = self.selection(key);
+        s.symbols.extend_from_slice(&sel.symbols);
+        s.groups.extend(sel.groups.iter().cloned());
+        s.all |= sel.all;
+        s.normalize();
+        s.count()
     }
 
     /// Number of subscriptions `key` holds.
     #[cfg(test)]
     pub(crate) fn count(&self, key: ConnKey) -> usize {
-        self.subs.get(key as usize).map_or(0, ConnSubs::count)
+        self.selection(key).count()
+    }
+
+    /// `key`'s subscriptions.
+    pub(crate) fn selection(&self, key: ConnKey) -> Selection {
+        self.conns
+            .get(key as usize)
+            .map(|c| c.0.clone())
+            .unwrap_or_default()
     }
 
     /// Adds `sel` to `key`'s subscriptions. Groups in `sel` must exist.
     pub(crate) fn subscribe(&mut self, key: ConnKey, sel: &Selection) {
-        let k = key as usize;
-        if self.subs.len() <= k {
-            self.subs.resize_with(k + 1, ConnSubs::default);
-        }
-        let was_all = self.subs[k].all;
-        for &s in &sel.symbols {
-            if let Err(pos) = self.subs[k].symbols.binary_search(&s) {
-                self.subs[k].symbols.insert(pos, s);
-                if !was_all {
-                    self.set_mut(s).insert(key);
-                }
-            }
-        }
-        for g in &sel.groups {
-            if self.subs[k].groups.contains(g) {
-                continue;
-            }
-            let Some(group) = self.groups.get_mut(g) else {
-                continue;
-            };
-            group.subscribers.insert(key);
-            self.subs[k].groups.push(g.clone());
-            if !was_all {
-                let syms = group.symbols.clone();
-                for s in syms {
-                    self.set_mut(s).insert(key);
-                }
-            }
-        }
-        if sel.all && !was_all {
-            self.subs[k].all = true;
-            self.all.insert(key);
-            for s in self.covered(key) {
-                if let Some(set) = self.by_symbol.get_mut(s as usize) {
-                    set.remove(&key);
-                }
-            }
-        }
-        self.check_invariants(key);
+        let mut s = self.selection(key);
+        s.symbols.extend_from_slice(&sel.symbols);
+        s.groups.extend(
+            sel.groups
+                .iter()
+                .filter(|g| self.groups.contains_key(*g))
+                .cloned(),
+        );
+        s.all |= sel.all;
+        s.normalize();
+        self.set(key, s);
     }
 
     /// Removes `sel` from `key`'s subscriptions (missing ones are ignored).
     pub(crate) fn unsubscribe(&mut self, key: ConnKey, sel: &Selection) {
-        let k = key as usize;
-        let Some(cur) = self.subs.get_mut(k) else {
-            return;
-        };
-        let dropped_all = sel.all && cur.all;
-        cur.all &= !sel.all;
-        let mut candidates: Vec<SymId> = Vec::new();
-        for s in &sel.symbols {
-            if let Ok(pos) = cur.symbols.binary_search(s) {
-                cur.symbols.remove(pos);
-                candidates.push(*s);
-            }
-        }
-        let mut dropped_groups = Vec::new();
-        cur.groups.retain(|g| {
-            let drop = sel.groups.contains(g);
-            if drop {
-                dropped_groups.push(g.clone());
-            }
-            !drop
-        });
-        for g in dropped_groups {
-            if let Some(group) = self.groups.get_mut(&g) {
-                group.subscribers.remove(&key);
-                candidates.extend_from_slice(&group.symbols);
-            }
-        }
-        if dropped_all {
-            self.all.remove(&key);
-            for s in self.covered(key) {
-                self.set_mut(s).insert(key);
-            }
-        } else if !self.subs[k].all {
-            for s in candidates {
-                if !self.covers(key, s)
-                    && let Some(set) = self.by_symbol.get_mut(s as usize)
-                {
-                    set.remove(&key);
-                }
-            }
-        }
-        self.check_invariants(key);
+        let mut s = self.selection(key);
+        s.symbols.retain(|x| !sel.symbols.contains(x));
+        s.groups.retain(|g| !sel.groups.contains(g));
+        s.all &= !sel.all;
+        self.set(key, s);
     }
 
     /// Drops every subscription of `key` (the connection is leaving).
     pub(crate) fn remove(&mut self, key: ConnKey) {
-        let Some(cur) = self.subs.get(key as usize).cloned() else {
+        self.set(key, Selection::default());
+    }
+
+    /// Gives `key` the subscriptions `spec`, moving it between classes.
+    fn set(&mut self, key: ConnKey, spec: Selection) {
+        let k = key as usize;
+        if self.conns.len() <= k {
+            self.conns.resize_with(k + 1, Default::default);
+        }
+        let class_key = spec.class_key();
+        let old = self.conns[k].1;
+        let new = if spec.is_empty() {
+            None
+        } else {
+            Some(self.class_for(&class_key))
+        };
+        if old != new {
+            if let Some(c) = new {
+                self.classes[c as usize].members.insert(key);
+            }
+            if let Some(c) = old {
+                let class = &mut self.classes[c as usize];
+                class.members.remove(&key);
+                if class.members.is_empty() && class.pending.is_empty() {
+                    self.drop_class(c);
+                }
+            }
+        }
+        self.conns[k] = (spec, new);
+        self.check_invariants();
+    }
+
+    /// The class keyed `key`, created (and indexed) if needed.
+    fn class_for(&mut self, key: &Selection) -> ClassId {
+        if let Some(&c) = self.by_key.get(key) {
+            return c;
+        }
+        let c = self.classes.insert(Class {
+            key: key.clone(),
+            members: IntSet::default(),
+            pending: Vec::new(),
+        }) as ClassId;
+        self.by_key.insert(key.clone(), c);
+        if key.all {
+            self.all_class = Some(c);
+        } else {
+            for s in self.covered_by(key) {
+                self.set_mut(s).insert(c);
+            }
+            for g in &key.groups {
+                if let Some(group) = self.groups.get_mut(g) {
+                    group.classes.insert(c);
+                }
+            }
+        }
+        c
+    }
+
+    /// Forgets an empty class with nothing pending.
+    fn drop_class(&mut self, c: ClassId) {
+        let class = self.classes.remove(c as usize);
+        self.by_key.remove(&class.key);
+        if class.key.all {
+            self.all_class = None;
             return;
-        };
-        let sel = Selection {
-            symbols: cur.symbols,
-            groups: cur.groups,
-            all: cur.all,
-        };
-        self.unsubscribe(key, &sel);
-        if let Some(s) = self.subs.get_mut(key as usize) {
-            *s = ConnSubs::default();
+        }
+        for s in self.covered_by(&class.key) {
+            if let Some(set) = self.by_symbol.get_mut(s as usize) {
+                set.remove(&c);
+            }
+        }
+        for g in &class.key.groups {
+            if let Some(group) = self.groups.get_mut(g) {
+                group.classes.remove(&c);
+            }
         }
     }
 
-    /// `key`'s subscriptions as names-to-be: (symbols, groups, all).
-    pub(crate) fn selection(&self, key: ConnKey) -> Selection {
-        let cur = self.subs.get(key as usize).cloned().unwrap_or_default();
-        Selection {
-            symbols: cur.symbols,
-            groups: cur.groups,
-            all: cur.all,
+    /// Drops classes left empty while they had a pending batch; call after
+    /// the batches are flushed.
+    pub(crate) fn sweep(&mut self, c: ClassId) {
+        if self
+            .classes
+            .get(c as usize)
+            .is_some_and(|k| k.members.is_empty() && k.pending.is_empty())
+        {
+            self.drop_class(c);
         }
     }
 
@@ -266,33 +336,34 @@ impl Index {
     ) -> Vec<(ConnKey, Vec<SymId>)> {
         symbols.sort_unstable();
         symbols.dedup();
-        let group = self.groups.entry(name.clone()).or_default();
+        let group = self.groups.entry(name).or_default();
         let old = std::mem::replace(&mut group.symbols, symbols.clone());
-        let subscribers: Vec<ConnKey> = group.subscribers.iter().copied().collect();
+        let classes: Vec<ClassId> = group.classes.iter().copied().collect();
         let mut gained = Vec::new();
-        for key in subscribers {
-            if self.subs.get(key as usize).is_none_or(|c| c.all) {
-                continue;
-            }
+        for c in classes {
+            let key = self.classes[c as usize].key.clone();
             for &s in &old {
                 if symbols.binary_search(&s).is_err()
-                    && !self.covers(key, s)
+                    && !self.covers(&key, s)
                     && let Some(set) = self.by_symbol.get_mut(s as usize)
                 {
-                    set.remove(&key);
+                    set.remove(&c);
                 }
             }
-            let mut new_for_key = Vec::new();
+            let mut new_syms = Vec::new();
             for &s in &symbols {
-                if self.set_mut(s).insert(key) {
-                    new_for_key.push(s);
+                if self.set_mut(s).insert(c) {
+                    new_syms.push(s);
                 }
             }
-            self.check_invariants(key);
-            if !new_for_key.is_empty() {
-                gained.push((key, new_for_key));
+            if !new_syms.is_empty() {
+                for &m in &self.classes[c as usize].members {
+                    gained.push((m, new_syms.clone()));
+                }
             }
         }
+        gained.sort_unstable();
+        self.check_invariants();
         gained
     }
 
@@ -302,30 +373,30 @@ impl Index {
         let Some(group_name) = self.group_name(name) else {
             return Vec::new();
         };
-        let subscribers: Vec<ConnKey> = self
-            .groups
-            .get(name)
-            .map(|g| g.subscribers.iter().copied().collect())
-            .unwrap_or_default();
-        for &key in &subscribers {
-            let sel = Selection {
-                groups: vec![group_name.clone()],
-                ..Selection::default()
-            };
-            self.unsubscribe(key, &sel);
+        let mut members: Vec<ConnKey> = self
+            .conns
+            .iter()
+            .enumerate()
+            .filter(|(_, (spec, _))| spec.groups.contains(&group_name))
+            .map(|(k, _)| k as ConnKey)
+            .collect();
+        members.sort_unstable();
+        let sel = Selection {
+            groups: vec![group_name],
+            ..Selection::default()
+        };
+        for &k in &members {
+            self.unsubscribe(k, &sel);
         }
         self.groups.remove(name);
-        subscribers
+        members
     }
 
     /// Every symbol `key`'s symbol and group subscriptions cover (ignoring
     /// `*`), sorted.
-    pub(crate) fn covered(&self, key: ConnKey) -> Vec<SymId> {
-        let Some(cur) = self.subs.get(key as usize) else {
-            return Vec::new();
-        };
-        let mut v = cur.symbols.clone();
-        for g in &cur.groups {
+    fn covered_by(&self, key: &Selection) -> Vec<SymId> {
+        let mut v = key.symbols.clone();
+        for g in &key.groups {
             v.extend_from_slice(self.group_symbols(g));
         }
         v.sort_unstable();
@@ -333,14 +404,10 @@ impl Index {
         v
     }
 
-    /// Returns true if and only if `key`'s symbol or group subscriptions
-    /// cover `sym` (ignoring `*`).
-    fn covers(&self, key: ConnKey, sym: SymId) -> bool {
-        let Some(cur) = self.subs.get(key as usize) else {
-            return false;
-        };
-        cur.symbols.binary_search(&sym).is_ok()
-            || cur
+    /// Returns true if and only if `key`'s symbols or groups cover `sym`.
+    fn covers(&self, key: &Selection, sym: SymId) -> bool {
+        key.symbols.binary_search(&sym).is_ok()
+            || key
                 .groups
                 .iter()
                 .any(|g| self.group_symbols(g).binary_search(&sym).is_ok())
@@ -354,14 +421,23 @@ impl Index {
         &mut self.by_symbol[i]
     }
 
-    /// Debug builds: `key` is on exactly the lists its subscriptions imply.
-    fn check_invariants(&self, key: ConnKey) {
-        if cfg!(debug_assertions) {
-            let all = self.subs.get(key as usize).is_some_and(|c| c.all);
-            debug_assert_eq!(all, self.all.contains(&key));
-            for (s, set) in self.by_symbol.iter().enumerate() {
-                let want = !all && self.covers(key, s as SymId);
-                debug_assert_eq!(want, set.contains(&key), "key {key} symbol {s}");
+    /// Debug builds: classes are indexed exactly where their keys say.
+    fn check_invariants(&self) {
+        if cfg!(debug_assertions) && self.classes.len() <= 64 {
+            for (c, class) in &self.classes {
+                let c = c as ClassId;
+                debug_assert_eq!(self.by_key.get(&class.key), Some(&c));
+                if class.key.all {
+                    debug_assert_eq!(self.all_class, Some(c));
+                    continue;
+                }
+                for (s, set) in self.by_symbol.iter().enumerate() {
+                    let want = self.covers(&class.key, s as SymId);
+                    debug_assert_eq!(want, set.contains(&c), "class {c} symbol {s}");
+                }
+                for &m in &class.members {
+                    debug_assert_eq!(self.conns[m as usize].1, Some(c));
+                }
             }
         }
     }
@@ -392,12 +468,6 @@ mod tests {
         }
     }
 
-    fn to(ix: &Index, s: SymId) -> Vec<ConnKey> {
-        let mut v: Vec<_> = ix.recipients(s).collect();
-        v.sort();
-        v
-    }
-
     #[test]
     fn overlapping_subscriptions_deliver_once() {
         let mut ix = Index::default();
@@ -405,11 +475,28 @@ mod tests {
         ix.subscribe(7, &syms(&[1]));
         ix.subscribe(7, &group("g"));
         ix.subscribe(7, &syms(&[1]));
-        assert_eq!(to(&ix, 1), vec![7]);
+        assert_eq!(ix.recipients(1), vec![7]);
         ix.subscribe(7, &star());
-        assert_eq!(to(&ix, 1), vec![7]);
-        assert_eq!(to(&ix, 99), vec![7]);
+        assert_eq!(ix.recipients(1), vec![7]);
+        assert_eq!(ix.recipients(99), vec![7]);
         assert_eq!(ix.count(7), 3);
+    }
+
+    #[test]
+    fn identical_subscriptions_share_a_class() {
+        let mut ix = Index::default();
+        ix.subscribe(1, &syms(&[3, 1]));
+        ix.subscribe(2, &syms(&[1, 3]));
+        ix.subscribe(3, &syms(&[1]));
+        ix.subscribe(4, &star());
+        ix.subscribe(5, &star());
+        ix.subscribe(5, &syms(&[9]));
+        assert_eq!(ix.classes_for(1).count(), 3, "{{1,3}}, {{1}} and *");
+        assert_eq!(ix.classes_for(3).count(), 2);
+        assert_eq!(ix.recipients(3), vec![1, 2, 4, 5]);
+        ix.remove(1);
+        ix.remove(2);
+        assert_eq!(ix.classes_for(3).count(), 1, "the emptied class is gone");
     }
 
     #[test]
@@ -419,11 +506,11 @@ mod tests {
         ix.subscribe(1, &syms(&[1, 3]));
         ix.subscribe(1, &group("g"));
         ix.unsubscribe(1, &syms(&[1]));
-        assert_eq!(to(&ix, 1), vec![1], "still covered by the group");
+        assert_eq!(ix.recipients(1), vec![1], "still covered by the group");
         ix.unsubscribe(1, &group("g"));
-        assert!(to(&ix, 1).is_empty());
-        assert!(to(&ix, 2).is_empty());
-        assert_eq!(to(&ix, 3), vec![1]);
+        assert!(ix.recipients(1).is_empty());
+        assert!(ix.recipients(2).is_empty());
+        assert_eq!(ix.recipients(3), vec![1]);
     }
 
     #[test]
@@ -432,8 +519,8 @@ mod tests {
         ix.subscribe(4, &syms(&[5]));
         ix.subscribe(4, &star());
         ix.unsubscribe(4, &star());
-        assert_eq!(to(&ix, 5), vec![4]);
-        assert!(to(&ix, 6).is_empty());
+        assert_eq!(ix.recipients(5), vec![4]);
+        assert!(ix.recipients(6).is_empty());
     }
 
     #[test]
@@ -446,9 +533,10 @@ mod tests {
         ix.remove(2);
         ix.remove(3);
         for s in 0..10 {
-            assert!(to(&ix, s).is_empty());
+            assert!(ix.recipients(s).is_empty());
         }
         assert_eq!(ix.count(2), 0);
+        assert_eq!(ix.classes.len(), 0);
     }
 
     #[test]
@@ -459,11 +547,11 @@ mod tests {
         ix.subscribe(1, &syms(&[2]));
         let gained = ix.set_group("g".into(), vec![3]);
         assert_eq!(gained, vec![(1, vec![3])]);
-        assert!(to(&ix, 1).is_empty());
-        assert_eq!(to(&ix, 2), vec![1], "direct subscription survives");
-        assert_eq!(to(&ix, 3), vec![1]);
+        assert!(ix.recipients(1).is_empty());
+        assert_eq!(ix.recipients(2), vec![1], "direct subscription survives");
+        assert_eq!(ix.recipients(3), vec![1]);
         assert_eq!(ix.remove_group("g"), vec![1]);
-        assert!(to(&ix, 3).is_empty());
+        assert!(ix.recipients(3).is_empty());
         assert!(!ix.has_group("g"));
     }
 
