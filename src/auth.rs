@@ -12,6 +12,22 @@ use std::time::SystemTime;
 
 /// Checks access tokens. Called on a shard thread during the upgrade, so it
 /// must be fast and must not block (look tokens up in memory).
+///
+/// ```
+/// use std::sync::Arc;
+/// use tickcast::{Authenticator, Config, Identity};
+///
+/// /// Accepts tokens of the form `user:<name>`.
+/// #[derive(Debug)]
+/// struct Prefix;
+/// impl Authenticator for Prefix {
+///     fn authenticate(&self, token: &str) -> Option<Identity> {
+///         token.strip_prefix("user:").map(Identity::new)
+///     }
+/// }
+/// let c = Config { auth: Some(Arc::new(Prefix)), ..Config::default() };
+/// assert!(c.auth.unwrap().authenticate("user:ann").is_some());
+/// ```
 pub trait Authenticator: Send + Sync + fmt::Debug {
     /// The identity `token` grants, or `None` if it is unknown or invalid.
     fn authenticate(&self, token: &str) -> Option<Identity>;
@@ -36,6 +52,12 @@ pub struct Identity {
 }
 
 /// The symbols and groups an identity may subscribe to.
+///
+/// ```
+/// let id = tickcast::Identity::new("bob").entitled_to_symbols(["AAPL"]);
+/// let e = id.entitlements.unwrap();
+/// assert!(e.symbols.contains("AAPL") && e.groups.is_empty());
+/// ```
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Entitlements {
     /// Symbols that may be subscribed individually.

@@ -91,6 +91,12 @@ impl Broadcaster {
     /// # Errors
     /// [`Error::InvalidConfig`], [`Error::Bind`], or an error creating a
     /// poll or thread. Nothing is left running on error.
+    ///
+    /// ```
+    /// use tickcast::{Broadcaster, Config};
+    /// let bad = Config { queue_capacity: 0, ..Config::default() };
+    /// assert!(Broadcaster::start(bad).is_err());
+    /// ```
     pub fn start(config: Config) -> Result<Broadcaster> {
         config.validate()?;
         let listener = crate::listener::bind(config.listen)?;
@@ -193,16 +199,39 @@ impl Broadcaster {
     }
 
     /// A handle for feed handlers: cloneable, `Send`, never blocks.
+    ///
+    /// ```
+    /// # let b = tickcast::Broadcaster::start(tickcast::Config {
+    /// #     listen: "127.0.0.1:0".parse().unwrap(), synthetic_rate: 0, pin_threads: false,
+    /// #     io_threads: 1, ..Default::default() }).unwrap();
+    /// let p = b.publisher();
+    /// std::thread::spawn(move || p.publish(tickcast::Tick::new("AAPL").last(189.26)))
+    ///     .join().unwrap().unwrap();
+    /// ```
     pub fn publisher(&self) -> Publisher {
         Publisher::new(self.tick_tx.clone(), self.shared.clone())
     }
 
     /// The address the broadcaster listens on (useful with port 0).
+    ///
+    /// ```
+    /// # let b = tickcast::Broadcaster::start(tickcast::Config {
+    /// #     listen: "127.0.0.1:0".parse().unwrap(), synthetic_rate: 0, pin_threads: false,
+    /// #     io_threads: 1, ..Default::default() }).unwrap();
+    /// assert!(b.local_addr().port() != 0);
+    /// ```
     pub fn local_addr(&self) -> SocketAddr {
         self.local_addr
     }
 
     /// The configuration in force.
+    ///
+    /// ```
+    /// # let b = tickcast::Broadcaster::start(tickcast::Config {
+    /// #     listen: "127.0.0.1:0".parse().unwrap(), synthetic_rate: 0, pin_threads: false,
+    /// #     io_threads: 1, ..Default::default() }).unwrap();
+    /// assert_eq!(b.config().queue_capacity, 4096);
+    /// ```
     pub fn config(&self) -> &Config {
         &self.shared.config
     }
@@ -214,6 +243,16 @@ impl Broadcaster {
     /// # Errors
     /// [`Error::Invalid`] for a bad name or symbol, [`Error::Stopped`] after
     /// shutdown.
+    ///
+    /// ```
+    /// # let b = tickcast::Broadcaster::start(tickcast::Config {
+    /// #     listen: "127.0.0.1:0".parse().unwrap(), synthetic_rate: 0, pin_threads: false,
+    /// #     io_threads: 1, ..Default::default() }).unwrap();
+    /// b.set_group("fx-majors", ["EURUSD", "GBPUSD"]).unwrap();
+    /// b.set_group("fx-majors", ["EURUSD", "GBPUSD", "USDJPY"]).unwrap(); // replace
+    /// assert!(b.set_group("*", ["X"]).is_err());
+    /// assert_eq!(b.groups()[0].1.len(), 3);
+    /// ```
     pub fn set_group<I, S>(&self, name: &str, symbols: I) -> Result<()>
     where
         I: IntoIterator<Item = S>,
@@ -255,6 +294,15 @@ impl Broadcaster {
     ///
     /// # Errors
     /// [`Error::Stopped`] after shutdown.
+    ///
+    /// ```
+    /// # let b = tickcast::Broadcaster::start(tickcast::Config {
+    /// #     listen: "127.0.0.1:0".parse().unwrap(), synthetic_rate: 0, pin_threads: false,
+    /// #     io_threads: 1, ..Default::default() }).unwrap();
+    /// b.set_group("crypto", ["BTC-USD"]).unwrap();
+    /// assert!(b.remove_group("crypto").unwrap());
+    /// assert!(!b.remove_group("crypto").unwrap());
+    /// ```
     pub fn remove_group(&self, name: &str) -> Result<bool> {
         let existed = {
             let mut groups = self.shared.groups.lock();
@@ -270,11 +318,28 @@ impl Broadcaster {
     }
 
     /// The groups as last defined: `(name, symbols)`, sorted by name.
+    ///
+    /// ```
+    /// # let b = tickcast::Broadcaster::start(tickcast::Config {
+    /// #     listen: "127.0.0.1:0".parse().unwrap(), synthetic_rate: 0, pin_threads: false,
+    /// #     io_threads: 1, ..Default::default() }).unwrap();
+    /// b.set_group("b", ["B1"]).unwrap();
+    /// b.set_group("a", ["A1", "A2"]).unwrap();
+    /// let names: Vec<_> = b.groups().into_iter().map(|(n, _)| n).collect();
+    /// assert_eq!(names, ["a", "b"]);
+    /// ```
     pub fn groups(&self) -> Vec<(String, Vec<String>)> {
         self.shared.groups.lock().clone()
     }
 
     /// Sends a `notice` to every open connection.
+    ///
+    /// ```
+    /// # let b = tickcast::Broadcaster::start(tickcast::Config {
+    /// #     listen: "127.0.0.1:0".parse().unwrap(), synthetic_rate: 0, pin_threads: false,
+    /// #     io_threads: 1, ..Default::default() }).unwrap();
+    /// b.notice("market closes in 5 minutes");
+    /// ```
     pub fn notice(&self, text: &str) {
         let frame = encode::json(&protocol::notice(crate::shard::unix_nanos(), text));
         let _ = self.to_every_shard(|| ShardMsg::Notice {
@@ -285,6 +350,13 @@ impl Broadcaster {
 
     /// Sends a `notice` to the open connections of `user` (as named by the
     /// configured [`Authenticator`](crate::Authenticator)).
+    ///
+    /// ```
+    /// # let b = tickcast::Broadcaster::start(tickcast::Config {
+    /// #     listen: "127.0.0.1:0".parse().unwrap(), synthetic_rate: 0, pin_threads: false,
+    /// #     io_threads: 1, ..Default::default() }).unwrap();
+    /// b.notice_user("alice", "your limit was raised");
+    /// ```
     pub fn notice_user(&self, user: &str, text: &str) {
         let frame = encode::json(&protocol::notice(crate::shard::unix_nanos(), text));
         let user: Arc<str> = Arc::from(user);
@@ -295,6 +367,14 @@ impl Broadcaster {
     }
 
     /// The counters, summed over every thread.
+    ///
+    /// ```
+    /// # let b = tickcast::Broadcaster::start(tickcast::Config {
+    /// #     listen: "127.0.0.1:0".parse().unwrap(), synthetic_rate: 0, pin_threads: false,
+    /// #     io_threads: 1, ..Default::default() }).unwrap();
+    /// let s = b.stats();
+    /// assert_eq!((s.connections, s.evicted_slow), (0, 0));
+    /// ```
     pub fn stats(&self) -> Stats {
         self.shared.counters.snapshot()
     }
@@ -305,6 +385,15 @@ impl Broadcaster {
     ///
     /// # Errors
     /// [`Error::ThreadPanicked`] naming a thread that panicked.
+    ///
+    /// ```
+    /// # let b = tickcast::Broadcaster::start(tickcast::Config {
+    /// #     listen: "127.0.0.1:0".parse().unwrap(), synthetic_rate: 0, pin_threads: false,
+    /// #     io_threads: 1, ..Default::default() }).unwrap();
+    /// let p = b.publisher();
+    /// b.shutdown().unwrap();
+    /// assert!(p.publish(tickcast::Tick::new("AAPL")).is_err());
+    /// ```
     pub fn shutdown(mut self) -> Result<()> {
         self.stop()
     }

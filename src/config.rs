@@ -167,6 +167,12 @@ impl Config {
     }
 
     /// The number of shards `io_threads` resolves to.
+    ///
+    /// ```
+    /// let c = tickcast::Config { io_threads: 3, ..Default::default() };
+    /// assert_eq!(c.shards(), 3);
+    /// assert!(tickcast::Config::default().shards() >= 1);
+    /// ```
     pub fn shards(&self) -> usize {
         if self.io_threads > 0 {
             self.io_threads

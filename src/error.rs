@@ -8,6 +8,16 @@ use std::net::SocketAddr;
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 /// What went wrong while starting, configuring or stopping a broadcaster.
+///
+/// ```
+/// use tickcast::{Broadcaster, Config, Error};
+/// let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+/// let c = Config { listen: taken.local_addr().unwrap(), synthetic_rate: 0, ..Config::default() };
+/// match Broadcaster::start(c) {
+///     Err(Error::Bind { addr, .. }) => assert_eq!(addr, taken.local_addr().unwrap()),
+///     other => panic!("{other:?}"),
+/// }
+/// ```
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {

@@ -53,6 +53,14 @@ impl Counters {
 
 /// A point-in-time copy of the broadcaster's counters. Counts are since
 /// start; `connections` and `sockets` are current.
+///
+/// ```
+/// # let b = tickcast::Broadcaster::start(tickcast::Config {
+/// #     listen: "127.0.0.1:0".parse().unwrap(), synthetic_rate: 0, pin_threads: false,
+/// #     ..Default::default() }).unwrap();
+/// let s: tickcast::Stats = b.stats();
+/// println!("{} open, {} frames sent, {} evicted", s.connections, s.frames_sent, s.evicted_slow);
+/// ```
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct Stats {

@@ -26,6 +26,13 @@ use crate::Frame;
 const MAX_IOV: usize = 256;
 
 /// The queue refuses a push.
+///
+/// ```
+/// use tickcast::outbox::{Outbox, PushError};
+/// let mut o = Outbox::new(1);
+/// o.push_close(tickcast::Frame::from(&b"\x88\x00"[..]));
+/// assert_eq!(o.try_push(tickcast::Frame::from(&b"x"[..])), Err(PushError::Closed));
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PushError {
     /// `capacity` frames are already queued: the consumer is too slow.
@@ -35,6 +42,14 @@ pub enum PushError {
 }
 
 /// What one [`Outbox::write_to`] call achieved.
+///
+/// ```
+/// use tickcast::outbox::{Outbox, Progress};
+/// let mut o = Outbox::new(4);
+/// o.try_push_batch(tickcast::Frame::from(&b"\x81\x01a\x81\x01b"[..]), 2).unwrap();
+/// let p = o.write_to(&mut Vec::new()).unwrap();
+/// assert_eq!(p, Progress { bytes: 6, frames: 2, drained: true });
+/// ```
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Progress {
     /// Bytes accepted by the writer.
@@ -56,6 +71,19 @@ struct Entry {
 }
 
 /// A bounded FIFO of [`Frame`]s with a resume offset into the head entry.
+///
+/// ```
+/// use tickcast::outbox::{Outbox, PushError};
+/// use tickcast::Frame;
+/// let mut o = Outbox::new(2);
+/// o.try_push(Frame::from(&b"\x81\x02hi"[..])).unwrap();
+/// o.try_push(Frame::from(&b"\x81\x02yo"[..])).unwrap();
+/// assert_eq!(o.try_push(Frame::from(&b"\x81\x00"[..])), Err(PushError::Full));
+/// let mut sink = Vec::new(); // any io::Write; a socket in the server
+/// let p = o.write_to(&mut sink).unwrap();
+/// assert_eq!((p.frames, p.drained), (2, true));
+/// assert_eq!(sink, b"\x81\x02hi\x81\x02yo");
+/// ```
 #[derive(Debug)]
 pub struct Outbox {
     queue: VecDeque<Entry>,

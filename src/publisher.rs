@@ -29,6 +29,20 @@ use crate::{Error, Result, Tick};
 const BATCH: usize = 1024;
 
 /// Why [`Publisher::publish`] refused a tick; the tick is handed back.
+///
+/// ```
+/// use tickcast::{PublishError, Tick};
+/// # let b = tickcast::Broadcaster::start(tickcast::Config {
+/// #     listen: "127.0.0.1:0".parse().unwrap(), synthetic_rate: 0, pin_threads: false,
+/// #     ..Default::default() }).unwrap();
+/// match b.publisher().publish(Tick::new("AAPL").bid(f64::NAN)) {
+///     Err(PublishError::Invalid { tick, reason }) => {
+///         assert_eq!(tick.symbol, "AAPL");
+///         assert!(reason.contains("bid"));
+///     }
+///     other => panic!("{other:?}"),
+/// }
+/// ```
 #[derive(Debug, thiserror::Error)]
 pub enum PublishError {
     /// The publisher thread is behind by more than
