@@ -172,3 +172,70 @@ fn churn_while_ticks_flow_leaves_no_leaked_connection() {
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     feed.join().unwrap();
 }
+
+/// CPU time (user + system, in clock ticks) used so far by process `pid`.
+fn cpu_ticks(pid: u32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    // Fields after the `(comm)`: state is field 3, utime 14, stime 15.
+    let rest = &stat[stat.rfind(')').unwrap() + 2..];
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    f[11].parse::<u64>().unwrap() + f[12].parse::<u64>().unwrap()
+}
+
+#[test]
+fn running_out_of_file_descriptors_does_not_spin_the_acceptor() {
+    // A server allowed 48 descriptors, then 120 connections: accept fails
+    // with EMFILE while the listener stays readable.
+    let mut child = Command::new("bash")
+        .arg("-c")
+        .arg(format!(
+            "ulimit -n 48 && exec {} --listen 127.0.0.1:0 --no-pin --io-threads 1 --synthetic-rate 0",
+            env!("CARGO_BIN_EXE_tickcast")
+        ))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut out = BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    out.read_line(&mut line).unwrap();
+    let addr: std::net::SocketAddr = line
+        .split("ws://")
+        .nth(1)
+        .and_then(|s| s.split("/ws").next())
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("no address in {line:?}"));
+    let flood: Vec<std::net::TcpStream> = (0..120)
+        .filter_map(|_| std::net::TcpStream::connect(addr).ok())
+        .collect();
+    assert!(flood.len() > 60, "the kernel accepted the connections");
+    thread::sleep(Duration::from_millis(300));
+    let before = cpu_ticks(child.id());
+    thread::sleep(Duration::from_secs(1));
+    let used = cpu_ticks(child.id()) - before;
+    // A spinning acceptor would burn ~100 ticks (a whole core) here.
+    assert!(
+        used < 30,
+        "the server used {used} of 100 clock ticks while out of descriptors"
+    );
+    // Once descriptors are free again, it accepts and serves.
+    drop(flood);
+    let deadline = Instant::now() + WAIT;
+    let mut c = loop {
+        if let Ok(s) = std::net::TcpStream::connect(addr) {
+            s.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+            let url = format!("ws://{addr}/ws");
+            if let Ok((ws, _)) = tungstenite::client::client(url.as_str(), s) {
+                break ws;
+            }
+        }
+        assert!(Instant::now() < deadline, "the server never recovered");
+        thread::sleep(Duration::from_millis(50));
+    };
+    let welcome = c.read().unwrap();
+    assert!(welcome.to_text().unwrap().contains("welcome"));
+    let _ = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    let _ = child.wait();
+}
