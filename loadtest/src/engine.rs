@@ -15,7 +15,9 @@
 //! Invariants:
 //! - a connection's bytes are parsed in arrival order, whole frames only;
 //!   `pending` holds the tail of the last read that was not yet a whole frame;
-//! - every socket is read until `WouldBlock` (mio is edge-triggered) or, past
+//! - every socket is read until `WouldBlock` or a short read (mio is
+//!   edge-triggered; a short read leaves the socket empty, so the next
+//!   arrival raises a new edge; after a hang-up, until EOF) or, past
 //!   [`READS_PER_EVENT`], put on the `again` list so the loop comes back to
 //!   it without waiting for a new event;
 //! - every loop is bounded in time: connects by `connect_timeout`, the run by
@@ -33,14 +35,14 @@ use anyhow::Context;
 use hdrhistogram::Histogram;
 use mio::net::TcpStream;
 use mio::{Events, Interest, Poll, Token};
-use rustc_hash::FxHashMap;
 use slab::Slab;
 use socket2::{Domain, Protocol, Socket, Type};
 
 use crate::frame::{self, FrameError, OP_BINARY, OP_CLOSE, OP_PING, OP_PONG, OP_TEXT, Parsed};
 use crate::handshake::ClientHandshake;
+use crate::intern::SymbolTable;
 use crate::options::{Options, SlowMode, Subscription, Target};
-use crate::scan::{Control, Scanned, Scanner, parse_control};
+use crate::scan::{Control, Kind, Scanned, Scanner, parse_control, scan_fast};
 use crate::seqcheck::{SeqCounts, SeqTracker};
 use crate::stats::latency_histogram;
 
@@ -269,7 +271,7 @@ struct Plan {
 /// both can be borrowed at once.
 struct Ctx {
     scanner: Scanner,
-    symbols: FxHashMap<Box<[u8]>, u32>,
+    symbols: SymbolTable,
     rng: Rng,
     fast: Histogram<u64>,
     fast_interval: Histogram<u64>,
@@ -279,15 +281,6 @@ struct Ctx {
 }
 
 impl Ctx {
-    fn intern(&mut self, symbol: &[u8]) -> u32 {
-        if let Some(id) = self.symbols.get(symbol) {
-            return *id;
-        }
-        let id = self.symbols.len() as u32;
-        self.symbols.insert(symbol.into(), id);
-        id
-    }
-
     fn bump(&mut self, key: &str) {
         *self.counters.control.entry(key.to_string()).or_insert(0) += 1;
     }
@@ -478,7 +471,7 @@ impl Worker {
             buf: vec![0; READ_CHUNK],
             ctx: Ctx {
                 scanner: Scanner::new(),
-                symbols: FxHashMap::default(),
+                symbols: SymbolTable::new(),
                 rng: Rng::new(id as u64 + 1),
                 fast: latency_histogram(),
                 fast_interval: latency_histogram(),
@@ -756,6 +749,13 @@ impl Worker {
         for _ in 0..READS_PER_EVENT {
             match self.read_once(token.0, usize::MAX) {
                 ReadOutcome::More => {}
+                // A short read emptied the socket: the next byte to arrive
+                // raises a new edge, so the read that would only return
+                // WouldBlock is skipped (it was half the syscalls when
+                // reads are small). Not after a hang-up: that edge is
+                // spent, so read on until EOF.
+                ReadOutcome::Drained if !hangup => return,
+                ReadOutcome::Drained => {}
                 ReadOutcome::Blocked | ReadOutcome::Done => return,
             }
         }
@@ -796,6 +796,13 @@ impl Worker {
         if conn.state == State::Open {
             conn.budget -= n as f64;
         }
+        // TCP reads return everything queued up to the buffer size, so a
+        // short read means the socket is empty for now.
+        let more = if n < want {
+            ReadOutcome::Drained
+        } else {
+            ReadOutcome::More
+        };
         let rel = self.plan.t0.elapsed().as_nanos() as u64;
         let start = self.shared.window_start.load(Ordering::Relaxed);
         let end = self.shared.window_end.load(Ordering::Relaxed);
@@ -811,7 +818,7 @@ impl Worker {
                 return ReadOutcome::Done;
             };
             match hs.check_response(&conn.hs_buf) {
-                Ok(None) => return ReadOutcome::More,
+                Ok(None) => return more,
                 Err(e) => {
                     conn.end = Some(End::ConnectFailed(format!("handshake: {e}")));
                     return ReadOutcome::Done;
@@ -869,7 +876,7 @@ impl Worker {
         if conn.paused || limited {
             return ReadOutcome::Done;
         }
-        ReadOutcome::More
+        more
     }
 
     fn serve_slow_readers(&mut self, dt: f64) {
@@ -1054,8 +1061,13 @@ impl Worker {
 
 #[derive(Debug, PartialEq, Eq)]
 enum ReadOutcome {
+    /// Read a full buffer: there may be more.
     More,
+    /// Read less than asked: the socket is empty until the next edge.
+    Drained,
+    /// `WouldBlock`.
     Blocked,
+    /// The connection ended (or must not be read now).
     Done,
 }
 
@@ -1159,29 +1171,31 @@ fn on_text(conn: &mut Conn, ctx: &mut Ctx, payload: &[u8], now: Now) {
     if now.in_window {
         ctx.counters.msgs_window += 1;
     }
+    // Nearly every message: the exact layout tickcast and the peers write.
+    if let Some(t) = scan_fast(payload) {
+        let id = ctx.symbols.intern(t.symbol);
+        match t.kind {
+            Kind::Tick => on_tick(conn, ctx, id, t.seq, t.ts, now),
+            Kind::Snapshot => on_snapshot(conn, id, t.seq),
+        }
+        return;
+    }
+    on_text_general(conn, ctx, payload, now);
+}
+
+/// Everything [`scan_fast`] does not take: other layouts, escapes, control
+/// messages, invalid text.
+#[cold]
+#[inline(never)]
+fn on_text_general(conn: &mut Conn, ctx: &mut Ctx, payload: &[u8], now: Now) {
     match ctx.scanner.scan(payload) {
         Scanned::Tick(t) => {
-            let id = ctx.intern(&t.symbol);
-            conn.seq.tick(id, t.seq);
-            conn.ticks_total += 1;
-            if now.in_window {
-                conn.ticks_window += 1;
-                ctx.counters.ticks_window += 1;
-                if t.ts > now.wall {
-                    ctx.counters.negative_latency += 1;
-                }
-                let lat = now.wall.saturating_sub(t.ts).max(1);
-                if conn.spec.slow {
-                    ctx.slow.saturating_record(lat);
-                } else {
-                    ctx.fast_interval.saturating_record(lat);
-                }
-            }
+            let id = ctx.symbols.intern(&t.symbol);
+            on_tick(conn, ctx, id, t.seq, t.ts, now);
         }
         Scanned::Snapshot(t) => {
-            let id = ctx.intern(&t.symbol);
-            conn.seq.snapshot(id, t.seq);
-            conn.snapshots += 1;
+            let id = ctx.symbols.intern(&t.symbol);
+            on_snapshot(conn, id, t.seq);
         }
         Scanned::Other => match parse_control(payload) {
             Ok(Control::Welcome { .. }) => ctx.bump("welcome"),
@@ -1196,6 +1210,31 @@ fn on_text(conn: &mut Conn, ctx: &mut Ctx, payload: &[u8], now: Now) {
         },
         Scanned::Invalid => ctx.counters.invalid += 1,
     }
+}
+
+#[inline(always)]
+fn on_tick(conn: &mut Conn, ctx: &mut Ctx, id: u32, seq: u64, ts: u64, now: Now) {
+    conn.seq.tick(id, seq);
+    conn.ticks_total += 1;
+    if now.in_window {
+        conn.ticks_window += 1;
+        ctx.counters.ticks_window += 1;
+        if ts > now.wall {
+            ctx.counters.negative_latency += 1;
+        }
+        let lat = now.wall.saturating_sub(ts).max(1);
+        if conn.spec.slow {
+            ctx.slow.saturating_record(lat);
+        } else {
+            ctx.fast_interval.saturating_record(lat);
+        }
+    }
+}
+
+#[inline(always)]
+fn on_snapshot(conn: &mut Conn, id: u32, seq: u64) {
+    conn.seq.snapshot(id, seq);
+    conn.snapshots += 1;
 }
 
 #[cfg(test)]

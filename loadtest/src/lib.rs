@@ -5,6 +5,7 @@
 //!  Options ─► run ─► engine (mio worker threads: connect → handshake → subscribe → frames)
 //!                      │  frame (server frames in, masked client frames out)
 //!                      │  scan (type/symbol/seq/ts by byte scan; serde_json for the rest)
+//!                      │  intern (symbol → dense id, cached per thread)
 //!                      │  seqcheck (snapshot baseline, gaps, duplicates, reorders)
 //!                      └► per-thread histograms ─► report (table, report.json, .hgrm, plot SVG)
 //! ```
@@ -14,7 +15,8 @@
 //! allocation, no locks on the data path).
 //!
 //! # Reading order
-//! [`options`] → [`engine`] → [`frame`] → [`scan`] → [`seqcheck`] →
+//! [`options`] → [`engine`] → [`frame`] → [`scan`] → [`intern`] →
+//! [`seqcheck`] →
 //! [`stats`] → [`report`] → [`plot`].
 #![deny(
     missing_docs,
@@ -27,6 +29,7 @@ pub mod engine;
 pub mod frame;
 pub mod handshake;
 pub mod inprocess;
+pub mod intern;
 pub mod options;
 pub mod plot;
 pub mod probe;

@@ -131,9 +131,6 @@ impl Default for Scanner {
     }
 }
 
-const TICK_PREFIX: &[u8] = br#"{"type":"tick","symbol":""#;
-const SNAPSHOT_PREFIX: &[u8] = br#"{"type":"snapshot","symbol":""#;
-
 impl Scanner {
     /// Builds the key searchers.
     pub fn new() -> Self {
@@ -148,9 +145,18 @@ impl Scanner {
     /// Classifies `payload` and extracts the tick fields if it is a tick or
     /// snapshot.
     pub fn scan<'a>(&self, payload: &'a [u8]) -> Scanned<'a> {
-        if let Some(s) = scan_ordered(payload) {
-            return s;
+        if let Some(t) = scan_fast(payload) {
+            return t.into_scanned();
         }
+        match self.scan_any_order(payload) {
+            Some(s) => s,
+            None => scan_with_parser(payload),
+        }
+    }
+
+    /// [`Scanner::scan`] without the fast path (tests compare the two).
+    #[cfg(test)]
+    fn scan_general<'a>(&self, payload: &'a [u8]) -> Scanned<'a> {
         match self.scan_any_order(payload) {
             Some(s) => s,
             None => scan_with_parser(payload),
@@ -177,49 +183,225 @@ impl Scanner {
     }
 }
 
-/// Fast path for the exact layout the tickcast server writes.
-fn scan_ordered(p: &[u8]) -> Option<Scanned<'_>> {
-    let (is_tick, mut at) = if p.starts_with(TICK_PREFIX) {
-        (true, TICK_PREFIX.len())
-    } else if p.starts_with(SNAPSHOT_PREFIX) {
-        (false, SNAPSHOT_PREFIX.len())
+/// Which of the two scanned message types a [`FastTick`] is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// A live `tick`.
+    Tick,
+    /// A `snapshot`.
+    Snapshot,
+}
+
+/// A tick or snapshot read by [`scan_fast`]: the symbol is always borrowed
+/// (the fast path never decodes escapes).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FastTick<'a> {
+    /// Tick or snapshot.
+    pub kind: Kind,
+    /// The symbol's raw bytes (no escapes in them).
+    pub symbol: &'a [u8],
+    /// Per-symbol sequence number.
+    pub seq: u64,
+    /// Broadcaster accept time, ns since the UNIX epoch.
+    pub ts: u64,
+}
+
+impl<'a> FastTick<'a> {
+    fn into_scanned(self) -> Scanned<'a> {
+        let f = TickFields {
+            symbol: Cow::Borrowed(self.symbol),
+            seq: self.seq,
+            ts: self.ts,
+        };
+        match self.kind {
+            Kind::Tick => Scanned::Tick(f),
+            Kind::Snapshot => Scanned::Snapshot(f),
+        }
+    }
+}
+
+/// `{"type":"tick","symbol":"` as a fixed-size array, so the comparison is
+/// inlined (two overlapping 16-byte loads) instead of a `memcmp` call.
+const TICK_HEAD: &[u8; 25] = br#"{"type":"tick","symbol":""#;
+const SNAPSHOT_HEAD: &[u8; 29] = br#"{"type":"snapshot","symbol":""#;
+const SEQ_KEY: &[u8; 7] = br#","seq":"#;
+const TS_KEY: &[u8; 6] = br#","ts":"#;
+
+/// Most digits the fast path parses; 19 digits always fit in a `u64`.
+/// Longer numbers (or overflow) are left to the general path.
+const MAX_FAST_DIGITS: usize = 19;
+
+const ONES: u64 = 0x0101_0101_0101_0101;
+const HIGHS: u64 = 0x8080_8080_8080_8080;
+
+/// Fast path for the exact layout tickcast and the peers write:
+/// `{"type":"tick","symbol":"SYM","seq":N,"ts":N` followed by `,` or `}`
+/// (or the same with `"snapshot"`), the symbol without escapes, both
+/// numbers at most 19 digits. Returns `None` for anything else; the caller
+/// then uses the general [`Scanner::scan`], which gives the same answer
+/// for everything this accepts.
+#[inline]
+pub fn scan_fast(p: &[u8]) -> Option<FastTick<'_>> {
+    let (kind, start) = if p.len() > TICK_HEAD.len() && p[..TICK_HEAD.len()] == TICK_HEAD[..] {
+        (Kind::Tick, TICK_HEAD.len())
+    } else if p.len() > SNAPSHOT_HEAD.len() && p[..SNAPSHOT_HEAD.len()] == SNAPSHOT_HEAD[..] {
+        (Kind::Snapshot, SNAPSHOT_HEAD.len())
     } else {
         return None;
     };
-    let start = at;
-    let end = start + memchr::memchr2(b'"', b'\\', &p[start..])?;
+    let end = find_quote_or_backslash(p, start)?;
     if p[end] != b'"' {
         return None;
     }
     let symbol = &p[start..end];
-    at = end + 1;
-    at = expect(p, at, br#","seq":"#)?;
-    let (seq, next) = u64_at(p, at)?;
-    at = expect(p, next, br#","ts":"#)?;
-    let (ts, next) = u64_at(p, at)?;
-    // The number must end at a delimiter, or it was a prefix of something
-    // else (e.g. a float); let the general path decide.
-    if !matches!(p.get(next), Some(b',') | Some(b'}')) {
+    let at = end + 1;
+    if p.get(at..at + SEQ_KEY.len())? != SEQ_KEY {
         return None;
     }
-    let f = TickFields {
-        symbol: Cow::Borrowed(symbol),
+    let (seq, at) = digits_fast(p, at + SEQ_KEY.len())?;
+    if p.get(at..at + TS_KEY.len())? != TS_KEY {
+        return None;
+    }
+    let (ts, at) = digits_fast(p, at + TS_KEY.len())?;
+    // The number must end at a delimiter, or it was a prefix of something
+    // else (a float, an exponent); let the general path decide.
+    if !matches!(p.get(at), Some(b',') | Some(b'}')) {
+        return None;
+    }
+    Some(FastTick {
+        kind,
+        symbol,
         seq,
         ts,
-    };
-    Some(if is_tick {
-        Scanned::Tick(f)
-    } else {
-        Scanned::Snapshot(f)
     })
 }
 
-fn expect(p: &[u8], at: usize, lit: &[u8]) -> Option<usize> {
-    if p.get(at..at + lit.len())? == lit {
-        Some(at + lit.len())
-    } else {
-        None
+/// Loads 8 bytes at `at` (little-endian), if there are 8.
+#[inline(always)]
+fn load8(p: &[u8], at: usize) -> Option<u64> {
+    let b: [u8; 8] = p.get(at..at + 8)?.try_into().ok()?;
+    Some(u64::from_le_bytes(b))
+}
+
+/// Index of the first `"` or backslash at or after `from`.
+#[inline(always)]
+fn find_quote_or_backslash(p: &[u8], from: usize) -> Option<usize> {
+    let mut i = from;
+    while let Some(w) = load8(p, i) {
+        // Bytes equal to `"` or a backslash become zero; the classic zero-byte test
+        // is exact for the lowest zero byte (false positives can only sit
+        // above a true one), which is the one we take.
+        let q = w ^ (ONES * u64::from(b'"'));
+        let b = w ^ (ONES * u64::from(b'\\'));
+        let z = (q.wrapping_sub(ONES) & !q | b.wrapping_sub(ONES) & !b) & HIGHS;
+        if z != 0 {
+            return Some(i + (z.trailing_zeros() / 8) as usize);
+        }
+        i += 8;
     }
+    let rel = p.get(i..)?.iter().position(|&c| c == b'"' || c == b'\\')?;
+    Some(i + rel)
+}
+
+/// Converts up to 8 digit values (0..=9, one per byte, most significant
+/// digit in the lowest byte, leading bytes zero) into their number.
+#[inline(always)]
+fn swar_8_digits(v: u64) -> u64 {
+    // Pairs, then quads, then the whole (fast_float's method).
+    let v = v.wrapping_mul(10).wrapping_add(v >> 8);
+    let mask = 0x0000_00FF_0000_00FF;
+    let mul1 = 0x000F_4240_0000_0064; // 100 + (1_000_000 << 32)
+    let mul2 = 0x0000_2710_0000_0001; // 1 + (10_000 << 32)
+    ((v & mask)
+        .wrapping_mul(mul1)
+        .wrapping_add(((v >> 16) & mask).wrapping_mul(mul2)))
+        >> 32
+}
+
+/// Powers of ten up to 10^16 (enough for 19 digits split 8 + 8 + 3).
+const POW10: [u64; 17] = {
+    let mut t = [1u64; 17];
+    let mut i = 1;
+    while i < t.len() {
+        t[i] = t[i - 1] * 10;
+        i += 1;
+    }
+    t
+};
+
+/// Per byte of `w`: non-zero iff the byte is not an ASCII digit. A byte is
+/// a digit iff its high nibble is 3 and its low nibble at most 9 (adding 6
+/// to a low nibble of 10..15 carries into bit 4, never into the next byte).
+#[inline(always)]
+fn non_digits(w: u64) -> u64 {
+    let low = w & 0x0F0F_0F0F_0F0F_0F0F;
+    ((w & 0xF0F0_F0F0_F0F0_F0F0) ^ 0x3030_3030_3030_3030)
+        | ((low + 0x0606_0606_0606_0606) & 0x1010_1010_1010_1010)
+}
+
+/// The value of all 8 digits of `w` (every byte a digit).
+#[inline(always)]
+fn value8(w: u64) -> u64 {
+    swar_8_digits(w & 0x0F0F_0F0F_0F0F_0F0F)
+}
+
+/// The value of the first `n` (0..=7) digits of `w`.
+#[inline(always)]
+fn value_first(w: u64, n: usize) -> u64 {
+    // Move the n digits to the top bytes; the zero bytes below them act as
+    // leading zeros. Two shifts so that n = 0 gives 0, not an overflow.
+    swar_8_digits(((w & 0x0F0F_0F0F_0F0F_0F0F) << (8 * (7 - n))) << 8)
+}
+
+/// Index (0..=7) of the first non-digit byte, given `non_digits(w) != 0`.
+#[inline(always)]
+fn digit_run(m: u64) -> usize {
+    (m.trailing_zeros() / 8) as usize
+}
+
+/// Parses the run of ASCII digits at `at` (at least one, at most
+/// [`MAX_FAST_DIGITS`]); returns the value and the index after the last
+/// digit.
+///
+/// Reads three words at once when 24 bytes are there (the usual case: the
+/// number is followed by more fields), so the three conversions run in
+/// parallel instead of each load waiting for the previous digit count.
+#[inline(always)]
+fn digits_fast(p: &[u8], at: usize) -> Option<(u64, usize)> {
+    let (Some(w0), Some(w1), Some(w2)) = (load8(p, at), load8(p, at + 8), load8(p, at + 16)) else {
+        return digits_tail(p, at);
+    };
+    let m0 = non_digits(w0);
+    if m0 != 0 {
+        let n = digit_run(m0);
+        return (n > 0).then(|| (value_first(w0, n), at + n));
+    }
+    let m1 = non_digits(w1);
+    if m1 != 0 {
+        let n = digit_run(m1);
+        return Some((value8(w0) * POW10[n] + value_first(w1, n), at + 8 + n));
+    }
+    let m2 = non_digits(w2);
+    let n = if m2 == 0 { 8 } else { digit_run(m2) };
+    if 16 + n > MAX_FAST_DIGITS {
+        return None;
+    }
+    let v = value8(w0) * POW10[8 + n] + value8(w1) * POW10[n] + value_first(w2, n);
+    Some((v, at + 16 + n))
+}
+
+/// Byte-at-a-time digits, when fewer than 24 bytes remain.
+#[cold]
+fn digits_tail(p: &[u8], at: usize) -> Option<(u64, usize)> {
+    let (mut i, mut v) = (at, 0u64);
+    while let Some(&c) = p.get(i).filter(|c| c.is_ascii_digit()) {
+        if i - at >= MAX_FAST_DIGITS {
+            return None;
+        }
+        v = v * 10 + u64::from(c - b'0');
+        i += 1;
+    }
+    (i > at).then_some((v, i))
 }
 
 fn is_ws(b: u8) -> bool {
@@ -430,5 +612,198 @@ mod tests {
         let s = Scanner::new();
         let m = br#"{"type":"tick","symbol":"A","seq":99999999999999999999999,"ts":2}"#;
         assert_eq!(s.scan(m), Scanned::Invalid);
+    }
+    /// A payload in tickcast's exact layout.
+    fn server_tick(kind: &str, symbol: &str, seq: &str, ts: &str, rest: &str) -> Vec<u8> {
+        format!(r#"{{"type":"{kind}","symbol":"{symbol}","seq":{seq},"ts":{ts}{rest}"#).into_bytes()
+    }
+
+    const REST: &str = r#","bid":189.25,"ask":189.27,"bid_size":300,"ask_size":500,"last":189.26,"volume":1234567}"#;
+
+    #[test]
+    fn fast_path_takes_the_server_layout() {
+        let m = server_tick("tick", "EQ0042", "7", "1763775000123456789", REST);
+        let f = scan_fast(&m).expect("fast path");
+        assert_eq!(
+            (f.kind, f.symbol, f.seq, f.ts),
+            (Kind::Tick, &b"EQ0042"[..], 7, 1763775000123456789)
+        );
+        assert_eq!(
+            Scanner::new().scan(&m),
+            tick("EQ0042", 7, 1763775000123456789)
+        );
+    }
+
+    #[test]
+    fn fast_path_takes_snapshots() {
+        let m = server_tick("snapshot", "AAPL", "41", "5", REST);
+        let f = scan_fast(&m).expect("fast path");
+        assert_eq!(
+            (f.kind, f.symbol, f.seq, f.ts),
+            (Kind::Snapshot, &b"AAPL"[..], 41, 5)
+        );
+        let Scanned::Snapshot(t) = Scanner::new().scan(&m) else {
+            panic!("not a snapshot")
+        };
+        assert_eq!((&*t.symbol, t.seq, t.ts), (&b"AAPL"[..], 41, 5));
+    }
+
+    #[test]
+    fn fast_path_agrees_with_general_path_for_every_digit_count() {
+        // 1..=19 digits for seq and ts, with a long tail (three-word loads)
+        // and with the message ending right after ts (byte-wise tail).
+        let s = Scanner::new();
+        let digits = "1234567890123456789";
+        for seq_len in 1..=19 {
+            for ts_len in 1..=19 {
+                for rest in [REST, "}", r#","x":1}"#] {
+                    let (seq, ts) = (&digits[..seq_len], &digits[19 - ts_len..]);
+                    for sym in ["A", "EURUSD", "ABCDEFGH", "BRK.B-LONGER-THAN-16", ""] {
+                        let m = server_tick("tick", sym, seq, ts, rest);
+                        let f = scan_fast(&m).expect("fast path");
+                        assert_eq!(f.seq, seq.parse::<u64>().expect("seq"));
+                        assert_eq!(f.ts, ts.parse::<u64>().expect("ts"));
+                        assert_eq!(f.symbol, sym.as_bytes());
+                        assert_eq!(s.scan_general(&m), f.into_scanned(), "{m:?}");
+                    }
+                }
+            }
+        }
+        // The largest 19-digit values.
+        let m = server_tick(
+            "tick",
+            "Z",
+            "9999999999999999999",
+            "9999999999999999999",
+            "}",
+        );
+        let f = scan_fast(&m).expect("fast path");
+        assert_eq!(
+            (f.seq, f.ts),
+            (9_999_999_999_999_999_999, 9_999_999_999_999_999_999)
+        );
+    }
+
+    #[test]
+    fn numbers_past_19_digits_fall_back() {
+        let s = Scanner::new();
+        // 20 digits that fit a u64: the general path answers.
+        let m = server_tick("tick", "A", "18446744073709551615", "2", REST);
+        assert_eq!(scan_fast(&m), None);
+        assert_eq!(s.scan(&m), tick("A", u64::MAX, 2));
+        let m = server_tick("tick", "A", "1", "00000000000000000002", "}");
+        assert_eq!(scan_fast(&m), None);
+        assert_eq!(s.scan(&m), tick("A", 1, 2));
+        // 20 digits that do not: invalid, as before.
+        let m = server_tick("tick", "A", "1", "99999999999999999999", REST);
+        assert_eq!(scan_fast(&m), None);
+        assert_eq!(s.scan(&m), Scanned::Invalid);
+    }
+
+    #[test]
+    fn escapes_fall_back_to_the_general_path() {
+        let s = Scanner::new();
+        for (raw, decoded) in [
+            (r#"A\"B"#, "A\"B"),
+            (r#"A\\B"#, "A\\B"),
+            (r#"\u0041BC"#, "ABC"),
+            (r#"EURUSD\/X"#, "EURUSD/X"),
+            (r#"LONGSYMBOL\n"#, "LONGSYMBOL\n"),
+        ] {
+            let m = server_tick("tick", raw, "3", "4", REST);
+            assert_eq!(scan_fast(&m), None, "{raw}");
+            assert_eq!(s.scan(&m), tick(decoded, 3, 4), "{raw}");
+        }
+    }
+
+    #[test]
+    fn other_layouts_fall_back_to_the_general_path() {
+        let s = Scanner::new();
+        for m in [
+            &br#"{"type":"tick","seq":3,"symbol":"Q","ts":4}"#[..],
+            br#"{"symbol":"Q","type":"tick","seq":3,"ts":4}"#,
+            br#"{"type":"tick","symbol":"Q","ts":4,"seq":3}"#,
+            br#"{"type": "tick","symbol":"Q","seq":3,"ts":4}"#,
+            br#"{"type":"tick", "symbol":"Q","seq":3,"ts":4}"#,
+            br#"{"type":"tick","symbol":"Q","seq": 3,"ts":4}"#,
+            br#"{"type":"tick","symbol":"Q","seq":3 ,"ts":4}"#,
+            br#"{"type":"tick","symbol":"Q","seq":3,"ts":4 }"#,
+            br#" {"type":"tick","symbol":"Q","seq":3,"ts":4}"#,
+            br#"{"type":"tick","symbol":"Q","bid":1.5,"seq":3,"ts":4}"#,
+        ] {
+            assert_eq!(scan_fast(m), None, "{}", String::from_utf8_lossy(m));
+            assert_eq!(s.scan(m), tick("Q", 3, 4), "{}", String::from_utf8_lossy(m));
+        }
+    }
+
+    #[test]
+    fn fast_path_refuses_non_integers_and_other_types() {
+        for m in [
+            &br#"{"type":"tick","symbol":"A","seq":1.5,"ts":2}"#[..],
+            br#"{"type":"tick","symbol":"A","seq":1,"ts":2.5}"#,
+            br#"{"type":"tick","symbol":"A","seq":1,"ts":2e3}"#,
+            br#"{"type":"tick","symbol":"A","seq":1,"ts":2E3,"bid":1.0}"#,
+            br#"{"type":"tick","symbol":"A","seq":-1,"ts":2}"#,
+            br#"{"type":"tick","symbol":"A","seq":,"ts":2}"#,
+            br#"{"type":"tick","symbol":"A","seq":1,"ts":}"#,
+            br#"{"type":"tick","symbol":"A","seq":"1","ts":2}"#,
+            br#"{"type":"tick","symbol":"A","seq":1,"ts":2"#,
+            br#"{"type":"ticks","symbol":"A","seq":1,"ts":2}"#,
+            br#"{"type":"welcome","conn_id":"c-1"}"#,
+        ] {
+            assert_eq!(scan_fast(m), None, "{}", String::from_utf8_lossy(m));
+        }
+        // What the general path makes of them is unchanged.
+        let s = Scanner::new();
+        assert_eq!(
+            s.scan(br#"{"type":"tick","symbol":"A","seq":1,"ts":2e3}"#),
+            Scanned::Invalid
+        );
+    }
+
+    #[test]
+    fn truncated_and_mutated_messages_never_disagree() {
+        // Every prefix, and every single-byte change to a set of telling
+        // bytes: the fast path either declines or gives exactly what a
+        // full JSON parser reads from the same bytes.
+        let base = server_tick("tick", "EQ0042", "123456", "1763775000123456789", REST);
+        let check = |m: &[u8]| {
+            let Some(f) = scan_fast(m) else { return };
+            let v: serde_json::Value = match serde_json::from_slice(m) {
+                Ok(v) => v,
+                // Not JSON (e.g. cut off after ts): nothing to compare with,
+                // but the fields must still be the general scan's.
+                Err(_) => {
+                    assert_eq!(Scanner::new().scan_general(m), f.into_scanned());
+                    return;
+                }
+            };
+            assert_eq!(v["type"], "tick", "{}", String::from_utf8_lossy(m));
+            assert_eq!(v["symbol"].as_str().map(str::as_bytes), Some(f.symbol));
+            assert_eq!(
+                v["seq"].as_u64(),
+                Some(f.seq),
+                "{}",
+                String::from_utf8_lossy(m)
+            );
+            assert_eq!(
+                v["ts"].as_u64(),
+                Some(f.ts),
+                "{}",
+                String::from_utf8_lossy(m)
+            );
+        };
+        for n in 0..=base.len() {
+            check(&base[..n]);
+        }
+        for i in 0..base.len() {
+            for b in [
+                b'"', b'\\', b',', b'}', b'.', b'e', b'0', b'9', b' ', b':', b'/', 0x80, 0,
+            ] {
+                let mut m = base.clone();
+                m[i] = b;
+                check(&m);
+            }
+        }
     }
 }

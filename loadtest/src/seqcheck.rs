@@ -76,12 +76,19 @@ pub enum TickOutcome {
 }
 
 impl SeqTracker {
+    #[inline(always)]
     fn slot(&mut self, symbol: u32) -> &mut u64 {
         let i = symbol as usize;
         if i >= self.last.len() {
-            self.last.resize(i + 1, NONE);
+            self.grow(i);
         }
         &mut self.last[i]
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn grow(&mut self, i: usize) {
+        self.last.resize(i + 1, NONE);
     }
 
     /// Records a snapshot of `symbol` at `seq`.
@@ -95,6 +102,7 @@ impl SeqTracker {
     }
 
     /// Records a tick of `symbol` at `seq`.
+    #[inline]
     pub fn tick(&mut self, symbol: u32, seq: u64) -> TickOutcome {
         let slot = self.slot(symbol);
         let last = *slot;
