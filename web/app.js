@@ -25,9 +25,10 @@
   const BACKOFF_MAX_MS = 10_000; // retries never wait longer than this
   const STABLE_MS = 5_000; // a connection up this long resets the backoff
   const PING_EVERY_MS = 3_000; // app-level {"op":"ping"} for the RTT display
-  const FLASH_MS = 700; // how long a changed cell stays highlighted
-  const FLASH_UP = 'rgba(46, 204, 113, 0.45)';
-  const FLASH_DOWN = 'rgba(231, 76, 60, 0.45)';
+  const FLASH_MS = 600; // how long a moved price stays highlighted
+  const FLASH_UP = 'rgba(46, 204, 113, 0.5)';
+  const FLASH_DOWN = 'rgba(231, 76, 60, 0.5)';
+  const FLASHED = ['bid', 'ask', 'last']; // the columns that flash
   const DEFAULT_GROUP = 'fx-majors'; // used when the server has it
   const STORAGE_KEY = 'tickcast.board.selection';
 
@@ -413,31 +414,28 @@
     row.digits = Math.max(row.digits, decimals(q.bid), decimals(q.ask), decimals(q.last));
     const d = row.digits;
     const spread = q.bid !== undefined && q.ask !== undefined ? q.ask - q.bid : undefined;
-    const values = {
-      bid: q.bid,
-      ask: q.ask,
-      spread,
-      last: q.last,
-      size: q.bid_size !== undefined || q.ask_size !== undefined ? [q.bid_size, q.ask_size] : undefined,
-      volume: q.volume,
-    };
+    const values = { bid: q.bid, ask: q.ask, last: q.last };
+    const noSize = q.bid_size === undefined && q.ask_size === undefined;
     const text = {
       bid: fmtPrice(q.bid, d),
       ask: fmtPrice(q.ask, d),
       spread: fmtPrice(spread, d),
       last: fmtPrice(q.last, d),
-      size: values.size ? `${fmtInt(q.bid_size)} × ${fmtInt(q.ask_size)}` : '—',
+      size: noSize ? '—' : `${fmtInt(q.bid_size)} × ${fmtInt(q.ask_size)}`,
       volume: fmtInt(q.volume),
     };
     for (const key of Object.keys(text)) {
       const cell = row.cells[key];
       if (cell.textContent === text[key]) continue;
       cell.textContent = text[key];
-      // Sizes compare on their total; everything else on its value.
-      const now = key === 'size' ? sum(values.size) : values[key];
-      const before = key === 'size' ? sum(row.prev.size) : row.prev[key];
-      if (before !== undefined && now !== undefined && now !== before) {
+      // Prices flash when they move; spread, sizes and volume change on
+      // almost every tick, so they just update (a board where every cell
+      // blinks all the time tells the eye nothing).
+      const now = values[key];
+      const before = row.prev[key];
+      if (FLASHED.includes(key) && before !== undefined && now !== undefined && now !== before) {
         flash(cell, now > before);
+        // The last price also keeps the colour of its latest move.
         if (key === 'last') cell.className = now > before ? 'up' : 'down';
       }
     }
@@ -521,10 +519,6 @@
 
   function fmtInt(x) {
     return x === undefined ? '—' : intFormat.format(x);
-  }
-
-  function sum(pair) {
-    return pair === undefined ? undefined : (pair[0] || 0) + (pair[1] || 0);
   }
 
   // ----------------------------------------------------------------- health
