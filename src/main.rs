@@ -114,7 +114,10 @@ fn main() -> anyhow::Result<()> {
     } else {
         println!("no synthetic feed (--synthetic-rate 0)");
     }
-    println!("health: http://{}/healthz   stop: Ctrl-C", b.local_addr());
+    println!(
+        "board: http://{0}/   health: http://{0}/healthz   stop: Ctrl-C",
+        b.local_addr()
+    );
     if let Some(sig) = signals.forever().next() {
         eprintln!("signal {sig}: closing connections (1001) and shutting down");
     }

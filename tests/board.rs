@@ -121,7 +121,7 @@ fn the_board_streams_checks_seq_and_reconnects_in_chromium() {
     let mut page = chromium.new_page();
     page.call(
         "Emulation.setDeviceMetricsOverride",
-        json!({"width": 1200, "height": 760, "deviceScaleFactor": 1, "mobile": false}),
+        json!({"width": 1200, "height": 640, "deviceScaleFactor": 1, "mobile": false}),
     );
 
     // First visit: no hash, no stored choice → the default group, fx-majors,

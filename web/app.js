@@ -153,7 +153,10 @@
     setState('open');
     groupsId = send('list_groups', {});
     if (selection) subscribe();
-    ping(); // an RTT right away, then every PING_EVERY_MS
+    // A first RTT soon (once the subscription's snapshots are drawn), then
+    // every PING_EVERY_MS. Any frame we send also counts as life for the
+    // server; its own WebSocket pings are answered by the browser.
+    setTimeout(ping, 1000);
   }
 
   function onClose(ev) {
