@@ -150,6 +150,7 @@
     lastSeq.clear();
     pings.clear();
     switchingId = 0;
+    showMessage('');
     setState('open');
     groupsId = send('list_groups', {});
     if (selection) subscribe();
@@ -171,6 +172,7 @@
       // The attempt failed before the handshake completed (server down,
       // or a refused token: browsers do not expose the HTTP status).
       attempts += 1;
+      if (attempts >= 3) showMessage('cannot connect: is the server up, and is the ?token= right?');
     }
     // Backoff: 0.5 s, 1 s, 2 s, ... up to 10 s between attempts, with
     // +-20% jitter so a crowd of boards does not reconnect in lockstep. A
