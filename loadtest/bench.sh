@@ -85,8 +85,10 @@ start_server() {
     tickcast)
       local shards=1
       [ "$cpus" != "$SERVER_CPU" ] && shards=2
+      # shellcheck disable=SC2086 # SERVER_ARGS is a list of flags
       taskset -c "$cpus" "$TICKCAST" --listen "127.0.0.1:$port" --io-threads "$shards" \
-        --synthetic-symbols "$SYMBOLS" --synthetic-rate "$rate" >"$out/cells/server.log" 2>&1 &
+        --synthetic-symbols "$SYMBOLS" --synthetic-rate "$rate" ${SERVER_ARGS:-} \
+        >"$out/cells/server.log" 2>&1 &
       ;;
     tokio-tungstenite)
       taskset -c "$cpus" "$PEERS_TARGET/release/peer-tokio-tungstenite" --listen "127.0.0.1:$port" \
@@ -107,7 +109,7 @@ cell() {
   shift 5
   local port name dir base_rss
   port="$(free_port)"
-  name="$server-c$(echo "$cpus" | tr -d ,)-n$clients-r$rate-$scenario"
+  name="$server-c$(echo "$cpus" | tr -d ,)-n$clients-r$rate-$scenario${TAG:-}"
   dir="$out/cells/$name"
   echo "== $name"
   start_server "$server" "$cpus" "$port" "$rate"
@@ -126,7 +128,7 @@ cell() {
   mid_rss="$(rss_kb "$srv_pid")"
   wait "$lt" || true
   stop_server
-  python3 - "$dir/report.json" "$server" "$cpus" "$clients" "$rate" "$scenario" "$base_rss" "$mid_rss" >>"$csv" <<'PY'
+  python3 - "$dir/report.json" "$server" "$(echo "$cpus" | tr , +)" "$clients" "$rate" "$scenario${TAG:-}" "$base_rss" "$mid_rss" >>"$csv" <<'PY'
 import json, sys
 path, server, cpus, clients, rate, scenario, base, mid = sys.argv[1:]
 try:
@@ -161,10 +163,15 @@ else
   for r in 100 200 300; do cell tickcast "$SERVER_CPU" 10000 "$r" fanout; done
   # Memory: 10,000 connections, nearly idle (10 ticks/s), all on `*`.
   cell tickcast "$SERVER_CPU" 10000 10 fanout
-  # Overload: 10% of the clients stop reading.
-  cell tickcast "$SERVER_CPU" 1000 5000 slow --slow-fraction 0.1
+  # Slow consumers: 10% of the clients stop reading. A 256 KiB kernel send
+  # buffer (--send-buffer) lets the server see them stall within the window;
+  # with the kernel's default (up to 4 MiB) it takes ~14 s at this rate.
+  SERVER_ARGS="--send-buffer 262144" TAG="-sndbuf256k" cell tickcast "$SERVER_CPU" 1000 5000 slow --slow-fraction 0.1
+  # Overload: 12 M frames/s demanded, more than one core can write.
+  cell tickcast "$SERVER_CPU" 1000 12000 fanout
   # Both cores for the server (the load generator shares them).
-  cell tickcast "$SERVER_CPU,$CLIENT_CPU" 1000 5000 fanout
+  # Unpinned: pinned shards would each fight the load generator for a core.
+  SERVER_ARGS="--no-pin" cell tickcast "$SERVER_CPU,$CLIENT_CPU" 1000 5000 fanout
   # Peers, same loads.
   for s in "${servers[@]:1}"; do
     for r in 1000 2500 5000; do cell "$s" "$SERVER_CPU" 1000 "$r" fanout; done

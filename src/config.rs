@@ -60,7 +60,9 @@ pub struct Config {
     /// cannot pile up.
     pub handshake_timeout: Duration,
     /// How long a closing connection may take to take its close frame and
-    /// close its side before the socket is dropped. Default 2 s.
+    /// close its side before the socket is dropped. Default 2 s. An evicted
+    /// (4001) connection gets at least three heartbeats (15 s by default):
+    /// it is stalled, and its close frame waits behind its socket buffers.
     pub close_linger: Duration,
     /// Ticks that may wait for the publisher thread before
     /// [`Publisher::publish`](crate::Publisher::publish) returns them in an

@@ -1033,12 +1033,19 @@ impl Shard {
             return;
         };
         let frame = encode::close(code, reason);
-        if drop_backlog {
+        let c = &self.shared.config;
+        let linger = if drop_backlog {
             conn.outbox.evict(frame);
+            // An evicted client is stalled: its socket buffers are full of
+            // older frames. Keep the close frame waiting about as long as
+            // a silent client is tolerated, so a client that resumes
+            // reading finds 4001 after its backlog instead of a bare EOF.
+            c.close_linger.max(c.heartbeat * 3)
         } else {
             conn.outbox.push_close(frame);
-        }
-        conn.start_closing(self.now + self.shared.config.close_linger);
+            c.close_linger
+        };
+        conn.start_closing(self.now + linger);
         self.mark_dirty(key);
     }
 

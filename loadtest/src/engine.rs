@@ -58,6 +58,9 @@ pub const READS_PER_EVENT: usize = 8;
 /// find the server's close frame.
 pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(3);
 
+/// Receive buffer of slow clients, bytes (see `connect`).
+const SLOW_RCVBUF: usize = 64 * 1024;
+
 /// Upper bound on one `poll` wait: the loop re-checks deadlines, slow-reader
 /// budgets and the stop flag at least this often.
 const POLL_INTERVAL: Duration = Duration::from_millis(10);
@@ -618,6 +621,14 @@ impl Worker {
         let sock = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
         sock.set_nonblocking(true)?;
         sock.set_tcp_nodelay(true)?;
+        if spec.slow {
+            // A stalled reader must look stalled to the server: with the
+            // kernel's receive autotuning (up to tcp_rmem's max, 32 MiB
+            // here) the client's own buffer would absorb ~40 s of a busy
+            // stream before the server saw any backpressure. 64 KiB is a
+            // browser-like window.
+            sock.set_recv_buffer_size(SLOW_RCVBUF)?;
+        }
         if addr.is_ipv4() {
             let n = self.plan.opts.source_addrs.max(1);
             let last = 1 + (spec.index % n) as u8;
