@@ -415,7 +415,7 @@ impl Report {
             series.push(("slow clients", &self.latency_slow_hist));
         }
         let title = format!(
-            "{:?}: {} clients, {} ({}), {:.0} ticks/s",
+            "{:?}: {} clients, {} ({}), {:.0} ticks/s received by all clients",
             self.scenario,
             self.clients.requested,
             self.target,
