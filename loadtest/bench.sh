@@ -128,6 +128,9 @@ cell() {
   mid_rss="$(rss_kb "$srv_pid")"
   wait "$lt" || true
   stop_server
+  # Tearing down thousands of sockets keeps the kernel busy on both cores
+  # for a few seconds; let it finish before the next cell is measured.
+  if [ "$clients" -ge 10000 ]; then sleep 8; fi
   python3 - "$dir/report.json" "$server" "$(echo "$cpus" | tr , +)" "$clients" "$rate" "$scenario${TAG:-}" "$base_rss" "$mid_rss" >>"$csv" <<'PY'
 import json, sys
 path, server, cpus, clients, rate, scenario, base, mid = sys.argv[1:]
