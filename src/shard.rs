@@ -99,8 +99,8 @@ pub(crate) fn spawn(
         again: Vec::new(),
         overflow: Vec::new(),
         pending_classes: Vec::new(),
+        batch_parts: Vec::new(),
         actions: Vec::new(),
-        pending_snapshots: Vec::new(),
         sink: Vec::new(),
         scratch: vec![0; 16 * 1024],
         ws_config,
@@ -152,9 +152,9 @@ struct Shard {
     overflow: Vec<ConnKey>,
     /// Classes with a pending batch.
     pending_classes: Vec<ClassId>,
+    /// Scratch for the batch being flushed (see `flush_classes`).
+    batch_parts: Vec<Frame>,
     actions: Vec<(usize, Action)>,
-    /// Symbols whose snapshots follow the reply being sent.
-    pending_snapshots: Vec<SymId>,
     /// Receives tungstenite's automatic replies (see `connection::Io`).
     sink: Vec<u8>,
     /// Discarded input of closing connections.
@@ -491,13 +491,19 @@ impl Shard {
             self.push(key, encode::json(&e.to_json()));
             return;
         }
+        let mut snapshots = Vec::new();
         let reply = match protocol::parse_request(text) {
             Err(e) => Err(e),
             Ok(Request::Subscribe {
                 id,
                 symbols,
                 groups,
-            }) => self.subscribe(key, &id, &symbols, &groups),
+            }) => self
+                .subscribe(key, &id, &symbols, &groups)
+                .map(|(reply, syms)| {
+                    snapshots = syms;
+                    reply
+                }),
             Ok(Request::Unsubscribe {
                 id,
                 symbols,
@@ -515,7 +521,8 @@ impl Shard {
                 self.push(key, encode::json(&e.to_json()));
             }
         }
-        self.send_pending_snapshots(key);
+        // Snapshots go out after the `subscribed` reply.
+        self.send_snapshots(key, &snapshots);
     }
 
     /// Resolves names to a [`Selection`], checking everything before
@@ -618,10 +625,10 @@ impl Shard {
         id: &protocol::Id,
         symbols: &[String],
         groups: &[String],
-    ) -> Result<serde_json::Value, RequestError> {
+    ) -> Result<(serde_json::Value, Vec<SymId>), RequestError> {
         let sel = self.resolve(key, id, symbols, groups, true)?;
         self.index.subscribe(key as ConnKey, &sel);
-        // Snapshots go out after the `subscribed` reply: remember them.
+        // The symbols whose snapshots follow the reply.
         let mut syms: Vec<SymId> = if sel.all {
             (0..self.lvc.len() as SymId).collect()
         } else {
@@ -633,8 +640,7 @@ impl Shard {
         };
         syms.sort_unstable();
         syms.dedup();
-        self.pending_snapshots = syms;
-        Ok(protocol::ack("subscribed", id, symbols, groups))
+        Ok((protocol::ack("subscribed", id, symbols, groups), syms))
     }
 
     fn unsubscribe(
@@ -665,9 +671,9 @@ impl Shard {
         Ok(protocol::ack("unsubscribed", id, symbols, groups))
     }
 
-    fn send_pending_snapshots(&mut self, key: usize) {
-        let syms = std::mem::take(&mut self.pending_snapshots);
-        for &s in &syms {
+    /// Queues the `snapshot` of each of `syms` that has a last value.
+    fn send_snapshots(&mut self, key: usize, syms: &[SymId]) {
+        for &s in syms {
             let Some(Some((_, frame))) = self.lvc.get(s as usize) else {
                 continue;
             };
@@ -678,8 +684,6 @@ impl Shard {
                 break;
             }
         }
-        self.pending_snapshots = syms;
-        self.pending_snapshots.clear();
     }
 
     // ---- phase 3: the inbox --------------------------------------------------
@@ -710,8 +714,7 @@ impl Shard {
                 ShardMsg::SetGroup { name, symbols } => {
                     let gained = self.index.set_group(name, symbols.to_vec());
                     for (key, syms) in gained {
-                        self.pending_snapshots = syms;
-                        self.send_pending_snapshots(key as usize);
+                        self.send_snapshots(key as usize, &syms);
                     }
                 }
                 ShardMsg::RemoveGroup { name } => {
@@ -725,11 +728,9 @@ impl Shard {
                 ShardMsg::Shutdown => self.begin_shutdown(),
             }
         }
+        // Messages left over are seen by `poll_timeout` (via
+        // `Sleep::prepare`), which then does not let the poll block.
         self.flush_classes();
-        if !self.rx.is_empty() {
-            // More is waiting: do not sleep in the next poll.
-            self.again.push(ConnKey::MAX);
-        }
     }
 
     /// The hot path, part 1: one `Arc` clone per subscription class that
@@ -744,25 +745,11 @@ impl Shard {
             seq,
             "ticks of a symbol reach a shard in seq order"
         );
-        let mut full = None;
-        for c in self.index.classes_for(sym) {
-            let Some(class) = self.index.class(c) else {
-                continue;
-            };
-            if class.pending.is_empty() {
-                self.pending_classes.push(c);
-            }
-            if class.pending.len() + 1 >= MAX_BATCH {
-                full = Some(c);
-            }
-        }
-        for c in self.index.classes_for(sym).collect::<Vec<_>>() {
-            if let Some(class) = self.index.class_mut(c) {
-                class.pending.push(frame.clone());
-            }
-        }
+        let longest = self
+            .index
+            .push_pending(sym, &frame, &mut self.pending_classes);
         self.lvc[i] = Some((seq, frame));
-        if full.is_some() {
+        if longest >= MAX_BATCH {
             self.flush_classes();
         }
     }
@@ -776,13 +763,16 @@ impl Shard {
             let Some(class) = self.index.class_mut(c) else {
                 continue;
             };
-            let pending = std::mem::take(&mut class.pending);
-            let n = pending.len();
+            // Swap, not take: both vectors keep their capacity, so a steady
+            // stream allocates no pending vectors.
+            std::mem::swap(&mut class.pending, &mut self.batch_parts);
+            let n = self.batch_parts.len();
             let batch = match n {
                 0 => continue,
-                1 => pending[0].clone(),
-                _ => Frame::concat(&pending),
+                1 => self.batch_parts[0].clone(),
+                _ => Frame::concat(&self.batch_parts),
             };
+            self.batch_parts.clear();
             let Some(class) = self.index.class(c) else {
                 continue;
             };
@@ -854,9 +844,7 @@ impl Shard {
     fn read_again(&mut self) {
         let again = std::mem::take(&mut self.again);
         for &key in &again {
-            if key != ConnKey::MAX {
-                self.on_readable(key as usize);
-            }
+            self.on_readable(key as usize);
         }
         let mut again = again;
         again.clear();

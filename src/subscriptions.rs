@@ -127,7 +127,36 @@ pub(crate) struct Index {
 }
 
 impl Index {
+    /// Appends `frame` to the pending batch of every class that receives
+    /// a tick of `sym` (each once); classes whose batch was empty are
+    /// pushed onto `started`. Returns the longest of those batches after.
+    pub(crate) fn push_pending(
+        &mut self,
+        sym: SymId,
+        frame: &crate::Frame,
+        started: &mut Vec<ClassId>,
+    ) -> usize {
+        let mut longest = 0;
+        let specific = self
+            .by_symbol
+            .get(sym as usize)
+            .into_iter()
+            .flatten()
+            .copied();
+        for c in self.all_class.into_iter().chain(specific) {
+            if let Some(class) = self.classes.get_mut(c as usize) {
+                if class.pending.is_empty() {
+                    started.push(c);
+                }
+                class.pending.push(frame.clone());
+                longest = longest.max(class.pending.len());
+            }
+        }
+        longest
+    }
+
     /// Classes that receive a tick of `sym`, each once.
+    #[cfg(test)]
     pub(crate) fn classes_for(&self, sym: SymId) -> impl Iterator<Item = ClassId> + '_ {
         self.all_class.into_iter().chain(
             self.by_symbol

@@ -51,24 +51,34 @@ fn shutdown_sends_1001_and_joins() {
     drop(half);
 }
 
-#[test]
-fn the_binary_serves_the_synthetic_feed_and_stops_on_sigterm() {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_tickcast"))
-        .args(["--listen", "127.0.0.1:0", "--no-pin", "--io-threads", "2"])
-        .args(["--synthetic-symbols", "50", "--synthetic-rate", "500"])
+/// Starts the binary (`cmd`, with `--listen 127.0.0.1:0`) and reads the
+/// address it prints on its first line.
+fn spawn_binary(mut cmd: Command) -> (std::process::Child, std::net::SocketAddr) {
+    let mut child = cmd
         .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
+        .stderr(Stdio::null())
         .spawn()
         .unwrap();
     let mut out = BufReader::new(child.stdout.take().unwrap());
     let mut line = String::new();
     out.read_line(&mut line).unwrap();
-    let addr: std::net::SocketAddr = line
+    let addr = line
         .split("ws://")
         .nth(1)
         .and_then(|s| s.split("/ws").next())
         .and_then(|s| s.parse().ok())
         .unwrap_or_else(|| panic!("no address in {line:?}"));
+    // Keep reading: a closed pipe would make the binary's later prints fail.
+    thread::spawn(move || std::io::copy(&mut out, &mut std::io::sink()));
+    (child, addr)
+}
+
+#[test]
+fn the_binary_serves_the_synthetic_feed_and_stops_on_sigterm() {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_tickcast"));
+    cmd.args(["--listen", "127.0.0.1:0", "--no-pin", "--io-threads", "2"])
+        .args(["--synthetic-symbols", "50", "--synthetic-rate", "500"]);
+    let (mut child, addr) = spawn_binary(cmd);
     let mut c = Client::connect(addr);
     let g = c.request(json!({"op":"list_groups"}), 1);
     let names: Vec<&str> = g["groups"]
@@ -123,7 +133,7 @@ fn churn_while_ticks_flow_leaves_no_leaked_connection() {
     });
     let addr = srv.addr;
     let workers: Vec<_> = (0..8)
-        .map(|w| {
+        .map(|_| {
             thread::spawn(move || {
                 let deadline = Instant::now() + Duration::from_secs(3);
                 let mut n = 0u64;
@@ -154,7 +164,6 @@ fn churn_while_ticks_flow_leaves_no_leaked_connection() {
                         _ => drop(std::net::TcpStream::connect(addr).unwrap()),
                     }
                 }
-                n + w
             })
         })
         .collect();
@@ -186,25 +195,12 @@ fn cpu_ticks(pid: u32) -> u64 {
 fn running_out_of_file_descriptors_does_not_spin_the_acceptor() {
     // A server allowed 48 descriptors, then 120 connections: accept fails
     // with EMFILE while the listener stays readable.
-    let mut child = Command::new("bash")
-        .arg("-c")
-        .arg(format!(
-            "ulimit -n 48 && exec {} --listen 127.0.0.1:0 --no-pin --io-threads 1 --synthetic-rate 0",
-            env!("CARGO_BIN_EXE_tickcast")
-        ))
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut out = BufReader::new(child.stdout.take().unwrap());
-    let mut line = String::new();
-    out.read_line(&mut line).unwrap();
-    let addr: std::net::SocketAddr = line
-        .split("ws://")
-        .nth(1)
-        .and_then(|s| s.split("/ws").next())
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| panic!("no address in {line:?}"));
+    let mut cmd = Command::new("bash");
+    cmd.arg("-c").arg(format!(
+        "ulimit -n 48 && exec {} --listen 127.0.0.1:0 --no-pin --io-threads 1 --synthetic-rate 0",
+        env!("CARGO_BIN_EXE_tickcast")
+    ));
+    let (mut child, addr) = spawn_binary(cmd);
     let flood: Vec<std::net::TcpStream> = (0..120)
         .filter_map(|_| std::net::TcpStream::connect(addr).ok())
         .collect();
