@@ -1,18 +1,20 @@
 //! The publisher-to-shard hand-off: a bounded crossbeam channel send of a
 //! shared frame plus the shard wake-up, with a wake (an eventfd write via
 //! `mio::Waker`) on every send versus the coalesced rule tickcast uses
-//! (wake only if the shard announced it is going to sleep).
+//! (`tickcast::wake::Sleep`: wake only if the shard announced it is going
+//! to sleep).
 //!
 //! Context: the receiver is a thread spinning on `try_recv` (a busy shard),
 //! which is exactly when coalescing matters: it never needs a wake.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering, fence};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use mio::{Poll, Token, Waker};
 use tickcast::Frame;
+use tickcast::wake::Sleep;
 
 fn handoff(c: &mut Criterion) {
     let poll = Poll::new().unwrap();
@@ -20,7 +22,8 @@ fn handoff(c: &mut Criterion) {
     let frame = Frame::from(&[0x81u8, 3, b'a', b'b', b'c'][..]);
     let (tx, rx) = crossbeam_channel::bounded::<Frame>(65_536);
     let stop = Arc::new(AtomicBool::new(false));
-    let sleeping = Arc::new(AtomicBool::new(false));
+    // The consumer spins and never announces a sleep, as a busy shard.
+    let sleep = Sleep::default();
     let consumer = {
         let stop = stop.clone();
         thread::spawn(move || {
@@ -41,8 +44,7 @@ fn handoff(c: &mut Criterion) {
     g.bench_function("send_and_coalesced_wake", |b| {
         b.iter(|| {
             tx.send(frame.clone()).unwrap();
-            fence(Ordering::SeqCst);
-            if sleeping.load(Ordering::Relaxed) && sleeping.swap(false, Ordering::SeqCst) {
+            if sleep.should_wake() {
                 waker.wake().unwrap();
             }
         })

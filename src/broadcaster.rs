@@ -2,10 +2,9 @@
 //! down in reverse order: stop the feed, stop accepting, stop the publisher,
 //! close every client with 1001, join the shards.
 
-use std::collections::HashMap;
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -13,41 +12,12 @@ use crossbeam_channel::Sender;
 use mio::Waker;
 use parking_lot::Mutex;
 
-use crate::fanout::{ShardLink, ShardMsg};
-use crate::metrics::Counters;
-use crate::symbols::SymbolTable;
-use crate::{Config, Error, Publisher, Result, Stats, Tick, encode, protocol, synthetic};
-
-/// State every thread shares.
-#[derive(Debug)]
-pub(crate) struct Shared {
-    pub(crate) config: Config,
-    pub(crate) symbols: SymbolTable,
-    pub(crate) counters: Counters,
-    pub(crate) next_conn_id: AtomicU64,
-    /// Open connections per client address (only when limited).
-    pub(crate) per_ip: Mutex<HashMap<IpAddr, usize>>,
-    /// Set once shutdown begins.
-    pub(crate) stopping: AtomicBool,
-    /// Groups as last defined, for `Broadcaster::groups`.
-    pub(crate) groups: Mutex<Vec<(String, Vec<String>)>>,
-}
-
-impl Shared {
-    /// Forgets one connection of `ip` in the per-IP table.
-    pub(crate) fn release_ip(&self, ip: IpAddr, counted: bool) {
-        if !counted {
-            return;
-        }
-        let mut per_ip = self.per_ip.lock();
-        if let Some(n) = per_ip.get_mut(&ip) {
-            *n -= 1;
-            if *n == 0 {
-                per_ip.remove(&ip);
-            }
-        }
-    }
-}
+use crate::admission::Admission;
+use crate::feed::{publisher, synthetic};
+use crate::inbox::{ShardLink, ShardMsg};
+use crate::runtime::{Runtime, unix_nanos};
+use crate::wire::{encode, protocol};
+use crate::{Config, Error, Publisher, Result, Stats, Tick};
 
 /// A running broadcaster: the acceptor, the publisher, the I/O shards and
 /// (if configured) the synthetic feed.
@@ -67,7 +37,11 @@ impl Shared {
 /// ```
 #[derive(Debug)]
 pub struct Broadcaster {
-    shared: Arc<Shared>,
+    runtime: Arc<Runtime>,
+    admission: Arc<Admission>,
+    /// Groups as last defined, for [`Broadcaster::groups`]; the shards
+    /// keep their own copy, resolved to symbol ids.
+    groups: Mutex<Vec<(String, Vec<String>)>>,
     links: Vec<ShardLink>,
     tick_tx: Sender<(Tick, u64)>,
     local_addr: SocketAddr,
@@ -99,7 +73,7 @@ impl Broadcaster {
     /// ```
     pub fn start(config: Config) -> Result<Broadcaster> {
         config.validate()?;
-        let listener = crate::listener::bind(config.listen)?;
+        let listener = crate::acceptor::bind(config.listen)?;
         let local_addr = listener.local_addr().map_err(|source| Error::Bind {
             addr: config.listen,
             source,
@@ -110,15 +84,8 @@ impl Broadcaster {
         } else {
             None
         };
-        let shared = Arc::new(Shared {
-            config,
-            symbols: SymbolTable::default(),
-            counters: Counters::default(),
-            next_conn_id: AtomicU64::new(0),
-            per_ip: Mutex::new(HashMap::new()),
-            stopping: AtomicBool::new(false),
-            groups: Mutex::new(Vec::new()),
-        });
+        let admission = Arc::new(Admission::new(&config));
+        let runtime = Arc::new(Runtime::new(config));
         let mut links = Vec::with_capacity(n);
         let mut shards = Vec::with_capacity(n);
         let stop_shards = |links: &[ShardLink], shards: Vec<JoinHandle<()>>| {
@@ -134,7 +101,7 @@ impl Broadcaster {
             let core = cores
                 .as_ref()
                 .and_then(|c| c.get(i % c.len().max(1)).copied());
-            match crate::shard::spawn(i, shared.clone(), core) {
+            match crate::shard::spawn(i, runtime.clone(), admission.clone(), core) {
                 Ok((link, handle)) => {
                     links.push(link);
                     shards.push(handle);
@@ -145,28 +112,33 @@ impl Broadcaster {
                 }
             }
         }
-        let (tick_tx, tick_rx) = crossbeam_channel::bounded(shared.config.publish_queue);
+        let (tick_tx, tick_rx) = crossbeam_channel::bounded(runtime.config.publish_queue);
         let (publisher_stop, stop_rx) = crossbeam_channel::bounded(0);
-        let publisher =
-            match crate::publisher::spawn(tick_rx, stop_rx, links.clone(), shared.clone()) {
-                Ok(h) => h,
-                Err(e) => {
-                    stop_shards(&links, shards);
-                    return Err(e);
-                }
-            };
-        let (acceptor_waker, acceptor) =
-            match crate::listener::spawn(listener, links.clone(), shared.clone()) {
-                Ok(x) => x,
-                Err(e) => {
-                    drop(publisher_stop);
-                    let _ = publisher.join();
-                    stop_shards(&links, shards);
-                    return Err(e);
-                }
-            };
+        let publisher = match publisher::spawn(tick_rx, stop_rx, links.clone(), runtime.clone()) {
+            Ok(h) => h,
+            Err(e) => {
+                stop_shards(&links, shards);
+                return Err(e);
+            }
+        };
+        let (acceptor_waker, acceptor) = match crate::acceptor::spawn(
+            listener,
+            links.clone(),
+            runtime.clone(),
+            admission.clone(),
+        ) {
+            Ok(x) => x,
+            Err(e) => {
+                drop(publisher_stop);
+                let _ = publisher.join();
+                stop_shards(&links, shards);
+                return Err(e);
+            }
+        };
         let mut b = Broadcaster {
-            shared: shared.clone(),
+            runtime: runtime.clone(),
+            admission,
+            groups: Mutex::new(Vec::new()),
             links,
             tick_tx,
             local_addr,
@@ -180,8 +152,8 @@ impl Broadcaster {
                 shards,
             }),
         };
-        if shared.config.synthetic_rate > 0 {
-            let u = synthetic::universe(shared.config.synthetic_symbols);
+        if runtime.config.synthetic_rate > 0 {
+            let u = synthetic::universe(runtime.config.synthetic_symbols);
             for (name, symbols) in &u.groups {
                 b.set_group(name, symbols)?;
             }
@@ -190,7 +162,7 @@ impl Broadcaster {
                 .as_ref()
                 .map(|t| t.synthetic_stop.clone())
                 .unwrap_or_default();
-            let h = synthetic::spawn(b.publisher(), &u, shared.config.synthetic_rate, stop)?;
+            let h = synthetic::spawn(b.publisher(), &u, runtime.config.synthetic_rate, stop)?;
             if let Some(t) = b.threads.as_mut() {
                 t.synthetic = Some(h);
             }
@@ -209,7 +181,7 @@ impl Broadcaster {
     ///     .join().unwrap().unwrap();
     /// ```
     pub fn publisher(&self) -> Publisher {
-        Publisher::new(self.tick_tx.clone(), self.shared.clone())
+        Publisher::new(self.tick_tx.clone(), self.runtime.clone())
     }
 
     /// The address the broadcaster listens on (useful with port 0).
@@ -233,7 +205,7 @@ impl Broadcaster {
     /// assert_eq!(b.config().queue_capacity, 4096);
     /// ```
     pub fn config(&self) -> &Config {
-        &self.shared.config
+        &self.runtime.config
     }
 
     /// Defines group `name` as `symbols`, or replaces its definition.
@@ -274,14 +246,14 @@ impl Broadcaster {
         }
         let ids: Arc<[u32]> = names
             .iter()
-            .map(|s| self.shared.symbols.intern(s))
+            .map(|s| self.runtime.symbols.intern(s))
             .collect();
         let name_arc: Arc<str> = Arc::from(name);
         self.to_every_shard(|| ShardMsg::SetGroup {
             name: name_arc.clone(),
             symbols: ids.clone(),
         })?;
-        let mut groups = self.shared.groups.lock();
+        let mut groups = self.groups.lock();
         groups.retain(|(n, _)| n != name);
         groups.push((name.to_string(), names));
         groups.sort();
@@ -305,7 +277,7 @@ impl Broadcaster {
     /// ```
     pub fn remove_group(&self, name: &str) -> Result<bool> {
         let existed = {
-            let mut groups = self.shared.groups.lock();
+            let mut groups = self.groups.lock();
             let before = groups.len();
             groups.retain(|(n, _)| n != name);
             groups.len() != before
@@ -329,7 +301,7 @@ impl Broadcaster {
     /// assert_eq!(names, ["a", "b"]);
     /// ```
     pub fn groups(&self) -> Vec<(String, Vec<String>)> {
-        self.shared.groups.lock().clone()
+        self.groups.lock().clone()
     }
 
     /// Sends a `notice` to every open connection.
@@ -341,7 +313,7 @@ impl Broadcaster {
     /// b.notice("market closes in 5 minutes");
     /// ```
     pub fn notice(&self, text: &str) {
-        let frame = encode::json(&protocol::notice(crate::shard::unix_nanos(), text));
+        let frame = encode::json(&protocol::notice(unix_nanos(), text));
         let _ = self.to_every_shard(|| ShardMsg::Notice {
             user: None,
             frame: frame.clone(),
@@ -358,7 +330,7 @@ impl Broadcaster {
     /// b.notice_user("alice", "your limit was raised");
     /// ```
     pub fn notice_user(&self, user: &str, text: &str) {
-        let frame = encode::json(&protocol::notice(crate::shard::unix_nanos(), text));
+        let frame = encode::json(&protocol::notice(unix_nanos(), text));
         let user: Arc<str> = Arc::from(user);
         let _ = self.to_every_shard(|| ShardMsg::Notice {
             user: Some(user.clone()),
@@ -376,7 +348,12 @@ impl Broadcaster {
     /// assert_eq!((s.connections, s.evicted_slow), (0, 0));
     /// ```
     pub fn stats(&self) -> Stats {
-        self.shared.counters.snapshot()
+        Stats {
+            connections: self.admission.open(),
+            sockets: self.admission.sockets(),
+            refused_full: self.admission.refused_full(),
+            ..self.runtime.counters.snapshot()
+        }
     }
 
     /// Closes every client with 1001, joins every thread, and returns when
@@ -399,10 +376,10 @@ impl Broadcaster {
     }
 
     fn to_every_shard(&self, mut msg: impl FnMut() -> ShardMsg) -> Result<()> {
-        if self.shared.stopping.load(Relaxed) {
+        if self.runtime.is_stopping() {
             return Err(Error::Stopped);
         }
-        let give_up = || self.shared.stopping.load(Relaxed);
+        let give_up = || self.runtime.is_stopping();
         for link in &self.links {
             link.send(msg(), &give_up).map_err(|_| Error::Stopped)?;
             link.wake();
@@ -420,7 +397,7 @@ impl Broadcaster {
                 panicked = Some(name.to_string());
             }
         };
-        self.shared.stopping.store(true, Relaxed);
+        self.runtime.begin_stopping();
         t.synthetic_stop.store(true, Relaxed);
         if let Some(h) = t.synthetic {
             join("tickcast-synthetic", h);

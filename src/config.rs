@@ -9,6 +9,13 @@ use std::time::Duration;
 
 use crate::{Authenticator, Error, Result};
 
+/// The smallest `queue_capacity` accepted, in frames. A new connection's
+/// queue holds the `101` and the `welcome` at once, and before the client
+/// has read anything the server may add a ping, a pong and a reply or two;
+/// a queue smaller than that would evict a client for the server's own
+/// control traffic, before it could read a byte.
+pub const MIN_QUEUE_CAPACITY: usize = 16;
+
 /// Broadcaster configuration. `Config::default()` is what
 /// `cargo run --release` uses.
 ///
@@ -132,8 +139,10 @@ impl Config {
         if self.io_threads > 1024 {
             return bad("io_threads must be at most 1024");
         }
-        if self.queue_capacity == 0 {
-            return bad("queue_capacity must be at least 1 frame");
+        if self.queue_capacity < MIN_QUEUE_CAPACITY {
+            return Err(Error::InvalidConfig(format!(
+                "queue_capacity must be at least {MIN_QUEUE_CAPACITY} frames"
+            )));
         }
         if self.queue_capacity > 1 << 20 {
             return bad("queue_capacity must be at most 1048576 frames");
@@ -187,6 +196,21 @@ impl Config {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_queue_too_small_for_the_handshake_is_refused() {
+        for (cap, ok) in [
+            (1, false),
+            (MIN_QUEUE_CAPACITY - 1, false),
+            (MIN_QUEUE_CAPACITY, true),
+        ] {
+            let c = Config {
+                queue_capacity: cap,
+                ..Config::default()
+            };
+            assert_eq!(c.validate().is_ok(), ok, "queue_capacity {cap}");
+        }
+    }
 
     #[test]
     fn default_is_valid_and_zero_queue_is_refused() {

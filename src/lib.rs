@@ -3,13 +3,14 @@
 //! Feed handlers publish ticks in-process; tickcast stamps each with a
 //! per-symbol `seq` and a `ts`, serializes it **once** into a complete
 //! WebSocket frame, and fans that one frame out to every subscribed
-//! connection over pinned `mio` I/O shards. The wire protocol is
-//! `PROTOCOL.md` v1 (JSON text frames on `ws://HOST:PORT/ws`).
+//! connection over pinned `mio` I/O shards. The wire protocol is in
+//! `docs/protocol.md` (JSON text frames on `ws://HOST:PORT/ws`); the
+//! threads, the data flow and the invariants are in `docs/architecture.md`.
 //!
 //! ```text
 //!  feed threads ─publish()─► publisher ─encode once─► Frame(Arc<[u8]>)
 //!                              │ one bounded crossbeam send per shard (+ wake if asleep)
-//!                              ├──────────────► shard 0 ─► index ─► Outbox ─writev─► sockets
+//!                              ├──────────────► shard 0 ─► classes ─► Outbox ─writev─► Transport
 //!                              └──────────────► shard 1 ─► ...
 //!  acceptor ── Accept(socket) ─┘ (least-loaded shard)    one pinned thread + one mio::Poll each
 //! ```
@@ -26,12 +27,15 @@
 //!    its bounded [`outbox::Outbox`] overflows; it never silently misses a
 //!    tick, and it never delays the others.
 //! 4. A shard never sleeps while its inbox is non-empty, and a busy shard
-//!    costs the publisher no syscall per tick (see `fanout`).
+//!    costs the publisher no syscall per tick (see [`wake`]).
 //!
-//! # Reading order
-//! `broadcaster` → `publisher` → [`encode`] → `fanout` → `listener` →
-//! `shard` → `connection` → [`outbox`]; then `protocol`, `subscriptions`,
-//! `http` as needed.
+//! # Reading order and dependencies
+//! The modules are listed below in data-flow order. Dependencies point one
+//! way: [`Broadcaster`] (the composition root) → the threads (`feed`,
+//! `acceptor`, `shard`) → what they share (`inbox`, `wake`, `runtime`,
+//! `admission`) → the sans-I/O core (`session`, `subscriptions`,
+//! [`outbox`], `wire`) → leaves (`config`, `tick`, `symbols`, `metrics`,
+//! `auth`, `error`). No module imports one above it.
 #![deny(
     missing_docs,
     missing_debug_implementations,
@@ -40,32 +44,37 @@
 )]
 #![warn(unreachable_pub)]
 
-mod auth;
+// The composition root.
 mod broadcaster;
-mod config;
-mod connection;
-pub mod encode;
-mod error;
-mod fanout;
-mod frame;
-mod http;
-mod listener;
-mod metrics;
-pub mod outbox;
-mod protocol;
-mod publisher;
+// The threads, in data-flow order.
+mod acceptor;
+mod feed;
 mod shard;
-mod static_files;
+// What the threads share.
+mod admission;
+mod inbox;
+mod runtime;
+pub mod wake;
+// The sans-I/O core.
+pub mod outbox;
+mod session;
 mod subscriptions;
+mod transport;
+mod wire;
+// Leaves.
+mod auth;
+mod config;
+mod error;
+mod metrics;
 mod symbols;
-mod synthetic;
 mod tick;
 
 pub use auth::{Authenticator, Entitlements, Identity, StaticTokens};
 pub use broadcaster::Broadcaster;
-pub use config::Config;
+pub use config::{Config, MIN_QUEUE_CAPACITY};
 pub use error::{Error, Result};
-pub use frame::Frame;
+pub use feed::publisher::{PublishError, Publisher};
 pub use metrics::Stats;
-pub use publisher::{PublishError, Publisher};
 pub use tick::Tick;
+pub use wire::encode;
+pub use wire::frame::Frame;

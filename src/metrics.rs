@@ -5,13 +5,12 @@
 //! synchronization. Shards add their hot counters (frames, bytes) once per
 //! loop turn rather than once per frame.
 
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
-/// Process-wide counters.
+/// Process-wide counters (the connection and socket counts are kept by
+/// `Admission`).
 #[derive(Debug, Default)]
 pub(crate) struct Counters {
-    pub(crate) open: AtomicUsize,
-    pub(crate) sockets: AtomicUsize,
     pub(crate) accepted: AtomicU64,
     pub(crate) ticks_published: AtomicU64,
     pub(crate) ticks_rejected: AtomicU64,
@@ -24,15 +23,16 @@ pub(crate) struct Counters {
     pub(crate) closed_rate_limit: AtomicU64,
     pub(crate) closed_expired: AtomicU64,
     pub(crate) handshakes_failed: AtomicU64,
-    pub(crate) refused_full: AtomicU64,
     pub(crate) accept_errors: AtomicU64,
 }
 
 impl Counters {
+    /// The counters; the caller fills in the admission counts
+    /// (`connections`, `sockets`, `refused_full`).
     pub(crate) fn snapshot(&self) -> Stats {
         Stats {
-            connections: self.open.load(Relaxed),
-            sockets: self.sockets.load(Relaxed),
+            connections: 0,
+            sockets: 0,
             accepted: self.accepted.load(Relaxed),
             ticks_published: self.ticks_published.load(Relaxed),
             ticks_rejected: self.ticks_rejected.load(Relaxed),
@@ -45,10 +45,15 @@ impl Counters {
             closed_rate_limit: self.closed_rate_limit.load(Relaxed),
             closed_expired: self.closed_expired.load(Relaxed),
             handshakes_failed: self.handshakes_failed.load(Relaxed),
-            refused_full: self.refused_full.load(Relaxed),
+            refused_full: 0,
             accept_errors: self.accept_errors.load(Relaxed),
         }
     }
+}
+
+/// Adds one to `counter`.
+pub(crate) fn count(counter: &AtomicU64) {
+    counter.fetch_add(1, Relaxed);
 }
 
 /// A point-in-time copy of the broadcaster's counters. Counts are since
@@ -92,7 +97,8 @@ pub struct Stats {
     pub closed_expired: u64,
     /// Sockets that never completed the upgrade (refused, timed out, reset).
     pub handshakes_failed: u64,
-    /// Upgrades refused with 503 (connection limit).
+    /// Sockets closed at once, and upgrades refused with 503, for the
+    /// connection limit.
     pub refused_full: u64,
     /// `accept` errors (such as EMFILE); each backs off the acceptor.
     pub accept_errors: u64,

@@ -2,7 +2,8 @@
 //!
 //! Each queue entry is a shared [`Frame`] holding one frame or a *batch*
 //! of whole frames (the ticks a subscription class received in one shard
-//! turn, concatenated once for all its members).
+//! turn, concatenated once for all its members), or an HTTP response (the
+//! `101` of the upgrade, or a refusal), which is never cut.
 //!
 //! Invariant: bytes leave a connection in whole frames, in push order.
 //! `offset` is the number of bytes of the head entry already written; every
@@ -10,15 +11,17 @@
 //! is queued here too (never written to the socket directly), a control
 //! frame can never land inside a half-sent broadcast frame.
 //!
-//! The queue is bounded in frames ([`Outbox::capacity`]); a push into a full
-//! queue fails and the caller evicts the connection (close 4001). Only the
-//! final close frame may exceed the bound. Pure: no mio, no sockets, tested
+//! The queue is bounded in frames (the `capacity` given to
+//! [`Outbox::new`]); a push into a full queue fails and the caller evicts
+//! the connection (close 4001). Only the final close frame (or final HTTP
+//! response) may exceed the bound. Pure: no mio, no sockets, tested
 //! with scripted writers.
 
 use std::collections::VecDeque;
 use std::io::{self, IoSlice, Write};
 
 use crate::Frame;
+use crate::wire::ws::Header;
 
 /// How many frames one `writev` carries at most. Linux's `IOV_MAX` is 1024;
 /// 256 frames of a typical 150-byte tick is ~38 KiB per syscall, enough to
@@ -60,11 +63,30 @@ pub struct Progress {
     pub drained: bool,
 }
 
-/// One queue entry: `frame.as_bytes()[..end]` holds `frames` whole frames.
+/// What an entry holds.
+#[derive(Debug, Clone)]
+enum Bytes {
+    /// One or more whole server frames.
+    Frames(Frame),
+    /// An HTTP response: sent whole, never cut at a "frame" boundary.
+    Http(Box<[u8]>),
+}
+
+impl Bytes {
+    fn as_slice(&self) -> &[u8] {
+        match self {
+            Bytes::Frames(f) => f.as_bytes(),
+            Bytes::Http(b) => b,
+        }
+    }
+}
+
+/// One queue entry: `bytes[..end]` holds `frames` whole frames (an HTTP
+/// response counts as one).
 #[derive(Debug, Clone)]
 struct Entry {
-    frame: Frame,
-    /// Bytes to send; less than the frame's length only after an eviction
+    bytes: Bytes,
+    /// Bytes to send; less than the entry's length only after an eviction
     /// cut a batch at a frame boundary.
     end: usize,
     frames: usize,
@@ -133,11 +155,45 @@ impl Outbox {
         self.frames += frames;
         self.queue.push_back(Entry {
             end: batch.len(),
-            frame: batch,
+            bytes: Bytes::Frames(batch),
             frames,
         });
         self.check_invariants();
         Ok(())
+    }
+
+    /// Queues an HTTP response (the upgrade's `101`), counted as one frame.
+    ///
+    /// # Errors
+    /// As [`Outbox::try_push`].
+    pub(crate) fn try_push_http(&mut self, response: Vec<u8>) -> Result<(), PushError> {
+        if self.closed {
+            return Err(PushError::Closed);
+        }
+        if self.frames + 1 > self.capacity {
+            return Err(PushError::Full);
+        }
+        self.push_back(Bytes::Http(response.into_boxed_slice()));
+        Ok(())
+    }
+
+    /// Queues a final HTTP response (a refusal); like
+    /// [`Outbox::push_close`], nothing may follow it.
+    pub(crate) fn push_http_close(&mut self, response: Vec<u8>) {
+        if !self.closed {
+            self.closed = true;
+            self.push_back(Bytes::Http(response.into_boxed_slice()));
+        }
+    }
+
+    fn push_back(&mut self, bytes: Bytes) {
+        self.frames += 1;
+        self.queue.push_back(Entry {
+            end: bytes.as_slice().len(),
+            bytes,
+            frames: 1,
+        });
+        self.check_invariants();
     }
 
     /// Queues a final close frame after everything already queued, even if
@@ -146,14 +202,8 @@ impl Outbox {
     pub fn push_close(&mut self, close: Frame) {
         if !self.closed {
             self.closed = true;
-            self.frames += 1;
-            self.queue.push_back(Entry {
-                end: close.len(),
-                frame: close,
-                frames: 1,
-            });
+            self.push_back(Bytes::Frames(close));
         }
-        self.check_invariants();
     }
 
     /// Drops every frame not yet started (a half-written head frame is
@@ -165,8 +215,12 @@ impl Outbox {
         self.queue.truncate(keep);
         self.frames = 0;
         if let Some(head) = self.queue.front_mut() {
-            // A half-sent batch is cut after the frame being sent.
-            let end = frame_boundary(&head.frame.as_bytes()[..head.end], self.offset);
+            // A half-sent batch is cut after the frame being sent; an HTTP
+            // response is finished whole.
+            let end = match &head.bytes {
+                Bytes::Frames(f) => frame_boundary(&f.as_bytes()[..head.end], self.offset),
+                Bytes::Http(_) => head.end,
+            };
             head.frames = 1;
             head.end = end;
             self.frames = 1;
@@ -193,7 +247,7 @@ impl Outbox {
             let mut n = 0;
             for (i, e) in self.queue.iter().take(MAX_IOV).enumerate() {
                 let start = if i == 0 { self.offset } else { 0 };
-                let bytes = &e.frame.as_bytes()[start..e.end];
+                let bytes = &e.bytes.as_slice()[start..e.end];
                 slices[i] = IoSlice::new(bytes);
                 n += 1;
             }
@@ -250,21 +304,6 @@ impl Outbox {
         self.queue.is_empty()
     }
 
-    /// The most frames `try_push` accepts.
-    pub fn capacity(&self) -> usize {
-        self.capacity
-    }
-
-    /// Returns true if and only if a close frame has been queued.
-    pub fn is_closed(&self) -> bool {
-        self.closed
-    }
-
-    /// Returns true if and only if the head frame is partly written.
-    pub fn is_mid_frame(&self) -> bool {
-        self.offset > 0
-    }
-
     fn check_invariants(&self) {
         debug_assert!(self.queue.front().is_none_or(|e| self.offset < e.end));
         debug_assert!(!self.queue.is_empty() || self.offset == 0);
@@ -274,38 +313,22 @@ impl Outbox {
 }
 
 /// The end of the frame that contains byte `offset` of `bytes`, a run of
-/// whole unmasked server frames. If the bytes do not parse as frames, the
-/// whole run (it is then one frame or an HTTP response).
+/// whole unmasked server frames. Only for runs of frames: an HTTP response
+/// is never passed here (its first bytes may well read as a frame header).
+/// A header that does not parse (a run cut short, which the outbox never
+/// holds) ends the run.
 fn frame_boundary(bytes: &[u8], offset: usize) -> usize {
     let mut pos = 0;
     while pos < bytes.len() {
-        let Some(len) = frame_len(&bytes[pos..]) else {
+        let Some(len) = Header::parse(&bytes[pos..]).and_then(|h| h.frame_len()) else {
             return bytes.len();
         };
-        pos += len;
+        pos = pos.saturating_add(len);
         if pos > offset {
             return pos.min(bytes.len());
         }
     }
     bytes.len()
-}
-
-/// The total length of the server frame at the start of `b`.
-fn frame_len(b: &[u8]) -> Option<usize> {
-    let len7 = *b.get(1)? & 0x7f;
-    if b[1] & 0x80 != 0 {
-        return None; // server frames are never masked
-    }
-    match len7 {
-        126 => Some(4 + usize::from(u16::from_be_bytes([*b.get(2)?, *b.get(3)?]))),
-        127 => {
-            let raw: [u8; 8] = b.get(2..10)?.try_into().ok()?;
-            usize::try_from(u64::from_be_bytes(raw))
-                .ok()?
-                .checked_add(10)
-        }
-        n => Some(2 + usize::from(n)),
-    }
 }
 
 #[cfg(test)]
@@ -379,7 +402,7 @@ mod tests {
                 drained: false
             }
         );
-        assert!(o.is_mid_frame());
+        assert_eq!(o.offset, 1, "one byte of \"world\" is out");
         w.calls_left = 100;
         let p = o.write_to(&mut w).unwrap();
         assert!(p.drained);
@@ -500,7 +523,30 @@ mod tests {
         assert_eq!(frame_boundary(&run, 0), 12);
         assert_eq!(frame_boundary(&run, 11), 12);
         assert_eq!(frame_boundary(&run, 12), run.len());
-        assert_eq!(frame_boundary(b"HTTP/1.1 101", 3), 12);
+    }
+
+    #[test]
+    fn evict_never_cuts_a_half_sent_http_response() {
+        // "HT" reads as the header of an 86-byte frame: an HTTP response
+        // must be finished whole, not cut there.
+        let resp = b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n\r\n".to_vec();
+        assert!(resp.len() > 86);
+        let mut o = Outbox::new(10);
+        o.try_push_http(resp.clone()).unwrap();
+        o.try_push(f("welcome")).unwrap();
+        let mut w = Scripted {
+            out: vec![],
+            per_call: 3,
+            calls_left: 1,
+        };
+        o.write_to(&mut w).unwrap();
+        o.evict(f("X"));
+        w.per_call = 1000;
+        w.calls_left = 10;
+        o.write_to(&mut w).unwrap();
+        let mut want = resp;
+        want.push(b'X');
+        assert_eq!(w.out, want);
     }
 
     #[test]

@@ -3,7 +3,7 @@
 //! latency record, over an in-memory buffer of tickcast-shaped frames.
 //!
 //! ```sh
-//! CARGO_TARGET_DIR=/work/target-loadtest cargo run --release -p loadtest --example parse_bench -- [MESSAGES] [SYMBOLS] [CONNS]
+//! cargo run --release -p loadtest --example parse_bench -- [MESSAGES] [SYMBOLS] [CONNS]
 //! ```
 //!
 //! `FRAMES=FILE` replays captured payloads (one JSON message per line)

@@ -6,26 +6,25 @@
 //! serializes the tick once into a complete WebSocket frame
 //! ([`TickEncoder`]) and sends that one `Arc`'d frame to every shard: one
 //! channel send per shard, never one per connection. Shards are woken only
-//! if asleep ([`crate::fanout`]), once per batch.
+//! if asleep ([`crate::wake`]), once per batch.
 //!
 //! Invariant: `seq` values are assigned in the order ticks leave the
 //! publisher, which is the order every shard receives them.
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::atomic::Ordering::Relaxed;
 use std::thread::JoinHandle;
 
 use crossbeam_channel::{Receiver, Sender, TrySendError, select};
 
-use crate::broadcaster::Shared;
-use crate::encode::TickEncoder;
-use crate::fanout::{ShardLink, ShardMsg};
-use crate::shard::unix_nanos;
+use crate::inbox::{ShardLink, ShardMsg};
+use crate::runtime::{Runtime, unix_nanos};
 use crate::symbols::SymId;
+use crate::wire::encode::TickEncoder;
 use crate::{Error, Result, Tick};
 
-/// Ticks taken from the inbox per batch before the shards are woken.
+/// Ticks taken from the queue per batch before the shards are woken: a
+/// busy feed costs one wake check per shard per 1,024 ticks.
 const BATCH: usize = 1024;
 
 /// Why [`Publisher::publish`] refused a tick; the tick is handed back.
@@ -82,12 +81,12 @@ pub enum PublishError {
 #[derive(Debug, Clone)]
 pub struct Publisher {
     tx: Sender<(Tick, u64)>,
-    shared: Arc<Shared>,
+    runtime: Arc<Runtime>,
 }
 
 impl Publisher {
-    pub(crate) fn new(tx: Sender<(Tick, u64)>, shared: Arc<Shared>) -> Publisher {
-        Publisher { tx, shared }
+    pub(crate) fn new(tx: Sender<(Tick, u64)>, runtime: Arc<Runtime>) -> Publisher {
+        Publisher { tx, runtime }
     }
 
     /// Publishes `tick`: stamps its `ts` now and queues it for the
@@ -108,7 +107,7 @@ impl Publisher {
         match self.tx.try_send((tick, unix_nanos())) {
             Ok(()) => Ok(()),
             Err(TrySendError::Full((tick, _))) => {
-                self.shared.counters.ticks_rejected.fetch_add(1, Relaxed);
+                crate::metrics::count(&self.runtime.counters.ticks_rejected);
                 Err(PublishError::Full(tick))
             }
             Err(TrySendError::Disconnected((tick, _))) => Err(PublishError::Stopped(tick)),
@@ -121,28 +120,28 @@ pub(crate) fn spawn(
     rx: Receiver<(Tick, u64)>,
     stop: Receiver<()>,
     links: Vec<ShardLink>,
-    shared: Arc<Shared>,
+    runtime: Arc<Runtime>,
 ) -> Result<JoinHandle<()>> {
     let name = "tickcast-publisher".to_string();
     std::thread::Builder::new()
         .name(name.clone())
-        .spawn(move || PublisherThread::new(links, shared).run(&rx, &stop))
+        .spawn(move || PublisherThread::new(links, runtime).run(&rx, &stop))
         .map_err(|source| Error::Spawn { name, source })
 }
 
 struct PublisherThread {
     links: Vec<ShardLink>,
-    shared: Arc<Shared>,
+    runtime: Arc<Runtime>,
     /// Per symbol: its id and the last `seq` assigned.
     state: HashMap<String, (SymId, u64)>,
     encoder: TickEncoder,
 }
 
 impl PublisherThread {
-    fn new(links: Vec<ShardLink>, shared: Arc<Shared>) -> PublisherThread {
+    fn new(links: Vec<ShardLink>, runtime: Arc<Runtime>) -> PublisherThread {
         PublisherThread {
             links,
-            shared,
+            runtime,
             state: HashMap::new(),
             encoder: TickEncoder::new(),
         }
@@ -173,14 +172,14 @@ impl PublisherThread {
                 *st
             }
             None => {
-                let id = self.shared.symbols.intern(&tick.symbol);
+                let id = self.runtime.symbols.intern(&tick.symbol);
                 self.state.insert(tick.symbol.clone(), (id, 1));
                 (id, 1)
             }
         };
         let frame = self.encoder.encode(&tick.symbol, seq, ts, tick);
-        let shared = &self.shared;
-        let give_up = || shared.stopping.load(Relaxed);
+        let runtime = &self.runtime;
+        let give_up = || runtime.is_stopping();
         for link in &self.links {
             // A shard that is gone or that stays full past shutdown misses
             // the tick; its connections are being closed anyway.
@@ -193,6 +192,6 @@ impl PublisherThread {
                 &give_up,
             );
         }
-        self.shared.counters.ticks_published.fetch_add(1, Relaxed);
+        crate::metrics::count(&self.runtime.counters.ticks_published);
     }
 }

@@ -11,44 +11,17 @@
 
 use std::io::Write;
 
+use super::ws::{self, OP_CLOSE, OP_PING, OP_TEXT};
 use crate::Frame;
-
-/// Text frame opcode (RFC 6455 §5.2).
-pub(crate) const OP_TEXT: u8 = 0x1;
-/// Close frame opcode.
-pub(crate) const OP_CLOSE: u8 = 0x8;
-/// Ping frame opcode.
-pub(crate) const OP_PING: u8 = 0x9;
-
-/// Largest possible header of an unmasked server frame: 2 + 8 bytes.
-const MAX_HEADER: usize = 10;
 
 /// The first bytes of every tick payload.
 pub(crate) const TICK_PREFIX: &[u8] = br#"{"type":"tick""#;
 const SNAPSHOT_PREFIX: &[u8] = br#"{"type":"snapshot""#;
 
-/// Writes the header of a final, unmasked frame with `opcode` and a payload
-/// of `len` bytes into `out`, returning the number of bytes written.
-fn write_header(out: &mut [u8; MAX_HEADER], opcode: u8, len: usize) -> usize {
-    out[0] = 0x80 | opcode;
-    if len < 126 {
-        out[1] = len as u8;
-        2
-    } else if len <= u16::MAX as usize {
-        out[1] = 126;
-        out[2..4].copy_from_slice(&(len as u16).to_be_bytes());
-        4
-    } else {
-        out[1] = 127;
-        out[2..10].copy_from_slice(&(len as u64).to_be_bytes());
-        10
-    }
-}
-
 /// Wraps `payload` in a frame with `opcode`: one allocation, one copy.
 pub(crate) fn frame(opcode: u8, payload: &[u8]) -> Frame {
-    let mut header = [0u8; MAX_HEADER];
-    let h = write_header(&mut header, opcode, payload.len());
+    let mut header = [0u8; ws::MAX_HEADER];
+    let h = ws::Header::write(&mut header, opcode, payload.len());
     Frame::build(h + payload.len(), |buf| {
         buf[..h].copy_from_slice(&header[..h]);
         buf[h..].copy_from_slice(payload);
@@ -182,21 +155,10 @@ fn write_opt_f64(out: &mut Vec<u8>, key: &[u8], v: Option<f64>) {
     }
 }
 
-/// Splits a server frame into its header length and payload.
-fn payload_of(frame: &[u8]) -> Option<&[u8]> {
-    let len7 = *frame.get(1)? & 0x7f;
-    let start = match len7 {
-        126 => 4,
-        127 => 10,
-        _ => 2,
-    };
-    frame.get(start..)
-}
-
 /// Builds the `snapshot` frame for a cached tick frame: the same JSON with
 /// `"type":"snapshot"`. Returns `None` if `tick` is not a tick frame.
 pub(crate) fn snapshot_of(tick: &Frame) -> Option<Frame> {
-    let payload = payload_of(tick.as_bytes())?;
+    let payload = ws::payload(tick.as_bytes())?;
     let rest = payload.strip_prefix(TICK_PREFIX)?;
     let mut json = Vec::with_capacity(SNAPSHOT_PREFIX.len() + rest.len());
     json.extend_from_slice(SNAPSHOT_PREFIX);
@@ -210,7 +172,7 @@ mod tests {
     use crate::Tick;
 
     fn payload(f: &Frame) -> &[u8] {
-        payload_of(f.as_bytes()).unwrap()
+        ws::payload(f.as_bytes()).unwrap()
     }
 
     #[test]

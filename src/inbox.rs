@@ -1,24 +1,20 @@
-//! The hand-off from the publisher (and the acceptor and the API) to the
-//! shards: per shard, one bounded crossbeam channel and one `mio::Waker`.
+//! A shard's inbox: the messages the publisher, the acceptor and the API
+//! send to one shard, and [`ShardLink`], the sending side (one bounded
+//! crossbeam channel, the shard's `mio::Waker`, and its [`Sleep`] flag).
 //!
-//! Invariant: a shard never sleeps with a non-empty inbox. Wake-ups are
-//! coalesced so that a busy shard costs the publisher no syscall per tick:
-//! the shard raises `sleeping` before it blocks in `poll` and re-checks its
-//! inbox; a sender writes the channel, then looks at `sleeping` and wakes the
-//! shard only if it is (about to be) asleep. Both sides put a SeqCst fence
-//! between their write and their read (Dekker's pattern), so at least one of
-//! them sees the other: either the shard sees the message, or the sender
-//! sees the flag and wakes it.
+//! Invariant: a shard never sleeps with a non-empty inbox, and a busy shard
+//! costs its senders no syscall per message (see [`crate::wake`]).
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering, fence};
+use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 use std::time::Duration;
 
-use crossbeam_channel::{Receiver, SendTimeoutError, Sender, TrySendError};
+use crossbeam_channel::{SendTimeoutError, Sender, TrySendError};
 use mio::Waker;
 
 use crate::Frame;
 use crate::symbols::SymId;
+use crate::wake::Sleep;
 
 /// A message to one shard.
 #[derive(Debug)]
@@ -30,7 +26,8 @@ pub(crate) enum ShardMsg {
         user: Option<Arc<str>>,
         frame: Frame,
     },
-    /// A newly accepted socket.
+    /// A newly accepted socket, already counted in `Admission` and in the
+    /// shard's [`ShardLink::load`].
     Accept {
         stream: mio::net::TcpStream,
         peer: std::net::SocketAddr,
@@ -46,44 +43,9 @@ pub(crate) enum ShardMsg {
     Shutdown,
 }
 
-/// Cache-line aligned so the flag a shard writes before every sleep does not
-/// share a line with anything the publisher writes.
-#[derive(Debug, Default)]
-#[repr(align(128))]
-pub(crate) struct Padded<T>(pub(crate) T);
-
-/// The flag pair shared by a shard and its senders.
-#[derive(Debug, Default)]
-pub(crate) struct Sleep {
-    sleeping: Padded<AtomicBool>,
-}
-
-impl Sleep {
-    /// Shard side, before blocking: returns true if and only if it may
-    /// block (the inbox is still empty after announcing the sleep).
-    pub(crate) fn prepare(&self, rx: &Receiver<ShardMsg>) -> bool {
-        self.sleeping.0.store(true, Ordering::SeqCst);
-        fence(Ordering::SeqCst);
-        if rx.is_empty() {
-            true
-        } else {
-            self.sleeping.0.store(false, Ordering::Relaxed);
-            false
-        }
-    }
-
-    /// Shard side, after waking.
-    pub(crate) fn awake(&self) {
-        self.sleeping.0.store(false, Ordering::Relaxed);
-    }
-
-    /// Sender side, after sending: true if the shard must be woken (and
-    /// this caller is the one to do it).
-    fn claim_wake(&self) -> bool {
-        fence(Ordering::SeqCst);
-        self.sleeping.0.load(Ordering::Relaxed) && self.sleeping.0.swap(false, Ordering::SeqCst)
-    }
-}
+/// How long a blocked [`ShardLink::send`] waits before it wakes the shard
+/// again and asks whether to give up.
+const SEND_RETRY: Duration = Duration::from_millis(20);
 
 /// The sending side of one shard.
 #[derive(Debug, Clone)]
@@ -92,7 +54,7 @@ pub(crate) struct ShardLink {
     waker: Arc<Waker>,
     sleep: Arc<Sleep>,
     /// Sockets this shard holds; the acceptor picks the least loaded shard.
-    pub(crate) sockets: Arc<AtomicUsize>,
+    load: Arc<AtomicUsize>,
 }
 
 impl ShardLink {
@@ -100,13 +62,13 @@ impl ShardLink {
         tx: Sender<ShardMsg>,
         waker: Arc<Waker>,
         sleep: Arc<Sleep>,
-        sockets: Arc<AtomicUsize>,
+        load: Arc<AtomicUsize>,
     ) -> ShardLink {
         ShardLink {
             tx,
             waker,
             sleep,
-            sockets,
+            load,
         }
     }
 
@@ -119,7 +81,7 @@ impl ShardLink {
         give_up: &dyn Fn() -> bool,
     ) -> Result<(), ShardMsg> {
         loop {
-            match self.tx.send_timeout(msg, Duration::from_millis(20)) {
+            match self.tx.send_timeout(msg, SEND_RETRY) {
                 Ok(()) => return Ok(()),
                 Err(SendTimeoutError::Disconnected(m)) => return Err(m),
                 Err(SendTimeoutError::Timeout(m)) => {
@@ -142,9 +104,19 @@ impl ShardLink {
     /// Wakes the shard if it is asleep. Cheap (a fence and a load) when it
     /// is busy.
     pub(crate) fn wake(&self) {
-        if self.sleep.claim_wake() {
+        if self.sleep.should_wake() {
             // A failed wake means the shard's poll is gone: it is exiting.
             let _ = self.waker.wake();
         }
+    }
+
+    /// Sockets the shard holds (handshaking, open or closing).
+    pub(crate) fn load(&self) -> usize {
+        self.load.load(Relaxed)
+    }
+
+    /// The shard's socket count, shared with `Admission`'s bookkeeping.
+    pub(crate) fn load_counter(&self) -> &AtomicUsize {
+        &self.load
     }
 }

@@ -147,7 +147,7 @@ pub(crate) fn route(buf: &[u8]) -> Option<Route> {
             }));
         }
         _ => {
-            if let Some(file) = crate::static_files::lookup(path) {
+            if let Some(file) = super::static_files::lookup(path) {
                 return Some(Route::Respond(match method {
                     "GET" | "HEAD" => Response {
                         status: 200,

@@ -18,10 +18,10 @@ const CSS: &str = "text/css; charset=utf-8";
 
 /// Every embedded file: (path, content type, body).
 const FILES: &[(&str, &str, &[u8])] = &[
-    ("/", HTML, include_bytes!("../web/index.html")),
-    ("/index.html", HTML, include_bytes!("../web/index.html")),
-    ("/app.js", JS, include_bytes!("../web/app.js")),
-    ("/style.css", CSS, include_bytes!("../web/style.css")),
+    ("/", HTML, include_bytes!("../../web/index.html")),
+    ("/index.html", HTML, include_bytes!("../../web/index.html")),
+    ("/app.js", JS, include_bytes!("../../web/app.js")),
+    ("/style.css", CSS, include_bytes!("../../web/style.css")),
 ];
 
 /// The embedded file served at `path` (without the query string), if any.

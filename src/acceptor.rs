@@ -4,21 +4,23 @@
 //! It accepts until `WouldBlock`, as mio's edge-triggered readiness
 //! requires. An accept error such as EMFILE (out of file descriptors) makes
 //! it back off for [`ACCEPT_BACKOFF`] instead of spinning on a listener
-//! that stays readable. Past `max_connections + HANDSHAKE_SLACK` sockets it
-//! closes new connections at once; below that the shard answers the upgrade
-//! itself (with 503 once `max_connections` are open).
+//! that stays readable. Past the socket limit of
+//! [`Admission`](crate::admission::Admission) it closes new connections at
+//! once; below that the shard answers the upgrade itself (with 503 once
+//! `max_connections` are open).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::Ordering::Relaxed;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
 use mio::net::TcpListener;
 use mio::{Events, Interest, Poll, Token, Waker};
 
-use crate::broadcaster::Shared;
-use crate::fanout::{ShardLink, ShardMsg};
+use crate::admission::Admission;
+use crate::inbox::{ShardLink, ShardMsg};
+use crate::metrics::count;
+use crate::runtime::Runtime;
 use crate::{Error, Result};
 
 const LISTENER: Token = Token(0);
@@ -26,9 +28,9 @@ const STOP: Token = Token(1);
 /// Pause after an accept error, long enough for descriptors to be freed,
 /// short enough not to be noticed by a reconnecting client.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
-/// Sockets that may be mid-handshake (or being refused with an HTTP
-/// status) on top of `max_connections`.
-const HANDSHAKE_SLACK: usize = 1024;
+/// Sockets accepted per wake-up before the stop flag is looked at again;
+/// the listener is retried at once if this cuts a connect storm.
+const ACCEPTS_PER_TURN: usize = 4096;
 /// Listen backlog asked of the kernel (capped by `net.core.somaxconn`):
 /// a connect storm of thousands must not see SYNs dropped.
 pub(crate) const BACKLOG: i32 = 4096;
@@ -50,12 +52,13 @@ pub(crate) fn bind(addr: SocketAddr) -> Result<std::net::TcpListener> {
     bind().map_err(|source| Error::Bind { addr, source })
 }
 
-/// Spawns the acceptor; returns its waker (wake it after setting
-/// `shared.stopping` to stop it) and its handle.
+/// Spawns the acceptor; returns its waker (wake it after
+/// `Runtime::begin_stopping` to stop it) and its handle.
 pub(crate) fn spawn(
     listener: std::net::TcpListener,
     links: Vec<ShardLink>,
-    shared: Arc<Shared>,
+    runtime: Arc<Runtime>,
+    admission: Arc<Admission>,
 ) -> Result<(Arc<Waker>, JoinHandle<()>)> {
     let poll_err = |source| Error::CreatePoll {
         thread: "acceptor".into(),
@@ -70,19 +73,21 @@ pub(crate) fn spawn(
     let name = "tickcast-acceptor".to_string();
     let handle = std::thread::Builder::new()
         .name(name.clone())
-        .spawn(move || run(poll, listener, &links, &shared))
+        .spawn(move || run(poll, listener, &links, &runtime, &admission))
         .map_err(|source| Error::Spawn { name, source })?;
     Ok((waker, handle))
 }
 
-fn run(mut poll: Poll, listener: TcpListener, links: &[ShardLink], shared: &Shared) {
+fn run(
+    mut poll: Poll,
+    listener: TcpListener,
+    links: &[ShardLink],
+    runtime: &Runtime,
+    admission: &Admission,
+) {
     let mut events = Events::with_capacity(64);
     let mut backoff = false;
     let mut more = false;
-    let limit = shared
-        .config
-        .max_connections
-        .saturating_add(HANDSHAKE_SLACK);
     loop {
         let timeout = if more {
             Some(Duration::ZERO)
@@ -94,40 +99,18 @@ fn run(mut poll: Poll, listener: TcpListener, links: &[ShardLink], shared: &Shar
         {
             break;
         }
-        if shared.stopping.load(Relaxed) {
+        if runtime.is_stopping() {
             break;
         }
         backoff = false;
         more = true;
-        // Bounded so that a connect storm cannot keep this loop from seeing
-        // the stop flag; the listener is retried right away if it is cut.
-        for _ in 0..4096 {
+        for _ in 0..ACCEPTS_PER_TURN {
             match listener.accept() {
                 Ok((stream, peer)) => {
-                    shared.counters.accepted.fetch_add(1, Relaxed);
-                    if shared.counters.sockets.load(Relaxed) >= limit {
-                        shared.counters.refused_full.fetch_add(1, Relaxed);
-                        continue;
-                    }
-                    let _ = stream.set_nodelay(true);
-                    if shared.config.send_buffer > 0 {
-                        let _ = socket2::SockRef::from(&stream)
-                            .set_send_buffer_size(shared.config.send_buffer);
-                    }
-                    let Some(link) = links.iter().min_by_key(|l| l.sockets.load(Relaxed)) else {
+                    count(&runtime.counters.accepted);
+                    if !hand_over(stream, peer, links, runtime, admission) {
                         return;
-                    };
-                    shared.counters.sockets.fetch_add(1, Relaxed);
-                    link.sockets.fetch_add(1, Relaxed);
-                    let give_up = || shared.stopping.load(Relaxed);
-                    if link
-                        .send(ShardMsg::Accept { stream, peer }, &give_up)
-                        .is_err()
-                    {
-                        shared.counters.sockets.fetch_sub(1, Relaxed);
-                        link.sockets.fetch_sub(1, Relaxed);
                     }
-                    link.wake();
                 }
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
                     more = false;
@@ -135,7 +118,7 @@ fn run(mut poll: Poll, listener: TcpListener, links: &[ShardLink], shared: &Shar
                 }
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
                 Err(_) => {
-                    shared.counters.accept_errors.fetch_add(1, Relaxed);
+                    count(&runtime.counters.accept_errors);
                     backoff = true;
                     more = false;
                     break;
@@ -143,4 +126,35 @@ fn run(mut poll: Poll, listener: TcpListener, links: &[ShardLink], shared: &Shar
             }
         }
     }
+}
+
+/// Sets up a new socket and hands it to the least-loaded shard, or closes
+/// it when admission says the process holds too many. Returns false if
+/// there is no shard to hand it to.
+fn hand_over(
+    stream: mio::net::TcpStream,
+    peer: std::net::SocketAddr,
+    links: &[ShardLink],
+    runtime: &Runtime,
+    admission: &Admission,
+) -> bool {
+    let Some(link) = links.iter().min_by_key(|l| l.load()) else {
+        return false;
+    };
+    if !admission.take_socket(link.load_counter()) {
+        return true; // dropped: closed at once
+    }
+    let _ = stream.set_nodelay(true);
+    if runtime.config.send_buffer > 0 {
+        let _ = socket2::SockRef::from(&stream).set_send_buffer_size(runtime.config.send_buffer);
+    }
+    let give_up = || runtime.is_stopping();
+    if link
+        .send(ShardMsg::Accept { stream, peer }, &give_up)
+        .is_err()
+    {
+        admission.drop_socket(link.load_counter());
+    }
+    link.wake();
+    true
 }

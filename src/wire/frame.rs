@@ -1,17 +1,21 @@
-//! [`Frame`]: one complete, unmasked server WebSocket frame (header
-//! included), shared by every connection that sends it.
+//! [`Frame`]: complete, unmasked server WebSocket frames (headers included),
+//! shared by every connection that sends them.
 //!
-//! Invariant: the bytes are immutable and always form whole WebSocket frames
-//! (one, or for control replies produced by tungstenite, several), or a whole
-//! HTTP response before the upgrade. Cloning is a reference-count increment;
-//! the publisher serializes a tick once and every connection queues a clone.
+//! Invariant: the bytes are immutable and always form one or more whole
+//! server frames: one tick, reply or control frame, or a *batch* (the ticks
+//! a subscription class received in one shard turn, concatenated once). HTTP
+//! responses are not frames; the outbox queues them apart. Cloning is a
+//! reference-count increment: the publisher serializes a tick once and every
+//! connection queues a clone.
 
 use std::fmt;
 use std::sync::Arc;
 
-/// An immutable, ready-to-write byte string shared between connections.
+/// One or more whole, ready-to-write server frames shared between
+/// connections. Cloning a `Frame` never copies the bytes.
 ///
-/// Cloning a `Frame` never copies the bytes.
+/// The `From` conversions take bytes as they are: the caller promises they
+/// are whole server frames (tickcast builds its own frames in `encode`).
 ///
 /// ```
 /// use tickcast::Frame;

@@ -1,0 +1,124 @@
+//! [`Connection`]: one client socket as a shard holds it: its
+//! [`Transport`], its protocol [`Session`], its [`Outbox`] and its place in
+//! the admission counts. The I/O that needs nothing else of the shard lives
+//! here; every decision lives in the session.
+//!
+//! Invariant: every byte sent goes through the outbox, and the transport is
+//! written only by [`Connection::write`].
+
+use std::io::{self, Read};
+use std::net::SocketAddr;
+use std::time::Instant;
+
+use mio::{Interest, Registry, Token};
+
+use crate::admission::Admitted;
+use crate::outbox::{Outbox, Progress};
+use crate::session::Session;
+use crate::transport::Transport;
+
+/// How many reads a closing connection's discarded input may take per
+/// turn; a peer that keeps sending is read again next turn.
+const DISCARD_READS: usize = 64;
+
+/// A client connection.
+#[derive(Debug)]
+pub(crate) struct Connection {
+    transport: Box<dyn Transport>,
+    pub(crate) peer: SocketAddr,
+    pub(crate) session: Session,
+    pub(crate) outbox: Outbox,
+    /// On the shard's dirty list this turn.
+    pub(crate) dirty: bool,
+    /// Its place in the admission counts, while the WebSocket is open.
+    pub(crate) admitted: Option<Admitted>,
+}
+
+/// What a read of the transport gave.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ReadOutcome {
+    /// Bytes were read into the buffer.
+    Data(usize),
+    /// Nothing more for now.
+    WouldBlock,
+    /// The peer closed its side.
+    Eof,
+    /// The stream failed (reset, or another error).
+    Failed,
+}
+
+impl Connection {
+    pub(crate) fn new(
+        transport: Box<dyn Transport>,
+        peer: SocketAddr,
+        now: Instant,
+        config: &crate::Config,
+    ) -> Connection {
+        Connection {
+            transport,
+            peer,
+            session: Session::new(now, config),
+            outbox: Outbox::new(config.queue_capacity),
+            dirty: false,
+            admitted: None,
+        }
+    }
+
+    /// Registers the transport with the shard's poll under `token`.
+    pub(crate) fn register(&mut self, registry: &Registry, token: Token) -> io::Result<()> {
+        registry.register(
+            &mut *self.transport,
+            token,
+            Interest::READABLE | Interest::WRITABLE,
+        )
+    }
+
+    /// Deregisters the transport (before the connection is dropped).
+    pub(crate) fn deregister(&mut self, registry: &Registry) {
+        // An error means it is not registered: nothing to undo.
+        let _ = registry.deregister(&mut *self.transport);
+    }
+
+    /// Reads once into `buf` (retrying interrupted reads).
+    pub(crate) fn read(&mut self, buf: &mut [u8]) -> ReadOutcome {
+        loop {
+            match self.transport.read(buf) {
+                Ok(0) => return ReadOutcome::Eof,
+                Ok(n) => return ReadOutcome::Data(n),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return ReadOutcome::WouldBlock,
+                Err(_) => return ReadOutcome::Failed,
+            }
+        }
+    }
+
+    /// Writes queued frames until the outbox is empty or the transport
+    /// would block.
+    ///
+    /// # Errors
+    /// The transport failed: drop the connection.
+    pub(crate) fn write(&mut self) -> io::Result<Progress> {
+        self.outbox.write_to(&mut self.transport)
+    }
+
+    /// Ends our write side after the last byte (see [`Transport`]).
+    pub(crate) fn shutdown_write(&mut self) {
+        // An error here means the peer is already gone.
+        let _ = self.transport.shutdown_write();
+    }
+
+    /// In `Closing`: reads and discards whatever the peer still sends, so
+    /// that closing our socket never turns into a reset that destroys the
+    /// close frame in flight. Returns true if and only if the peer closed
+    /// its side (or the stream failed).
+    pub(crate) fn discard_input(&mut self, scratch: &mut [u8]) -> bool {
+        for _ in 0..DISCARD_READS {
+            match self.read(scratch) {
+                ReadOutcome::Data(_) => {}
+                ReadOutcome::WouldBlock => return false,
+                ReadOutcome::Eof | ReadOutcome::Failed => return true,
+            }
+        }
+        false
+    }
+}

@@ -1,0 +1,153 @@
+//! The fan-out: ticks from the inbox into the outboxes of the connections
+//! that subscribe to them, through subscription classes (see
+//! [`crate::subscriptions`]), and the snapshots a subscription or a group
+//! change sends from the last-value cache.
+//!
+//! Per tick the cost is one `Arc` clone per covering class; per turn, each
+//! class's ticks are concatenated once and queued on every member with one
+//! `Arc` clone. No allocation and no lock per tick and client.
+
+use std::sync::Arc;
+
+use crate::Frame;
+use crate::outbox::PushError;
+use crate::subscriptions::ConnKey;
+use crate::symbols::SymId;
+use crate::wire::{encode, protocol};
+
+use super::Shard;
+
+/// Inbox messages handled per turn before the shard goes back to its
+/// sockets, so a flood of ticks cannot starve reads and writes. At 5,000
+/// ticks/s this is almost a second of ticks: never reached in steady state.
+pub(super) const INBOX_BATCH: usize = 4096;
+/// Most ticks in one class batch. A batch is queued as one entry, so a
+/// bound keeps one entry small next to `queue_capacity` (4096 frames by
+/// default) and keeps a burst from evicting every subscriber at once.
+const MAX_BATCH: usize = 256;
+/// Writes between two looks at the inbox during a write pass. 64 writes
+/// take ~0.3 ms; checking an empty inbox is one atomic load.
+pub(super) const DRAIN_EVERY: usize = 64;
+
+impl Shard {
+    /// The hot path, part 1: the tick becomes the symbol's last value and
+    /// is appended to the pending batch of every class that covers it (one
+    /// `Arc` clone per class, not per connection).
+    pub(super) fn fan_out(&mut self, sym: SymId, seq: u64, frame: Frame) {
+        let i = sym as usize;
+        if self.lvc.len() <= i {
+            self.lvc.resize(i + 1, None);
+        }
+        debug_assert_eq!(
+            self.lvc[i].as_ref().map_or(0, |(s, _)| *s) + 1,
+            seq,
+            "ticks of a symbol reach a shard in seq order"
+        );
+        let longest = self
+            .index
+            .push_pending(sym, &frame, &mut self.pending_classes);
+        self.lvc[i] = Some((seq, frame));
+        if longest >= MAX_BATCH {
+            self.flush_classes();
+        }
+    }
+
+    /// The hot path, part 2: each class's pending ticks become one shared
+    /// batch (one copy per class), queued on every member with an `Arc`
+    /// clone. Connections that overflow are evicted afterwards.
+    pub(super) fn flush_classes(&mut self) {
+        let classes = std::mem::take(&mut self.pending_classes);
+        for &c in &classes {
+            let Some(class) = self.index.class_mut(c) else {
+                continue;
+            };
+            // Swap, not take: both vectors keep their capacity, so a steady
+            // stream allocates no pending vectors.
+            std::mem::swap(&mut class.pending, &mut self.batch_parts);
+            let n = self.batch_parts.len();
+            let batch = match n {
+                0 => continue,
+                1 => self.batch_parts[0].clone(),
+                _ => Frame::concat(&self.batch_parts),
+            };
+            self.batch_parts.clear();
+            let Some(class) = self.index.class(c) else {
+                continue;
+            };
+            for &key in &class.members {
+                let Some(conn) = self.conns.get_mut(key as usize) else {
+                    continue;
+                };
+                match conn.outbox.try_push_batch(batch.clone(), n) {
+                    Ok(()) => {
+                        if !conn.dirty {
+                            conn.dirty = true;
+                            self.dirty.push(key);
+                        }
+                    }
+                    Err(PushError::Full) => self.overflow.push(key),
+                    Err(PushError::Closed) => {}
+                }
+            }
+        }
+        while let Some(key) = self.overflow.pop() {
+            self.evict(key as usize);
+        }
+        for &c in &classes {
+            self.index.sweep(c);
+        }
+        let mut classes = classes;
+        classes.clear();
+        self.pending_classes = classes;
+    }
+
+    /// Queues the `snapshot` of each of `syms` that has a last value.
+    pub(super) fn send_snapshots(&mut self, key: usize, syms: &[SymId]) {
+        for &s in syms {
+            let Some(Some((_, frame))) = self.lvc.get(s as usize) else {
+                continue;
+            };
+            let Some(snap) = encode::snapshot_of(frame) else {
+                continue;
+            };
+            if !self.push(key, snap) {
+                break;
+            }
+        }
+    }
+
+    /// A notice for every open connection, or for `user`'s.
+    pub(super) fn notice(&mut self, user: Option<&str>, frame: &Frame) {
+        let keys: Vec<usize> = self
+            .conns
+            .iter()
+            .filter(|(_, c)| {
+                c.session.is_open()
+                    && user.is_none_or(|u| c.session.user().is_some_and(|x| &**x == u))
+            })
+            .map(|(k, _)| k)
+            .collect();
+        for k in keys {
+            self.push(k, frame.clone());
+        }
+    }
+
+    /// A group was defined or redefined: its subscribers get a snapshot of
+    /// each symbol they gain.
+    pub(super) fn set_group(&mut self, name: Arc<str>, symbols: &[SymId]) {
+        let gained = self.index.set_group(name, symbols.to_vec());
+        for (key, syms) in gained {
+            self.send_snapshots(key as usize, &syms);
+        }
+    }
+
+    /// A group was removed: its subscribers are told, without an `id`.
+    pub(super) fn remove_group(&mut self, name: &str) {
+        let notified: Vec<ConnKey> = self.index.remove_group(name);
+        let v = protocol::ack("unsubscribed", &None, &[], &[name.to_string()]);
+        let f = encode::json(&v);
+        for key in notified {
+            self.push(key as usize, f.clone());
+        }
+    }
+}

@@ -1,0 +1,207 @@
+//! What a shard does with what its clients send: read the socket, hand the
+//! bytes to the connection's [`Session`](crate::session::Session), and
+//! carry out the session's decisions (upgrade, replies, closes).
+
+use crate::metrics::count;
+use crate::runtime::unix_nanos;
+use crate::session::{CloseReason, Event, State, requests, upgrade};
+use crate::subscriptions::ConnKey;
+use crate::wire::http::{self, Route};
+
+use super::Shard;
+use super::connection::ReadOutcome;
+
+/// Client messages parsed from one connection per turn; a flooding client
+/// is read again next turn instead of starving the others.
+const READS_PER_TURN: usize = 32;
+
+impl Shard {
+    /// The socket of `key` is readable (or closed, or failed).
+    pub(super) fn on_readable(&mut self, key: usize) {
+        let Some(conn) = self.conns.get_mut(key) else {
+            return;
+        };
+        match conn.session.state() {
+            State::Handshake => self.read_handshake(key),
+            State::Open => self.read_open(key),
+            State::Closing => {
+                if conn.discard_input(&mut self.read_buf) && conn.session.peer_closed() {
+                    self.remove(key);
+                }
+            }
+        }
+    }
+
+    /// Connections that hit their per-turn bound are read again.
+    pub(super) fn read_again(&mut self) {
+        let again = std::mem::take(&mut self.again);
+        for &key in &again {
+            self.on_readable(key as usize);
+        }
+        let mut again = again;
+        again.clear();
+        // `on_readable` may have queued keys for the next turn.
+        again.append(&mut self.again);
+        self.again = again;
+    }
+
+    fn read_handshake(&mut self, key: usize) {
+        let Some(conn) = self.conns.get_mut(key) else {
+            return;
+        };
+        let mut got = false;
+        loop {
+            let limit = conn.session.read_limit(self.read_buf.len());
+            if limit == 0 {
+                break;
+            }
+            match conn.read(&mut self.read_buf[..limit]) {
+                ReadOutcome::Data(n) => {
+                    conn.session.receive(&self.read_buf[..n], self.now);
+                    got = true;
+                }
+                ReadOutcome::WouldBlock => break,
+                ReadOutcome::Eof | ReadOutcome::Failed => return self.handshake_failed(key),
+            }
+        }
+        if !got {
+            return;
+        }
+        match conn.session.route() {
+            None => {}
+            Some(Route::Respond(resp)) => self.respond(key, &resp),
+            Some(Route::Upgrade(up)) => self.upgrade(key, &up),
+        }
+    }
+
+    /// The upgrade's policy checks, admission, then the `101` and the
+    /// `welcome`.
+    fn upgrade(&mut self, key: usize, up: &http::Upgrade) {
+        let identity = match upgrade::authorize(up, &self.runtime.config) {
+            Ok(identity) => identity,
+            Err(resp) => return self.respond(key, &resp),
+        };
+        let Some(conn) = self.conns.get_mut(key) else {
+            return;
+        };
+        let ticket = match self.admission.admit(conn.peer.ip()) {
+            Ok(ticket) => ticket,
+            Err(refusal) => {
+                let (status, line) = refusal.response();
+                return self.respond(key, &http::Response::text(status, line));
+            }
+        };
+        let opened = conn
+            .session
+            .open(up, ticket.conn_id, identity, self.now, &self.settings);
+        conn.admitted = Some(ticket);
+        // The capacity is at least MIN_QUEUE_CAPACITY frames (validated),
+        // so an empty outbox takes both.
+        let _ = conn.outbox.try_push_http(opened.switching_protocols);
+        self.push(key, opened.welcome);
+        // Frames may have arrived with the request head.
+        self.again.push(key as ConnKey);
+    }
+
+    /// Parses what the session already holds, then reads the socket for
+    /// more, until the socket would block or [`READS_PER_TURN`] messages
+    /// were parsed (then the connection is read again next turn).
+    fn read_open(&mut self, key: usize) {
+        let mut events = std::mem::take(&mut self.events);
+        let mut budget = READS_PER_TURN;
+        while let Some(conn) = self.conns.get_mut(key) {
+            // tungstenite may hold whole messages from an earlier read, so
+            // parse before reading the socket.
+            let parsed = conn.session.read_messages(self.now, budget, &mut events);
+            budget -= parsed.min(budget);
+            for event in events.drain(..) {
+                if self.conns.get(key).is_some_and(|c| c.session.is_open()) {
+                    self.apply(key, event);
+                }
+                // Otherwise the WebSocket ended: later input is moot.
+            }
+            let Some(conn) = self.conns.get_mut(key) else {
+                break;
+            };
+            if !conn.session.is_open() {
+                break;
+            }
+            if budget == 0 {
+                // The bound was hit: more input may be waiting.
+                self.again.push(key as ConnKey);
+                break;
+            }
+            if !conn.session.wants_input() {
+                break;
+            }
+            match conn.read(&mut self.read_buf) {
+                ReadOutcome::Data(n) => conn.session.receive(&self.read_buf[..n], self.now),
+                ReadOutcome::WouldBlock => break,
+                ReadOutcome::Eof => conn.session.receive_eof(),
+                ReadOutcome::Failed => {
+                    self.remove(key);
+                    break;
+                }
+            }
+        }
+        self.events = events;
+    }
+
+    /// Carries out one decision of an open session.
+    fn apply(&mut self, key: usize, event: Event) {
+        match event {
+            Event::Send(frame) => {
+                self.push(key, frame);
+            }
+            Event::Request(req) => self.on_request(key, req),
+            Event::PeerClose(reply) => {
+                self.leave_open(key);
+                let deadline = self.now + self.runtime.config.close_linger;
+                if let Some(conn) = self.conns.get_mut(key) {
+                    conn.outbox.push_close(reply);
+                    conn.session.start_closing(deadline);
+                }
+                self.mark_dirty(key);
+            }
+            Event::Close(reason) => {
+                let counters = &self.runtime.counters;
+                let counter = match reason {
+                    CloseReason::Oversize => &counters.closed_oversize,
+                    CloseReason::InvalidUtf8 | CloseReason::Protocol(_) => {
+                        &counters.closed_protocol
+                    }
+                    CloseReason::RateLimited => &counters.closed_rate_limit,
+                };
+                count(counter);
+                let (code, text) = reason.code_and_reason();
+                self.close(key, code, &text, false);
+            }
+            Event::Drop => self.remove(key),
+        }
+    }
+
+    fn on_request(&mut self, key: usize, req: crate::wire::protocol::Request) {
+        let Some(conn) = self.conns.get(key) else {
+            return;
+        };
+        let mut cx = requests::Context {
+            key: key as ConnKey,
+            entitlements: conn.session.entitlements(),
+            index: &mut self.index,
+            symbols: &self.runtime.symbols,
+            config: &self.runtime.config,
+            known_symbols: self.lvc.len(),
+            now_nanos: unix_nanos(),
+        };
+        let reply = requests::handle(req, &mut cx);
+        self.push(key, reply.frame);
+        // Snapshots go out after the `subscribed` reply.
+        self.send_snapshots(key, &reply.snapshots);
+    }
+
+    /// A socket that never completed its upgrade is dropped and counted.
+    pub(super) fn handshake_failed(&mut self, key: usize) {
+        count(&self.runtime.counters.handshakes_failed);
+        self.remove(key);
+    }
+}

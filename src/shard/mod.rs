@@ -1,0 +1,394 @@
+//! An I/O shard: one pinned thread running one `mio::Poll` over its share of
+//! the sockets, with its own subscription index and last-value cache.
+//!
+//! The loop runs named phases, in this order:
+//!
+//! ```text
+//! loop {
+//!     poll(timeout)            // blocks only if no work is waiting (see `wake`)
+//!     socket_events()          // input.rs: read, hand bytes to the session, act on its events
+//!     drain_inbox()            // ticks fan out into outboxes (fanout.rs), notices, groups, sockets
+//!     read_again()             // input.rs: connections that hit their per-turn read bound
+//!     flush_dirty()            // output.rs: write every connection with queued frames
+//!     housekeeping()           // every HOUSEKEEPING: session timers (pings, deadlines)
+//!     publish_counters()       // frames and bytes, once per turn
+//! }
+//! ```
+//!
+//! Snapshot consistency falls out of the thread model: the shard applies
+//! ticks to its last-value cache and to its connections' outboxes in one
+//! step, and a subscription (which sends the snapshot from that cache) runs
+//! between two such steps. So a snapshot with `seq = n` is always followed
+//! by exactly `n+1, n+2, …` on that connection.
+
+mod connection;
+mod fanout;
+mod input;
+mod output;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::AtomicUsize;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant, SystemTime};
+
+use crossbeam_channel::Receiver;
+use mio::net::TcpStream;
+use mio::{Events, Poll, Token, Waker};
+use slab::Slab;
+
+use crate::admission::Admission;
+use crate::inbox::{ShardLink, ShardMsg};
+use crate::runtime::Runtime;
+use crate::session::{Due, Event, Settings, State};
+use crate::subscriptions::{ClassId, ConnKey, Index};
+use crate::transport::PlainTcp;
+use crate::wake::Sleep;
+use crate::wire::encode;
+use crate::{Error, Frame, Result};
+use connection::Connection;
+
+/// The token of the shard's waker; connection `k` uses `Token(k + 1)`.
+const WAKER: Token = Token(0);
+/// Readiness events taken per poll. More wait for the next poll; 1024 is
+/// well above what one turn's writes leave time for.
+const EVENTS_CAPACITY: usize = 1024;
+/// How often deadlines and heartbeats are checked. Coarse on purpose: one
+/// pass over 10,000 connections costs ~50 µs.
+const HOUSEKEEPING: Duration = Duration::from_millis(100);
+/// Bytes read from a socket at once: many client requests, and the
+/// discarded input of closing connections.
+const READ_CHUNK: usize = 16 * 1024;
+
+/// Creates shard `id`'s poll and waker on the caller's thread (so failures
+/// surface from `Broadcaster::start`) and spawns its thread.
+pub(crate) fn spawn(
+    id: usize,
+    runtime: Arc<Runtime>,
+    admission: Arc<Admission>,
+    core: Option<core_affinity::CoreId>,
+) -> Result<(ShardLink, JoinHandle<()>)> {
+    let poll_err = |source| Error::CreatePoll {
+        thread: format!("shard {id}"),
+        source,
+    };
+    let poll = Poll::new().map_err(poll_err)?;
+    let waker = Waker::new(poll.registry(), WAKER).map_err(poll_err)?;
+    let (tx, rx) = crossbeam_channel::bounded(runtime.config.shard_inbox);
+    let sleep = Arc::new(Sleep::default());
+    let load = Arc::new(AtomicUsize::new(0));
+    let link = ShardLink::new(tx, Arc::new(waker), sleep.clone(), load.clone());
+    let shard = Shard::new(poll, rx, sleep, load, runtime, admission);
+    let name = format!("tickcast-shard-{id}");
+    let handle = std::thread::Builder::new()
+        .name(name.clone())
+        .spawn(move || {
+            if let Some(core) = core {
+                // Pinning is an optimization: an unpinned shard still works.
+                let _ = core_affinity::set_for_current(core);
+            }
+            shard.run();
+        })
+        .map_err(|source| Error::Spawn { name, source })?;
+    Ok((link, handle))
+}
+
+struct Shard {
+    poll: Poll,
+    rx: Receiver<ShardMsg>,
+    sleep: Arc<Sleep>,
+    /// Sockets held, read by the acceptor to balance shards; moved only
+    /// through `Admission`.
+    load: Arc<AtomicUsize>,
+    conns: Slab<Connection>,
+    index: Index,
+    /// Last tick per symbol, `(seq, frame)`: the snapshot source.
+    lvc: Vec<Option<(u64, Frame)>>,
+    /// Connections with frames to write this turn.
+    dirty: Vec<ConnKey>,
+    /// Connections that may have more input buffered.
+    again: Vec<ConnKey>,
+    /// Connections whose outbox overflowed during a fan-out.
+    overflow: Vec<ConnKey>,
+    /// Classes with a pending batch.
+    pending_classes: Vec<ClassId>,
+    /// Scratch for the batch being flushed (see `flush_classes`).
+    batch_parts: Vec<Frame>,
+    /// Scratch: the timers housekeeping found due.
+    timers: Vec<(usize, Due)>,
+    /// Scratch: what a session's input produced.
+    events: Vec<Event>,
+    /// Scratch: bytes just read from a socket.
+    read_buf: Vec<u8>,
+    settings: Settings,
+    now: Instant,
+    next_housekeeping: Instant,
+    /// Set by `Shutdown`: the time by which every socket is dropped.
+    stopping: Option<Instant>,
+    /// Frames and bytes written this turn (added to the shared counters
+    /// once per turn).
+    frames: u64,
+    bytes: u64,
+    runtime: Arc<Runtime>,
+    admission: Arc<Admission>,
+}
+
+impl Shard {
+    fn new(
+        poll: Poll,
+        rx: Receiver<ShardMsg>,
+        sleep: Arc<Sleep>,
+        load: Arc<AtomicUsize>,
+        runtime: Arc<Runtime>,
+        admission: Arc<Admission>,
+    ) -> Shard {
+        let now = Instant::now();
+        Shard {
+            poll,
+            rx,
+            sleep,
+            load,
+            conns: Slab::new(),
+            index: Index::default(),
+            lvc: Vec::new(),
+            dirty: Vec::new(),
+            again: Vec::new(),
+            overflow: Vec::new(),
+            pending_classes: Vec::new(),
+            batch_parts: Vec::new(),
+            timers: Vec::new(),
+            events: Vec::new(),
+            read_buf: vec![0; READ_CHUNK],
+            settings: Settings::from_config(&runtime.config),
+            now,
+            next_housekeeping: now + HOUSEKEEPING,
+            stopping: None,
+            frames: 0,
+            bytes: 0,
+            runtime,
+            admission,
+        }
+    }
+
+    fn run(mut self) {
+        let mut events = Events::with_capacity(EVENTS_CAPACITY);
+        loop {
+            let timeout = self.poll_timeout();
+            if let Err(e) = self.poll.poll(&mut events, Some(timeout))
+                && e.kind() != std::io::ErrorKind::Interrupted
+            {
+                // The poll itself failing is unrecoverable for this shard.
+                break;
+            }
+            self.sleep.awake();
+            self.now = Instant::now();
+            self.socket_events(&events);
+            self.drain_inbox();
+            self.read_again();
+            self.flush_dirty();
+            if self.now >= self.next_housekeeping {
+                self.housekeeping();
+                self.next_housekeeping = self.now + HOUSEKEEPING;
+            }
+            self.publish_counters();
+            self.check_invariants();
+            if self.stopping.is_some() && self.shutdown_done() {
+                break;
+            }
+        }
+        self.publish_counters();
+        // Sockets still in the inbox were counted by the acceptor.
+        for msg in self.rx.try_iter() {
+            if let ShardMsg::Accept { .. } = msg {
+                self.admission.drop_socket(&self.load);
+            }
+        }
+    }
+
+    /// How long the next poll may block: not at all while work is waiting.
+    fn poll_timeout(&mut self) -> Duration {
+        if !self.again.is_empty() || !self.dirty.is_empty() {
+            return Duration::ZERO;
+        }
+        if !self.sleep.prepare(&self.rx) {
+            return Duration::ZERO;
+        }
+        self.next_housekeeping
+            .saturating_duration_since(Instant::now())
+    }
+
+    // ---- phase: socket events ------------------------------------------------
+
+    fn socket_events(&mut self, events: &Events) {
+        for ev in events.iter() {
+            if ev.token() == WAKER {
+                continue;
+            }
+            let key = ev.token().0 - 1;
+            if ev.is_readable() || ev.is_read_closed() || ev.is_error() {
+                self.on_readable(key);
+            }
+            if ev.is_writable() {
+                self.mark_dirty(key);
+            }
+        }
+    }
+
+    // ---- phase: the inbox ----------------------------------------------------
+
+    /// Takes at most [`fanout::INBOX_BATCH`] messages: ticks fan out, the
+    /// rest is applied in order after the ticks before it.
+    fn drain_inbox(&mut self) {
+        for _ in 0..fanout::INBOX_BATCH {
+            let Ok(msg) = self.rx.try_recv() else { break };
+            if !matches!(msg, ShardMsg::Tick { .. }) {
+                // Everything else is ordered after the ticks before it.
+                self.flush_classes();
+            }
+            match msg {
+                ShardMsg::Tick { sym, seq, frame } => self.fan_out(sym, seq, frame),
+                ShardMsg::Notice { user, frame } => self.notice(user.as_deref(), &frame),
+                ShardMsg::Accept { stream, peer } => self.accept(stream, peer),
+                ShardMsg::SetGroup { name, symbols } => self.set_group(name, &symbols),
+                ShardMsg::RemoveGroup { name } => self.remove_group(&name),
+                ShardMsg::Shutdown => self.begin_shutdown(),
+            }
+        }
+        // Messages left over are seen by `poll_timeout` (via
+        // `Sleep::prepare`), which then does not let the poll block.
+        self.flush_classes();
+    }
+
+    fn accept(&mut self, stream: TcpStream, peer: SocketAddr) {
+        let entry = self.conns.vacant_entry();
+        let key = entry.key();
+        let mut conn = Connection::new(
+            Box::new(PlainTcp::new(stream)),
+            peer,
+            self.now,
+            &self.runtime.config,
+        );
+        let registered =
+            self.stopping.is_none() && conn.register(self.poll.registry(), Token(key + 1)).is_ok();
+        if !registered {
+            self.admission.drop_socket(&self.load);
+            return;
+        }
+        entry.insert(conn);
+    }
+
+    fn begin_shutdown(&mut self) {
+        if self.stopping.is_some() {
+            return;
+        }
+        self.stopping = Some(self.now + self.runtime.config.close_linger);
+        let keys: Vec<usize> = self.conns.iter().map(|(k, _)| k).collect();
+        for key in keys {
+            match self.conns.get(key).map(|c| c.session.state()) {
+                Some(State::Handshake) => self.remove(key),
+                Some(State::Open) => self.close(key, 1001, "server shutting down", false),
+                _ => {}
+            }
+        }
+    }
+
+    /// While stopping: true once every socket is gone (dropping what is
+    /// left at the deadline).
+    fn shutdown_done(&mut self) -> bool {
+        if self.conns.is_empty() {
+            return true;
+        }
+        if self.stopping.is_some_and(|deadline| self.now >= deadline) {
+            let keys: Vec<usize> = self.conns.iter().map(|(k, _)| k).collect();
+            for k in keys {
+                self.remove(k);
+            }
+            return true;
+        }
+        false
+    }
+
+    // ---- phase: housekeeping -------------------------------------------------
+
+    fn housekeeping(&mut self) {
+        let hb = self.runtime.config.heartbeat;
+        let wall = SystemTime::now();
+        let mut timers = std::mem::take(&mut self.timers);
+        for (key, conn) in self.conns.iter() {
+            if let Some(due) = conn.session.due(self.now, wall, hb) {
+                timers.push((key, due));
+            }
+        }
+        let runtime = self.runtime.clone();
+        let counters = &runtime.counters;
+        for (key, due) in timers.drain(..) {
+            match due {
+                Due::LingerOver => self.remove(key),
+                Due::HandshakeTimeout => self.handshake_failed(key),
+                Due::Ping => {
+                    if let Some(conn) = self.conns.get_mut(key) {
+                        conn.session.pinged(self.now);
+                    }
+                    self.push(key, encode::ping());
+                }
+                Due::HeartbeatTimeout => {
+                    crate::metrics::count(&counters.heartbeat_timeouts);
+                    self.close(key, 4002, "heartbeat timeout", false);
+                }
+                Due::Expired => {
+                    crate::metrics::count(&counters.closed_expired);
+                    self.close(key, 1008, "token expired", false);
+                }
+            }
+        }
+        self.timers = timers;
+        self.flush_dirty();
+    }
+
+    fn publish_counters(&mut self) {
+        if self.frames > 0 {
+            let c = &self.runtime.counters;
+            c.frames_sent
+                .fetch_add(self.frames, std::sync::atomic::Ordering::Relaxed);
+            c.bytes_sent
+                .fetch_add(self.bytes, std::sync::atomic::Ordering::Relaxed);
+            self.frames = 0;
+            self.bytes = 0;
+        }
+    }
+
+    /// Debug builds, once per turn: a connection marked dirty is on the
+    /// dirty list (the list may also hold stale keys, which the write pass
+    /// skips); open connections hold an admission ticket and others do not;
+    /// no eviction is left pending; the shard's load covers its
+    /// connections. The list check is quadratic, so it runs only on small
+    /// shards (the tests').
+    fn check_invariants(&self) {
+        if !cfg!(debug_assertions) {
+            return;
+        }
+        if self.conns.len() <= 256 {
+            for (k, c) in &self.conns {
+                debug_assert!(
+                    !c.dirty || self.dirty.contains(&(k as ConnKey)),
+                    "connection {k} is marked dirty but not on the list"
+                );
+            }
+        }
+        debug_assert!(
+            self.overflow.is_empty(),
+            "evictions are handled within the turn"
+        );
+        for (k, c) in &self.conns {
+            debug_assert_eq!(
+                c.session.is_open(),
+                c.admitted.is_some(),
+                "connection {k}: open if and only if admitted"
+            );
+        }
+        debug_assert!(
+            self.load.load(std::sync::atomic::Ordering::Relaxed) >= self.conns.len(),
+            "every connection is counted in the shard's load"
+        );
+    }
+}

@@ -1,0 +1,167 @@
+//! A shard's way out: queue frames on outboxes, write them in a rolling
+//! pass, and end connections (close, evict, drop) with their bookkeeping.
+
+use std::time::Instant;
+
+use crate::Frame;
+use crate::metrics::count;
+use crate::outbox::PushError;
+use crate::subscriptions::ConnKey;
+use crate::wire::{encode, http};
+
+use super::Shard;
+use super::fanout::DRAIN_EVERY;
+
+/// Longest a writing pass runs before the shard polls its sockets again;
+/// the rest of the pass continues next turn.
+const PASS_BUDGET: std::time::Duration = std::time::Duration::from_millis(10);
+
+impl Shard {
+    /// Writes every connection with queued frames, in the order they
+    /// became dirty: a rolling, round-robin pass. Every [`DRAIN_EVERY`]
+    /// writes it takes new ticks from the inbox, so connections later in a
+    /// long pass get them in the same write: a tick waits at most about one
+    /// pass, not a pass to be noticed plus a pass to be written. Returns
+    /// after [`PASS_BUDGET`] to serve sockets and timers.
+    pub(super) fn flush_dirty(&mut self) {
+        let start = Instant::now();
+        let mut i = 0;
+        while i < self.dirty.len() {
+            let key = self.dirty[i] as usize;
+            i += 1;
+            self.write_conn(key);
+            if i % DRAIN_EVERY == 0 {
+                if !self.rx.is_empty() {
+                    self.drain_inbox();
+                }
+                if start.elapsed() >= PASS_BUDGET {
+                    break;
+                }
+            }
+        }
+        self.dirty.drain(..i);
+    }
+
+    fn write_conn(&mut self, key: usize) {
+        let Some(conn) = self.conns.get_mut(key) else {
+            return;
+        };
+        if !conn.dirty {
+            return;
+        }
+        conn.dirty = false;
+        match conn.write() {
+            Ok(p) => {
+                self.frames += p.frames as u64;
+                self.bytes += p.bytes as u64;
+                if p.drained && conn.session.state() == crate::session::State::Closing {
+                    let d = conn.session.drained();
+                    if d.shut_write {
+                        conn.shutdown_write();
+                    }
+                    if d.drop {
+                        self.remove(key);
+                    }
+                }
+            }
+            Err(_) => self.remove(key),
+        }
+    }
+
+    /// Queues `frame` for `key`. Returns false if it was not queued: the
+    /// connection is gone, closing, or was just evicted for overflowing.
+    pub(super) fn push(&mut self, key: usize, frame: Frame) -> bool {
+        let Some(conn) = self.conns.get_mut(key) else {
+            return false;
+        };
+        match conn.outbox.try_push(frame) {
+            Ok(()) => {
+                self.mark_dirty(key);
+                true
+            }
+            Err(PushError::Full) => {
+                self.evict(key);
+                false
+            }
+            Err(PushError::Closed) => false,
+        }
+    }
+
+    pub(super) fn mark_dirty(&mut self, key: usize) {
+        if let Some(conn) = self.conns.get_mut(key)
+            && !conn.dirty
+        {
+            conn.dirty = true;
+            self.dirty.push(key as ConnKey);
+        }
+    }
+
+    /// Sends a final HTTP response and closes (a refused or plain HTTP
+    /// request).
+    pub(super) fn respond(&mut self, key: usize, resp: &http::Response) {
+        if resp.status >= 400 {
+            count(&self.runtime.counters.handshakes_failed);
+        }
+        let deadline = self.now + self.runtime.config.close_linger;
+        let Some(conn) = self.conns.get_mut(key) else {
+            return;
+        };
+        conn.outbox.push_http_close(resp.to_bytes());
+        conn.session.start_closing(deadline);
+        self.mark_dirty(key);
+    }
+
+    /// Close 4001: the backlog is dropped so the close frame goes next.
+    pub(super) fn evict(&mut self, key: usize) {
+        if self.conns.get(key).is_some_and(|c| c.session.is_open()) {
+            count(&self.runtime.counters.evicted_slow);
+            self.close(key, 4001, "slow consumer", true);
+        }
+    }
+
+    /// Starts a server-initiated close with `code`. With `drop_backlog`,
+    /// unsent frames are discarded first.
+    pub(super) fn close(&mut self, key: usize, code: u16, reason: &str, drop_backlog: bool) {
+        self.leave_open(key);
+        let c = &self.runtime.config;
+        let Some(conn) = self.conns.get_mut(key) else {
+            return;
+        };
+        let frame = encode::close(code, reason);
+        let linger = if drop_backlog {
+            conn.outbox.evict(frame);
+            // An evicted client is stalled: its socket buffers are full of
+            // older frames. Keep the close frame waiting about as long as
+            // a silent client is tolerated, so a client that resumes
+            // reading finds 4001 after its backlog instead of a bare EOF.
+            c.close_linger.max(c.heartbeat * 3)
+        } else {
+            conn.outbox.push_close(frame);
+            c.close_linger
+        };
+        conn.session.start_closing(self.now + linger);
+        self.mark_dirty(key);
+    }
+
+    /// Bookkeeping for a connection that stops being an open WebSocket:
+    /// out of the subscription index, its admission ticket back.
+    pub(super) fn leave_open(&mut self, key: usize) {
+        let Some(conn) = self.conns.get_mut(key) else {
+            return;
+        };
+        if let Some(ticket) = conn.admitted.take() {
+            self.index.remove(key as ConnKey);
+            self.admission.release(ticket);
+        }
+    }
+
+    /// Drops the socket now.
+    pub(super) fn remove(&mut self, key: usize) {
+        self.leave_open(key);
+        let Some(mut conn) = self.conns.try_remove(key) else {
+            return;
+        };
+        conn.deregister(self.poll.registry());
+        self.admission.drop_socket(&self.load);
+    }
+}

@@ -1,0 +1,107 @@
+//! [`Transport`]: the one interface through which a connection reads and
+//! writes its socket, so that another transport (TLS) can sit next to the
+//! plain one without the shard loop or the outbox knowing.
+//!
+//! A transport is a byte stream: `Read` gives the client's plaintext,
+//! `Write` takes the server's (many frames per `write_vectored`), and both
+//! follow the non-blocking rules of `mio` (`WouldBlock` means "wait for the
+//! next readiness event", never a failure). It is registered with the
+//! shard's `mio::Poll` as a `mio::event::Source`.
+
+use std::fmt;
+use std::io::{self, IoSlice, Read, Write};
+use std::net::Shutdown;
+
+use mio::net::TcpStream;
+use mio::{Interest, Registry, Token};
+
+/// A connection's byte stream, as the shard sees it.
+pub(crate) trait Transport: Read + Write + mio::event::Source + fmt::Debug + Send {
+    /// Ends the write side after the last byte (TCP FIN), so the peer sees
+    /// EOF once it has read everything. Errors mean the peer is gone.
+    fn shutdown_write(&mut self) -> io::Result<()>;
+}
+
+/// Plain TCP, written with `sendmsg(MSG_NOSIGNAL)`: a peer that vanished is
+/// an `EPIPE` error on that connection, never a `SIGPIPE` that kills a
+/// process embedding the broadcaster (which may not ignore the signal).
+#[derive(Debug)]
+pub(crate) struct PlainTcp(TcpStream);
+
+impl PlainTcp {
+    pub(crate) fn new(stream: TcpStream) -> PlainTcp {
+        PlainTcp(stream)
+    }
+}
+
+impl Read for PlainTcp {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.0.read(buf)
+    }
+}
+
+impl Write for PlainTcp {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        socket2::SockRef::from(&self.0).send(buf)
+    }
+
+    fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
+        socket2::SockRef::from(&self.0).send_vectored(bufs)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl mio::event::Source for PlainTcp {
+    fn register(
+        &mut self,
+        registry: &Registry,
+        token: Token,
+        interests: Interest,
+    ) -> io::Result<()> {
+        self.0.register(registry, token, interests)
+    }
+
+    fn reregister(
+        &mut self,
+        registry: &Registry,
+        token: Token,
+        interests: Interest,
+    ) -> io::Result<()> {
+        self.0.reregister(registry, token, interests)
+    }
+
+    fn deregister(&mut self, registry: &Registry) -> io::Result<()> {
+        self.0.deregister(registry)
+    }
+}
+
+impl Transport for PlainTcp {
+    fn shutdown_write(&mut self) -> io::Result<()> {
+        self.0.shutdown(Shutdown::Write)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plain_tcp_writes_vectored_and_shuts_its_write_side() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let client = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (server, _) = listener.accept().unwrap();
+        let mut t = PlainTcp::new(TcpStream::from_std(server));
+        let n = t
+            .write_vectored(&[IoSlice::new(b"ab"), IoSlice::new(b"cd")])
+            .unwrap();
+        assert_eq!(n, 4);
+        t.shutdown_write().unwrap();
+        let mut got = Vec::new();
+        let mut c = client;
+        c.read_to_end(&mut got).unwrap();
+        assert_eq!(got, b"abcd", "EOF follows the last byte");
+    }
+}
