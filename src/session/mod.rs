@@ -371,14 +371,7 @@ impl Session {
             }
             let event = match res {
                 Ok(Message::Text(text)) => Some(on_text(&mut self.bucket, text.as_str(), now)),
-                Ok(Message::Binary(_)) => Some(Event::Send(encode::json(
-                    &RequestError::new(
-                        &None,
-                        ErrorCode::BadRequest,
-                        "binary messages are not accepted: send JSON in a text message",
-                    )
-                    .to_json(),
-                ))),
+                Ok(Message::Binary(_)) => Some(on_binary(&mut self.bucket, now)),
                 Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_)) => None,
                 Ok(Message::Close(_)) => Some(Event::PeerClose(Frame::from(std::mem::take(
                     &mut open.sink,
@@ -507,6 +500,22 @@ fn on_text(bucket: &mut TokenBucket, text: &str, now: Instant) -> Event {
         }
         rate::Verdict::Flood => Event::Close(CloseReason::RateLimited),
     }
+}
+
+/// A binary message: refused with `bad_request`, and counted against the
+/// rate limit like a request, so a flood of them is closed like any flood.
+fn on_binary(bucket: &mut TokenBucket, now: Instant) -> Event {
+    let (code, message) = match bucket.take(now) {
+        rate::Verdict::Allowed => (
+            ErrorCode::BadRequest,
+            "binary messages are not accepted: send JSON in a text message",
+        ),
+        rate::Verdict::Refused => (ErrorCode::RateLimited, "too many requests: slow down"),
+        rate::Verdict::Flood => return Event::Close(CloseReason::RateLimited),
+    };
+    Event::Send(encode::json(
+        &RequestError::new(&None, code, message).to_json(),
+    ))
 }
 
 /// The stream tungstenite reads from: the bytes the shard handed in, then
@@ -751,6 +760,24 @@ mod tests {
                 "4008"
             ],
             "three allowed, a burst refused (with the request's id), then closed"
+        );
+    }
+
+    #[test]
+    fn binary_messages_count_against_the_rate_limit() {
+        let c = Config {
+            request_rate: 1,
+            request_burst: 1,
+            ..Config::default()
+        };
+        let (mut s, t0) = opened(&c);
+        let input: Vec<u8> = (0..3).flat_map(|_| client_frame(0x2, b"x")).collect();
+        let out = events(&mut s, t0, &input);
+        assert!(matches!(&out[0], Event::Send(f) if json_of(f)["code"] == "bad_request"));
+        assert!(matches!(&out[1], Event::Send(f) if json_of(f)["code"] == "rate_limited"));
+        assert!(
+            matches!(&out[2], Event::Close(CloseReason::RateLimited)),
+            "{out:?}"
         );
     }
 

@@ -186,19 +186,21 @@ fn check_entitlements(
     sel: &Selection,
 ) -> Result<(), RequestError> {
     let forbidden = |what: String| RequestError::new(id, ErrorCode::Forbidden, what);
-    let everything = ent.groups.contains("*");
-    if sel.all && !everything {
+    if ent.groups.contains("*") {
+        // `*` means everything: every symbol and every group.
+        return Ok(());
+    }
+    if sel.all {
         return Err(forbidden("not entitled to '*'".into()));
     }
     if let Some(g) = sel.groups.iter().find(|g| !ent.groups.contains(&***g)) {
         return Err(forbidden(format!("not entitled to group '{g}'")));
     }
     for (name, &sym) in names.iter().zip(&sel.symbols) {
-        let in_group = everything
-            || ent
-                .groups
-                .iter()
-                .any(|g| index.group_symbols(g).binary_search(&sym).is_ok());
+        let in_group = ent
+            .groups
+            .iter()
+            .any(|g| index.group_symbols(g).binary_search(&sym).is_ok());
         if !ent.symbols.contains(name) && !in_group {
             return Err(forbidden(format!("not entitled to symbol '{name}'")));
         }
@@ -321,6 +323,23 @@ mod tests {
                 .unwrap_or("")
                 .to_string();
             assert_eq!(got, want, "{req}: {v}");
+        }
+    }
+
+    #[test]
+    fn an_entitlement_to_star_covers_every_group_and_symbol() {
+        let mut w = World::new();
+        let ent = Identity::new("u")
+            .entitled_to_groups(["*"])
+            .entitlements
+            .unwrap();
+        for req in [
+            r#"{"op":"subscribe","groups":["fx"]}"#,
+            r#"{"op":"subscribe","groups":["*"]}"#,
+            r#"{"op":"subscribe","symbols":["ANY"]}"#,
+        ] {
+            let (v, _) = w.ask(1, Some(&ent), req);
+            assert_eq!(v["type"], "subscribed", "{req}: {v}");
         }
     }
 

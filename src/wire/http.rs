@@ -175,8 +175,7 @@ pub(crate) fn route(buf: &[u8]) -> Option<Route> {
     if head("Upgrade").is_none() {
         return Some(Route::Respond(
             Response::text(426, "this is a WebSocket endpoint: send an upgrade request")
-                .with("Upgrade", "websocket")
-                .with("Connection", "Upgrade"),
+                .with("Upgrade", "websocket"),
         ));
     }
     let bad = |m: &str| Some(Route::Respond(Response::text(400, m)));
@@ -220,15 +219,13 @@ pub(crate) fn route(buf: &[u8]) -> Option<Route> {
             _ => {}
         }
     }
+    // Another scheme (say Basic, for a proxy in front) carries no token of
+    // ours: it is ignored, and a missing token is the authenticator's 401.
     if token.is_none()
-        && let Some(auth) = head("Authorization")
+        && let Some((scheme, t)) = head("Authorization").and_then(|a| a.split_once(' '))
+        && scheme.eq_ignore_ascii_case("bearer")
     {
-        match auth.split_once(' ') {
-            Some((scheme, t)) if scheme.eq_ignore_ascii_case("bearer") => {
-                token = Some(t.trim().to_string());
-            }
-            _ => return bad("Authorization must be 'Bearer <token>'"),
-        }
+        token = Some(t.trim().to_string());
     }
     let origin = head("Origin").map(str::to_string);
     Some(Route::Upgrade(Upgrade {
@@ -355,7 +352,8 @@ mod tests {
         assert_eq!(status(&upgrade_req("/ws?client=%zz", "")), 400);
         assert_eq!(
             status(&upgrade_req("/ws", "Authorization: Basic abc\r\n")),
-            400
+            101,
+            "another scheme is not ours: ignored"
         );
         assert_eq!(
             status(&upgrade_req("/ws", "").replace("websocket", "h2c")),
