@@ -19,6 +19,7 @@
 
 use std::collections::VecDeque;
 use std::io::{self, IoSlice, Write};
+use std::sync::Arc;
 
 use crate::Frame;
 use crate::wire::ws::Header;
@@ -63,33 +64,18 @@ pub struct Progress {
     pub drained: bool,
 }
 
-/// What an entry holds.
-#[derive(Debug, Clone)]
-enum Bytes {
-    /// One or more whole server frames.
-    Frames(Frame),
-    /// An HTTP response: sent whole, never cut at a "frame" boundary.
-    Http(Box<[u8]>),
-}
-
-impl Bytes {
-    fn as_slice(&self) -> &[u8] {
-        match self {
-            Bytes::Frames(f) => f.as_bytes(),
-            Bytes::Http(b) => b,
-        }
-    }
-}
-
-/// One queue entry: `bytes[..end]` holds `frames` whole frames (an HTTP
-/// response counts as one).
+/// One queue entry: `bytes[..end]` holds `frames` whole frames, or (when
+/// `http`) one HTTP response, counted as one frame.
 #[derive(Debug, Clone)]
 struct Entry {
-    bytes: Bytes,
+    /// A [`Frame`]'s bytes, shared, or an HTTP response's.
+    bytes: Arc<[u8]>,
     /// Bytes to send; less than the entry's length only after an eviction
     /// cut a batch at a frame boundary.
     end: usize,
     frames: usize,
+    /// An HTTP response: sent whole, never cut at a "frame" boundary.
+    http: bool,
 }
 
 /// A bounded FIFO of [`Frame`]s with a resume offset into the head entry.
@@ -155,8 +141,9 @@ impl Outbox {
         self.frames += frames;
         self.queue.push_back(Entry {
             end: batch.len(),
-            bytes: Bytes::Frames(batch),
+            bytes: batch.into_shared(),
             frames,
+            http: false,
         });
         self.check_invariants();
         Ok(())
@@ -173,7 +160,7 @@ impl Outbox {
         if self.frames + 1 > self.capacity {
             return Err(PushError::Full);
         }
-        self.push_back(Bytes::Http(response.into_boxed_slice()));
+        self.push_back(Arc::from(response), true);
         Ok(())
     }
 
@@ -182,16 +169,17 @@ impl Outbox {
     pub(crate) fn push_http_close(&mut self, response: Vec<u8>) {
         if !self.closed {
             self.closed = true;
-            self.push_back(Bytes::Http(response.into_boxed_slice()));
+            self.push_back(Arc::from(response), true);
         }
     }
 
-    fn push_back(&mut self, bytes: Bytes) {
+    fn push_back(&mut self, bytes: Arc<[u8]>, http: bool) {
         self.frames += 1;
         self.queue.push_back(Entry {
-            end: bytes.as_slice().len(),
+            end: bytes.len(),
             bytes,
             frames: 1,
+            http,
         });
         self.check_invariants();
     }
@@ -202,7 +190,7 @@ impl Outbox {
     pub fn push_close(&mut self, close: Frame) {
         if !self.closed {
             self.closed = true;
-            self.push_back(Bytes::Frames(close));
+            self.push_back(close.into_shared(), false);
         }
     }
 
@@ -217,9 +205,10 @@ impl Outbox {
         if let Some(head) = self.queue.front_mut() {
             // A half-sent batch is cut after the frame being sent; an HTTP
             // response is finished whole.
-            let end = match &head.bytes {
-                Bytes::Frames(f) => frame_boundary(&f.as_bytes()[..head.end], self.offset),
-                Bytes::Http(_) => head.end,
+            let end = if head.http {
+                head.end
+            } else {
+                frame_boundary(&head.bytes[..head.end], self.offset)
             };
             head.frames = 1;
             head.end = end;
@@ -247,7 +236,7 @@ impl Outbox {
             let mut n = 0;
             for (i, e) in self.queue.iter().take(MAX_IOV).enumerate() {
                 let start = if i == 0 { self.offset } else { 0 };
-                let bytes = &e.bytes.as_slice()[start..e.end];
+                let bytes = &e.bytes[start..e.end];
                 slices[i] = IoSlice::new(bytes);
                 n += 1;
             }
@@ -272,6 +261,7 @@ impl Outbox {
     }
 
     /// Consumes `n` written bytes; returns how many frames completed.
+    #[inline]
     fn advance(&mut self, mut n: usize) -> usize {
         let mut done = 0;
         while n > 0 {

@@ -22,6 +22,81 @@ pub(crate) trait Transport: Read + Write + mio::event::Source + fmt::Debug + Sen
     fn shutdown_write(&mut self) -> io::Result<()>;
 }
 
+/// The transport of one connection: static dispatch over the kinds the
+/// server speaks (a TLS variant joins `Plain` here), so the write path
+/// costs no indirect call.
+#[derive(Debug)]
+pub(crate) enum Stream {
+    /// `ws://`: TCP as it is.
+    Plain(PlainTcp),
+}
+
+impl Read for Stream {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match self {
+            Stream::Plain(t) => t.read(buf),
+        }
+    }
+}
+
+impl Write for Stream {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match self {
+            Stream::Plain(t) => t.write(buf),
+        }
+    }
+
+    fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
+        match self {
+            Stream::Plain(t) => t.write_vectored(bufs),
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        match self {
+            Stream::Plain(t) => t.flush(),
+        }
+    }
+}
+
+impl mio::event::Source for Stream {
+    fn register(
+        &mut self,
+        registry: &Registry,
+        token: Token,
+        interests: Interest,
+    ) -> io::Result<()> {
+        match self {
+            Stream::Plain(t) => t.register(registry, token, interests),
+        }
+    }
+
+    fn reregister(
+        &mut self,
+        registry: &Registry,
+        token: Token,
+        interests: Interest,
+    ) -> io::Result<()> {
+        match self {
+            Stream::Plain(t) => t.reregister(registry, token, interests),
+        }
+    }
+
+    fn deregister(&mut self, registry: &Registry) -> io::Result<()> {
+        match self {
+            Stream::Plain(t) => t.deregister(registry),
+        }
+    }
+}
+
+impl Transport for Stream {
+    fn shutdown_write(&mut self) -> io::Result<()> {
+        match self {
+            Stream::Plain(t) => t.shutdown_write(),
+        }
+    }
+}
+
 /// Plain TCP, written with `sendmsg(MSG_NOSIGNAL)`: a peer that vanished is
 /// an `EPIPE` error on that connection, never a `SIGPIPE` that kills a
 /// process embedding the broadcaster (which may not ignore the signal).

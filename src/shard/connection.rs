@@ -15,7 +15,7 @@ use mio::{Interest, Registry, Token};
 use crate::admission::Admitted;
 use crate::outbox::{Outbox, Progress};
 use crate::session::Session;
-use crate::transport::Transport;
+use crate::transport::{Stream, Transport};
 
 /// How many reads a closing connection's discarded input may take per
 /// turn; a peer that keeps sending is read again next turn.
@@ -24,7 +24,7 @@ const DISCARD_READS: usize = 64;
 /// A client connection.
 #[derive(Debug)]
 pub(crate) struct Connection {
-    transport: Box<dyn Transport>,
+    transport: Stream,
     pub(crate) peer: SocketAddr,
     pub(crate) session: Session,
     pub(crate) outbox: Outbox,
@@ -49,7 +49,7 @@ pub(crate) enum ReadOutcome {
 
 impl Connection {
     pub(crate) fn new(
-        transport: Box<dyn Transport>,
+        transport: Stream,
         peer: SocketAddr,
         now: Instant,
         config: &crate::Config,
@@ -67,7 +67,7 @@ impl Connection {
     /// Registers the transport with the shard's poll under `token`.
     pub(crate) fn register(&mut self, registry: &Registry, token: Token) -> io::Result<()> {
         registry.register(
-            &mut *self.transport,
+            &mut self.transport,
             token,
             Interest::READABLE | Interest::WRITABLE,
         )
@@ -76,7 +76,7 @@ impl Connection {
     /// Deregisters the transport (before the connection is dropped).
     pub(crate) fn deregister(&mut self, registry: &Registry) {
         // An error means it is not registered: nothing to undo.
-        let _ = registry.deregister(&mut *self.transport);
+        let _ = registry.deregister(&mut self.transport);
     }
 
     /// Reads once into `buf` (retrying interrupted reads).

@@ -42,7 +42,7 @@ use crate::inbox::{ShardLink, ShardMsg};
 use crate::runtime::Runtime;
 use crate::session::{Due, Event, Settings, State};
 use crate::subscriptions::{ClassId, ConnKey, Index};
-use crate::transport::PlainTcp;
+use crate::transport::{PlainTcp, Stream};
 use crate::wake::Sleep;
 use crate::wire::encode;
 use crate::{Error, Frame, Result};
@@ -263,7 +263,7 @@ impl Shard {
         let entry = self.conns.vacant_entry();
         let key = entry.key();
         let mut conn = Connection::new(
-            Box::new(PlainTcp::new(stream)),
+            Stream::Plain(PlainTcp::new(stream)),
             peer,
             self.now,
             &self.runtime.config,

@@ -43,6 +43,11 @@ impl Frame {
         self.0.is_empty()
     }
 
+    /// The shared bytes, for a queue that also holds other byte strings.
+    pub(crate) fn into_shared(self) -> Arc<[u8]> {
+        self.0
+    }
+
     /// A frame of `len` bytes filled by `fill`, in one allocation.
     ///
     /// `Arc<[u8]>::from(Vec)` would allocate and copy a second time; a
