@@ -29,6 +29,7 @@ impl Write for Null {
 }
 
 fn fanout(c: &mut Criterion) {
+    let now = std::time::Instant::now();
     let t = tickcast::Tick::new("AAPL")
         .bid(189.25)
         .ask(189.27)
@@ -44,7 +45,7 @@ fn fanout(c: &mut Criterion) {
             b.iter(|| {
                 for f in &ticks {
                     for o in boxes.iter_mut() {
-                        let _ = o.try_push(f.clone());
+                        let _ = o.try_push(f.clone(), now);
                     }
                 }
                 for o in boxes.iter_mut() {
@@ -56,7 +57,7 @@ fn fanout(c: &mut Criterion) {
             b.iter(|| {
                 let batch = Frame::concat(&ticks);
                 for o in boxes.iter_mut() {
-                    let _ = o.try_push_batch(batch.clone(), ticks.len());
+                    let _ = o.try_push_batch(batch.clone(), ticks.len(), now);
                 }
                 for o in boxes.iter_mut() {
                     let _ = o.write_to(&mut Null);

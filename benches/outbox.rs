@@ -45,6 +45,7 @@ fn tick_frame() -> Frame {
 
 fn outbox(c: &mut Criterion) {
     let f = tick_frame();
+    let now = std::time::Instant::now();
     let mut g = c.benchmark_group("outbox");
     for n in [1usize, 16, 256] {
         g.throughput(Throughput::Elements(n as u64));
@@ -53,7 +54,7 @@ fn outbox(c: &mut Criterion) {
                 || Outbox::new(4096),
                 |mut o| {
                     for _ in 0..n {
-                        let _ = o.try_push(f.clone());
+                        let _ = o.try_push(f.clone(), now);
                     }
                     o.write_to(&mut MockWrite {
                         per_call: usize::MAX,
@@ -70,7 +71,7 @@ fn outbox(c: &mut Criterion) {
             || Outbox::new(4096),
             |mut o| {
                 for _ in 0..256 {
-                    let _ = o.try_push(f.clone());
+                    let _ = o.try_push(f.clone(), now);
                 }
                 o.write_to(&mut MockWrite {
                     per_call: 4096,
@@ -85,7 +86,7 @@ fn outbox(c: &mut Criterion) {
         b.iter_batched(
             || Outbox::new(4096),
             |mut o| {
-                let _ = o.try_push_batch(batch.clone(), 256);
+                let _ = o.try_push_batch(batch.clone(), 256, now);
                 o.write_to(&mut MockWrite {
                     per_call: usize::MAX,
                     calls: usize::MAX,

@@ -44,12 +44,26 @@ pub struct Config {
     /// Interval between server pings. Default 5 s. A connection silent for
     /// three intervals is closed with 4002.
     pub heartbeat: Duration,
-    /// Kernel send buffer per connection (`SO_SNDBUF`), in bytes; 0 (default)
-    /// leaves the kernel's autotuning. Data in the kernel buffer is out of
-    /// the server's hands, so a smaller buffer (say 64 KiB, ~400 ticks)
-    /// bounds how stale a lagging client's prices can get before the
-    /// 4001 eviction and bounds kernel memory per connection.
+    /// Kernel send buffer per connection (`SO_SNDBUF`), in bytes; 0 leaves
+    /// the kernel's autotuning (up to `net.ipv4.tcp_wmem`'s maximum, 4 MiB
+    /// on common kernels). Default 64 KiB (~400 ticks): Linux doubles it
+    /// for bookkeeping, so a stalled client holds at most ~128 KiB of
+    /// kernel memory (1,000 stalled clients ~128 MiB instead of 4 GiB), and
+    /// data the kernel holds is out of the server's hands, so a small
+    /// buffer keeps a stalled client visible to the lag and queue bounds.
+    /// The trade-off: one connection's throughput is at most about this
+    /// buffer per round trip (64 KiB per 100 ms is ~650 KB/s, a whole
+    /// 5,000 ticks/s `*` stream); raise it for `*` subscribers across
+    /// long, fast links.
     pub send_buffer: usize,
+    /// Longest a connection may lag behind the stream before it is evicted
+    /// with 4001: the age of the oldest frame still in its queue, or of
+    /// its oldest unanswered ping (so a stalled client is found within
+    /// about this plus one heartbeat at any tick rate, even when the
+    /// kernel's buffers absorb a slow stream). Default 5 s: far beyond a
+    /// healthy client's lag (milliseconds), short enough that a stalled
+    /// client's socket is gone within seconds.
+    pub max_lag: Duration,
     /// Most open WebSocket connections; the next upgrade gets HTTP 503.
     /// Default 100,000. The process's file-descriptor limit applies too.
     pub max_connections: usize,
@@ -67,9 +81,11 @@ pub struct Config {
     /// cannot pile up.
     pub handshake_timeout: Duration,
     /// How long a closing connection may take to take its close frame and
-    /// close its side before the socket is dropped. Default 2 s. An evicted
-    /// (4001) connection gets at least three heartbeats (15 s by default):
-    /// it is stalled, and its close frame waits behind its socket buffers.
+    /// close its side before the socket is reset (`SO_LINGER` 0, so the
+    /// kernel frees its buffers at once instead of keeping an orphan that
+    /// holds them until the peer goes away). Default 2 s. For an evicted
+    /// (4001) connection this makes the close frame best effort: a client
+    /// that is truly stalled gets a reset, not megabytes kept for it.
     pub close_linger: Duration,
     /// Ticks that may wait for the publisher thread before
     /// [`Publisher::publish`](crate::Publisher::publish) returns them in an
@@ -109,7 +125,8 @@ impl Default for Config {
             pin_threads: true,
             queue_capacity: 4096,
             heartbeat: Duration::from_secs(5),
-            send_buffer: 0,
+            send_buffer: 64 * 1024,
+            max_lag: Duration::from_secs(5),
             max_connections: 100_000,
             max_connections_per_ip: 0,
             max_message_size: 64 * 1024,
@@ -149,6 +166,9 @@ impl Config {
         }
         if self.heartbeat < Duration::from_millis(10) {
             return bad("heartbeat must be at least 10 ms");
+        }
+        if self.max_lag < Duration::from_millis(100) {
+            return bad("max_lag must be at least 100 ms");
         }
         if self.max_connections == 0 {
             return bad("max_connections must be at least 1");

@@ -29,9 +29,12 @@ struct Args {
     /// Server ping interval in milliseconds; 3 silent intervals close with 4002.
     #[arg(long, default_value_t = 5000)]
     heartbeat_ms: u64,
-    /// Kernel send buffer per connection in bytes (SO_SNDBUF); 0 = kernel default.
-    #[arg(long, default_value_t = 0)]
+    /// Kernel send buffer per connection in bytes (SO_SNDBUF); 0 = kernel autotuning.
+    #[arg(long, default_value_t = 64 * 1024)]
     send_buffer: usize,
+    /// Evict (4001) a connection lagging this many ms behind the stream.
+    #[arg(long, default_value_t = 5000)]
+    max_lag_ms: u64,
     /// Most open WebSocket connections; past it upgrades get HTTP 503.
     #[arg(long, default_value_t = 100_000)]
     max_connections: usize,
@@ -67,6 +70,7 @@ impl Args {
             queue_capacity: self.queue_capacity,
             heartbeat: Duration::from_millis(self.heartbeat_ms),
             send_buffer: self.send_buffer,
+            max_lag: Duration::from_millis(self.max_lag_ms),
             max_connections: self.max_connections,
             max_connections_per_ip: self.max_connections_per_ip,
             max_message_size: self.max_message_size,

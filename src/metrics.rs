@@ -17,6 +17,7 @@ pub(crate) struct Counters {
     pub(crate) frames_sent: AtomicU64,
     pub(crate) bytes_sent: AtomicU64,
     pub(crate) evicted_slow: AtomicU64,
+    pub(crate) evicted_lag: AtomicU64,
     pub(crate) heartbeat_timeouts: AtomicU64,
     pub(crate) closed_protocol: AtomicU64,
     pub(crate) closed_oversize: AtomicU64,
@@ -39,6 +40,7 @@ impl Counters {
             frames_sent: self.frames_sent.load(Relaxed),
             bytes_sent: self.bytes_sent.load(Relaxed),
             evicted_slow: self.evicted_slow.load(Relaxed),
+            evicted_lag: self.evicted_lag.load(Relaxed),
             heartbeat_timeouts: self.heartbeat_timeouts.load(Relaxed),
             closed_protocol: self.closed_protocol.load(Relaxed),
             closed_oversize: self.closed_oversize.load(Relaxed),
@@ -83,8 +85,12 @@ pub struct Stats {
     pub frames_sent: u64,
     /// Bytes written to sockets.
     pub bytes_sent: u64,
-    /// Connections evicted with 4001 (outbound queue overflow).
+    /// Connections evicted with 4001 because their outbound queue
+    /// overflowed.
     pub evicted_slow: u64,
+    /// Connections evicted with 4001 because they lagged more than
+    /// `Config::max_lag` behind the stream.
+    pub evicted_lag: u64,
     /// Connections closed with 4002 (silent for three heartbeats).
     pub heartbeat_timeouts: u64,
     /// Connections closed for a WebSocket protocol violation (1002/1007).

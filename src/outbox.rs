@@ -20,6 +20,7 @@
 use std::collections::VecDeque;
 use std::io::{self, IoSlice, Write};
 use std::sync::Arc;
+use std::time::Instant;
 
 use crate::Frame;
 use crate::wire::ws::Header;
@@ -33,9 +34,10 @@ const MAX_IOV: usize = 256;
 ///
 /// ```
 /// use tickcast::outbox::{Outbox, PushError};
+/// let now = std::time::Instant::now();
 /// let mut o = Outbox::new(1);
-/// o.push_close(tickcast::Frame::from(&b"\x88\x00"[..]));
-/// assert_eq!(o.try_push(tickcast::Frame::from(&b"x"[..])), Err(PushError::Closed));
+/// o.push_close(tickcast::Frame::from(&b"\x88\x00"[..]), now);
+/// assert_eq!(o.try_push(tickcast::Frame::from(&b"x"[..]), now), Err(PushError::Closed));
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PushError {
@@ -50,7 +52,8 @@ pub enum PushError {
 /// ```
 /// use tickcast::outbox::{Outbox, Progress};
 /// let mut o = Outbox::new(4);
-/// o.try_push_batch(tickcast::Frame::from(&b"\x81\x01a\x81\x01b"[..]), 2).unwrap();
+/// let now = std::time::Instant::now();
+/// o.try_push_batch(tickcast::Frame::from(&b"\x81\x01a\x81\x01b"[..]), 2, now).unwrap();
 /// let p = o.write_to(&mut Vec::new()).unwrap();
 /// assert_eq!(p, Progress { bytes: 6, frames: 2, drained: true });
 /// ```
@@ -76,6 +79,9 @@ struct Entry {
     frames: usize,
     /// An HTTP response: sent whole, never cut at a "frame" boundary.
     http: bool,
+    /// When it was queued: the head's is the age of the oldest byte the
+    /// client has not taken yet (see [`Outbox::oldest`]).
+    queued_at: Instant,
 }
 
 /// A bounded FIFO of [`Frame`]s with a resume offset into the head entry.
@@ -83,10 +89,12 @@ struct Entry {
 /// ```
 /// use tickcast::outbox::{Outbox, PushError};
 /// use tickcast::Frame;
+/// let now = std::time::Instant::now();
 /// let mut o = Outbox::new(2);
-/// o.try_push(Frame::from(&b"\x81\x02hi"[..])).unwrap();
-/// o.try_push(Frame::from(&b"\x81\x02yo"[..])).unwrap();
-/// assert_eq!(o.try_push(Frame::from(&b"\x81\x00"[..])), Err(PushError::Full));
+/// o.try_push(Frame::from(&b"\x81\x02hi"[..]), now).unwrap();
+/// o.try_push(Frame::from(&b"\x81\x02yo"[..]), now).unwrap();
+/// assert_eq!(o.oldest(), Some(now));
+/// assert_eq!(o.try_push(Frame::from(&b"\x81\x00"[..]), now), Err(PushError::Full));
 /// let mut sink = Vec::new(); // any io::Write; a socket in the server
 /// let p = o.write_to(&mut sink).unwrap();
 /// assert_eq!((p.frames, p.drained), (2, true));
@@ -122,8 +130,8 @@ impl Outbox {
     /// # Errors
     /// [`PushError::Full`] if `capacity` frames are queued (evict the
     /// connection), [`PushError::Closed`] after [`Outbox::push_close`].
-    pub fn try_push(&mut self, frame: Frame) -> Result<(), PushError> {
-        self.try_push_batch(frame, 1)
+    pub fn try_push(&mut self, frame: Frame, now: Instant) -> Result<(), PushError> {
+        self.try_push_batch(frame, 1, now)
     }
 
     /// Queues `batch`, which holds `frames` whole frames, at the back.
@@ -131,7 +139,12 @@ impl Outbox {
     /// # Errors
     /// [`PushError::Full`] if the queue would then hold more than
     /// `capacity` frames, [`PushError::Closed`] after a close frame.
-    pub fn try_push_batch(&mut self, batch: Frame, frames: usize) -> Result<(), PushError> {
+    pub fn try_push_batch(
+        &mut self,
+        batch: Frame,
+        frames: usize,
+        now: Instant,
+    ) -> Result<(), PushError> {
         if self.closed {
             return Err(PushError::Closed);
         }
@@ -144,6 +157,7 @@ impl Outbox {
             bytes: batch.into_shared(),
             frames,
             http: false,
+            queued_at: now,
         });
         self.check_invariants();
         Ok(())
@@ -153,33 +167,38 @@ impl Outbox {
     ///
     /// # Errors
     /// As [`Outbox::try_push`].
-    pub(crate) fn try_push_http(&mut self, response: Vec<u8>) -> Result<(), PushError> {
+    pub(crate) fn try_push_http(
+        &mut self,
+        response: Vec<u8>,
+        now: Instant,
+    ) -> Result<(), PushError> {
         if self.closed {
             return Err(PushError::Closed);
         }
         if self.frames + 1 > self.capacity {
             return Err(PushError::Full);
         }
-        self.push_back(Arc::from(response), true);
+        self.push_back(Arc::from(response), true, now);
         Ok(())
     }
 
     /// Queues a final HTTP response (a refusal); like
     /// [`Outbox::push_close`], nothing may follow it.
-    pub(crate) fn push_http_close(&mut self, response: Vec<u8>) {
+    pub(crate) fn push_http_close(&mut self, response: Vec<u8>, now: Instant) {
         if !self.closed {
             self.closed = true;
-            self.push_back(Arc::from(response), true);
+            self.push_back(Arc::from(response), true, now);
         }
     }
 
-    fn push_back(&mut self, bytes: Arc<[u8]>, http: bool) {
+    fn push_back(&mut self, bytes: Arc<[u8]>, http: bool, now: Instant) {
         self.frames += 1;
         self.queue.push_back(Entry {
             end: bytes.len(),
             bytes,
             frames: 1,
             http,
+            queued_at: now,
         });
         self.check_invariants();
     }
@@ -187,10 +206,10 @@ impl Outbox {
     /// Queues a final close frame after everything already queued, even if
     /// the queue is full. Later pushes fail with [`PushError::Closed`].
     /// Does nothing if a close frame is already queued.
-    pub fn push_close(&mut self, close: Frame) {
+    pub fn push_close(&mut self, close: Frame, now: Instant) {
         if !self.closed {
             self.closed = true;
-            self.push_back(close.into_shared(), false);
+            self.push_back(close.into_shared(), false, now);
         }
     }
 
@@ -198,7 +217,7 @@ impl Outbox {
     /// kept, so the stream stays well-formed) and queues `close`. Used to
     /// evict a slow consumer: it gets its close frame as soon as its socket
     /// accepts it, without first receiving the backlog.
-    pub fn evict(&mut self, close: Frame) {
+    pub fn evict(&mut self, close: Frame, now: Instant) {
         let keep = usize::from(self.offset > 0);
         self.queue.truncate(keep);
         self.frames = 0;
@@ -220,7 +239,7 @@ impl Outbox {
             }
         }
         self.closed = false;
-        self.push_close(close);
+        self.push_close(close, now);
     }
 
     /// Writes queued frames to `w` with vectored writes, many frames per
@@ -281,6 +300,13 @@ impl Outbox {
             }
         }
         done
+    }
+
+    /// When the oldest entry still queued (the head, partly written or
+    /// not) was pushed; `None` when the queue is empty. `now` minus this is
+    /// how far behind the client is, on top of the kernel's buffers.
+    pub fn oldest(&self) -> Option<Instant> {
+        self.queue.front().map(|e| e.queued_at)
     }
 
     /// Number of queued frames (a half-written head counts; a batch counts
@@ -358,25 +384,52 @@ mod tests {
         }
     }
 
+    fn t() -> Instant {
+        Instant::now()
+    }
+
     fn f(s: &str) -> Frame {
         Frame::from(s.as_bytes())
+    }
+
+    #[test]
+    fn the_oldest_entry_is_the_head_until_it_is_written() {
+        let (t1, t2) = (t(), t() + std::time::Duration::from_millis(5));
+        let mut o = Outbox::new(10);
+        assert_eq!(o.oldest(), None);
+        o.try_push(f("abc"), t1).unwrap();
+        o.try_push(f("de"), t2).unwrap();
+        let mut w = Scripted {
+            out: vec![],
+            per_call: 2,
+            calls_left: 1,
+        };
+        o.write_to(&mut w).unwrap();
+        assert_eq!(o.oldest(), Some(t1), "a half-written head still counts");
+        w.calls_left = 1;
+        w.per_call = 1;
+        o.write_to(&mut w).unwrap();
+        assert_eq!(o.oldest(), Some(t2));
+        w.calls_left = 10;
+        o.write_to(&mut w).unwrap();
+        assert_eq!(o.oldest(), None);
     }
 
     #[test]
     fn len_empty_full() {
         let mut o = Outbox::new(2);
         assert!(o.is_empty());
-        o.try_push(f("a")).unwrap();
-        o.try_push(f("b")).unwrap();
+        o.try_push(f("a"), t()).unwrap();
+        o.try_push(f("b"), t()).unwrap();
         assert_eq!(o.len(), 2);
-        assert_eq!(o.try_push(f("c")), Err(PushError::Full));
+        assert_eq!(o.try_push(f("c"), t()), Err(PushError::Full));
     }
 
     #[test]
     fn partial_writes_resume_mid_frame_in_order() {
         let mut o = Outbox::new(10);
         for s in ["hello", "world", "!"] {
-            o.try_push(f(s)).unwrap();
+            o.try_push(f(s), t()).unwrap();
         }
         let mut w = Scripted {
             out: vec![],
@@ -403,9 +456,9 @@ mod tests {
     #[test]
     fn close_frame_goes_after_the_queue_even_when_full() {
         let mut o = Outbox::new(1);
-        o.try_push(f("data")).unwrap();
-        o.push_close(f("CLOSE"));
-        assert_eq!(o.try_push(f("late")), Err(PushError::Closed));
+        o.try_push(f("data"), t()).unwrap();
+        o.push_close(f("CLOSE"), t());
+        assert_eq!(o.try_push(f("late"), t()), Err(PushError::Closed));
         let mut w = Scripted {
             out: vec![],
             per_call: 100,
@@ -419,7 +472,7 @@ mod tests {
     fn evict_keeps_a_half_written_head_and_drops_the_rest() {
         let mut o = Outbox::new(10);
         for s in ["abcdef", "ghij", "klm"] {
-            o.try_push(f(s)).unwrap();
+            o.try_push(f(s), t()).unwrap();
         }
         let mut w = Scripted {
             out: vec![],
@@ -427,7 +480,7 @@ mod tests {
             calls_left: 1,
         };
         o.write_to(&mut w).unwrap();
-        o.evict(f("X"));
+        o.evict(f("X"), t());
         w.calls_left = 100;
         w.per_call = 100;
         o.write_to(&mut w).unwrap();
@@ -437,8 +490,8 @@ mod tests {
     #[test]
     fn evict_with_nothing_started_sends_only_the_close() {
         let mut o = Outbox::new(10);
-        o.try_push(f("abc")).unwrap();
-        o.evict(f("X"));
+        o.try_push(f("abc"), t()).unwrap();
+        o.evict(f("X"), t());
         let mut w = Scripted {
             out: vec![],
             per_call: 100,
@@ -452,7 +505,7 @@ mod tests {
     fn many_frames_go_out_in_few_writes() {
         let mut o = Outbox::new(10_000);
         for i in 0..1000 {
-            o.try_push(f(&format!("{i:04}"))).unwrap();
+            o.try_push(f(&format!("{i:04}")), t()).unwrap();
         }
         let mut w = Scripted {
             out: vec![],
@@ -467,10 +520,10 @@ mod tests {
     #[test]
     fn batches_count_their_frames_against_the_capacity() {
         let mut o = Outbox::new(5);
-        o.try_push_batch(f("abc"), 3).unwrap();
+        o.try_push_batch(f("abc"), 3, t()).unwrap();
         assert_eq!(o.len(), 3);
-        assert_eq!(o.try_push_batch(f("de"), 3), Err(PushError::Full));
-        o.try_push_batch(f("de"), 2).unwrap();
+        assert_eq!(o.try_push_batch(f("de"), 3, t()), Err(PushError::Full));
+        o.try_push_batch(f("de"), 2, t()).unwrap();
         let mut w = Scripted {
             out: vec![],
             per_call: 100,
@@ -487,15 +540,15 @@ mod tests {
         let mut batch = a.as_bytes().to_vec();
         batch.extend_from_slice(b.as_bytes());
         let mut o = Outbox::new(10);
-        o.try_push_batch(Frame::from(batch), 2).unwrap();
-        o.try_push(f("later")).unwrap();
+        o.try_push_batch(Frame::from(batch), 2, t()).unwrap();
+        o.try_push(f("later"), t()).unwrap();
         let mut w = Scripted {
             out: vec![],
             per_call: 3,
             calls_left: 1,
         };
         o.write_to(&mut w).unwrap();
-        o.evict(f("X"));
+        o.evict(f("X"), t());
         w.per_call = 100;
         w.calls_left = 10;
         o.write_to(&mut w).unwrap();
@@ -522,15 +575,15 @@ mod tests {
         let resp = b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n\r\n".to_vec();
         assert!(resp.len() > 86);
         let mut o = Outbox::new(10);
-        o.try_push_http(resp.clone()).unwrap();
-        o.try_push(f("welcome")).unwrap();
+        o.try_push_http(resp.clone(), t()).unwrap();
+        o.try_push(f("welcome"), t()).unwrap();
         let mut w = Scripted {
             out: vec![],
             per_call: 3,
             calls_left: 1,
         };
         o.write_to(&mut w).unwrap();
-        o.evict(f("X"));
+        o.evict(f("X"), t());
         w.per_call = 1000;
         w.calls_left = 10;
         o.write_to(&mut w).unwrap();
@@ -551,7 +604,7 @@ mod tests {
             }
         }
         let mut o = Outbox::new(1);
-        o.try_push(f("a")).unwrap();
+        o.try_push(f("a"), t()).unwrap();
         assert_eq!(
             o.write_to(&mut Zero).unwrap_err().kind(),
             io::ErrorKind::WriteZero

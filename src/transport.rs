@@ -20,6 +20,11 @@ pub(crate) trait Transport: Read + Write + mio::event::Source + fmt::Debug + Sen
     /// Ends the write side after the last byte (TCP FIN), so the peer sees
     /// EOF once it has read everything. Errors mean the peer is gone.
     fn shutdown_write(&mut self) -> io::Result<()>;
+
+    /// Makes dropping the transport a reset (`SO_LINGER` 0): the kernel
+    /// frees the socket and whatever it still queues at once, instead of
+    /// keeping an orphan that holds its buffers until the peer goes away.
+    fn abort_on_drop(&mut self);
 }
 
 /// The transport of one connection: static dispatch over the kinds the
@@ -95,6 +100,12 @@ impl Transport for Stream {
             Stream::Plain(t) => t.shutdown_write(),
         }
     }
+
+    fn abort_on_drop(&mut self) {
+        match self {
+            Stream::Plain(t) => t.abort_on_drop(),
+        }
+    }
 }
 
 /// Plain TCP, written with `sendmsg(MSG_NOSIGNAL)`: a peer that vanished is
@@ -157,6 +168,11 @@ impl Transport for PlainTcp {
     fn shutdown_write(&mut self) -> io::Result<()> {
         self.0.shutdown(Shutdown::Write)
     }
+
+    fn abort_on_drop(&mut self) {
+        // An error leaves the default linger: the socket still closes.
+        let _ = socket2::SockRef::from(&self.0).set_linger(Some(std::time::Duration::ZERO));
+    }
 }
 
 #[cfg(test)]
@@ -178,5 +194,27 @@ mod tests {
         let mut c = client;
         c.read_to_end(&mut got).unwrap();
         assert_eq!(got, b"abcd", "EOF follows the last byte");
+    }
+
+    #[test]
+    fn an_aborted_transport_resets_the_connection() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let mut client = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (server, _) = listener.accept().unwrap();
+        let mut t = PlainTcp::new(TcpStream::from_std(server));
+        // Unread input on our side would reset anyway; this one has none.
+        t.write_all(b"queued").unwrap();
+        t.abort_on_drop();
+        drop(t);
+        client
+            .set_read_timeout(Some(std::time::Duration::from_secs(10)))
+            .unwrap();
+        let mut got = Vec::new();
+        let err = client.read_to_end(&mut got).unwrap_err();
+        assert_eq!(
+            err.kind(),
+            io::ErrorKind::ConnectionReset,
+            "a reset, not EOF"
+        );
     }
 }

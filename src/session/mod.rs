@@ -134,6 +134,9 @@ pub(crate) enum Due {
     HandshakeTimeout,
     /// Silent for three heartbeats: close with 4002.
     HeartbeatTimeout,
+    /// A ping unanswered for `max_lag`: the client is that far behind the
+    /// stream (or stalled); evict with 4001.
+    Lagging,
     /// The identity expired while connected: close with 1008.
     Expired,
     /// Time for the next server ping.
@@ -162,6 +165,7 @@ pub(crate) struct Opened {
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Settings {
     pub(crate) heartbeat: Duration,
+    pub(crate) max_lag: Duration,
     pub(crate) queue_capacity: usize,
     pub(crate) ws: WebSocketConfig,
 }
@@ -170,6 +174,7 @@ impl Settings {
     pub(crate) fn from_config(c: &crate::Config) -> Settings {
         Settings {
             heartbeat: c.heartbeat,
+            max_lag: c.max_lag,
             queue_capacity: c.queue_capacity,
             // Clients send little: a small read buffer keeps 10,000 idle
             // connections cheap (tungstenite allocates it eagerly).
@@ -190,6 +195,8 @@ pub(crate) struct Session {
     last_rx: Instant,
     /// Last time a ping was queued.
     last_ping: Instant,
+    /// When the oldest ping not yet answered by a pong was queued.
+    unanswered_ping: Option<Instant>,
     bucket: TokenBucket,
     user: Option<Arc<str>>,
     expires_at: Option<SystemTime>,
@@ -206,6 +213,7 @@ impl Session {
             },
             last_rx: now,
             last_ping: now,
+            unanswered_ping: None,
             bucket: TokenBucket::new(config.request_rate, config.request_burst, now),
             user: None,
             expires_at: None,
@@ -372,7 +380,12 @@ impl Session {
             let event = match res {
                 Ok(Message::Text(text)) => Some(on_text(&mut self.bucket, text.as_str(), now)),
                 Ok(Message::Binary(_)) => Some(on_binary(&mut self.bucket, now)),
-                Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_)) => None,
+                Ok(Message::Pong(_)) => {
+                    // The client has read everything up to our ping.
+                    self.unanswered_ping = None;
+                    None
+                }
+                Ok(Message::Ping(_) | Message::Frame(_)) => None,
                 Ok(Message::Close(_)) => Some(Event::PeerClose(Frame::from(std::mem::take(
                     &mut open.sink,
                 )))),
@@ -406,7 +419,8 @@ impl Session {
     // ---- timers and closing ----------------------------------------------
 
     /// The timer that is due at `now` (`wall` for token expiry), if any.
-    pub(crate) fn due(&self, now: Instant, wall: SystemTime, heartbeat: Duration) -> Option<Due> {
+    pub(crate) fn due(&self, now: Instant, wall: SystemTime, settings: &Settings) -> Option<Due> {
+        let heartbeat = settings.heartbeat;
         match &self.phase {
             Phase::Handshake { deadline, .. } => {
                 (now >= *deadline).then_some(Due::HandshakeTimeout)
@@ -414,6 +428,11 @@ impl Session {
             Phase::Open(_) => {
                 if now.saturating_duration_since(self.last_rx) >= heartbeat * 3 {
                     Some(Due::HeartbeatTimeout)
+                } else if self
+                    .unanswered_ping
+                    .is_some_and(|t| now.saturating_duration_since(t) >= settings.max_lag)
+                {
+                    Some(Due::Lagging)
                 } else if self.expires_at.is_some_and(|t| t <= wall) {
                     Some(Due::Expired)
                 } else if now.saturating_duration_since(self.last_ping) >= heartbeat {
@@ -426,9 +445,11 @@ impl Session {
         }
     }
 
-    /// A ping was queued at `now`.
+    /// A ping was queued at `now`. Until a pong comes back, the oldest
+    /// unanswered ping measures how far behind the client is.
     pub(crate) fn pinged(&mut self, now: Instant) {
         self.last_ping = now;
+        self.unanswered_ping.get_or_insert(now);
     }
 
     /// Moves to `Closing` (the caller queued the close frame or the final
@@ -816,29 +837,43 @@ mod tests {
 
     #[test]
     fn timers_fall_due_in_order_of_phase() {
-        let c = Config::default();
+        let c = Config {
+            max_lag: Duration::from_secs(7),
+            ..Config::default()
+        };
+        let st = Settings::from_config(&c);
         let hb = c.heartbeat;
         let t0 = Instant::now();
         let wall = SystemTime::now();
         let s = Session::new(t0, &c);
-        assert_eq!(s.due(t0, wall, hb), None);
+        assert_eq!(s.due(t0, wall, &st), None);
         assert_eq!(
-            s.due(t0 + c.handshake_timeout, wall, hb),
+            s.due(t0 + c.handshake_timeout, wall, &st),
             Some(Due::HandshakeTimeout)
         );
         let (mut s, t0) = opened(&c);
-        assert_eq!(s.due(t0 + hb / 2, wall, hb), None);
-        assert_eq!(s.due(t0 + hb, wall, hb), Some(Due::Ping));
+        assert_eq!(s.due(t0 + hb / 2, wall, &st), None);
+        assert_eq!(s.due(t0 + hb, wall, &st), Some(Due::Ping));
         s.pinged(t0 + hb);
+        let mut out = Vec::new();
         s.receive(&client_frame(0xA, b""), t0 + hb);
-        assert_eq!(s.due(t0 + hb * 2, wall, hb), Some(Due::Ping));
-        assert_eq!(s.due(t0 + hb * 4, wall, hb), Some(Due::HeartbeatTimeout));
+        s.read_messages(t0 + hb, 8, &mut out);
+        assert_eq!(s.due(t0 + hb * 2, wall, &st), Some(Due::Ping));
+        s.pinged(t0 + hb * 2);
+        s.receive(&text(r#"{"op":"ping"}"#), t0 + hb * 3);
+        s.read_messages(t0 + hb * 3, 8, &mut out);
+        assert_eq!(
+            s.due(t0 + hb * 2 + c.max_lag, wall, &st),
+            Some(Due::Lagging),
+            "a request is life, but only a pong answers the ping"
+        );
+        assert_eq!(s.due(t0 + hb * 6, wall, &st), Some(Due::HeartbeatTimeout));
         s.expires_at = Some(wall);
-        assert_eq!(s.due(t0 + hb, wall, hb), Some(Due::Expired));
+        assert_eq!(s.due(t0 + hb * 3, wall, &st), Some(Due::Expired));
         s.start_closing(t0 + Duration::from_secs(2));
         assert_eq!(s.state(), State::Closing);
         assert_eq!(
-            s.due(t0 + Duration::from_secs(2), wall, hb),
+            s.due(t0 + Duration::from_secs(2), wall, &st),
             Some(Due::LingerOver)
         );
     }

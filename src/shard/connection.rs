@@ -107,6 +107,11 @@ impl Connection {
         let _ = self.transport.shutdown_write();
     }
 
+    /// Makes dropping the connection a reset (see [`Transport`]).
+    pub(crate) fn abort_on_drop(&mut self) {
+        self.transport.abort_on_drop();
+    }
+
     /// In `Closing`: reads and discards whatever the peer still sends, so
     /// that closing our socket never turns into a reset that destroys the
     /// close frame in flight. Returns true if and only if the peer closed

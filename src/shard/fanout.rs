@@ -56,6 +56,7 @@ impl Shard {
     /// batch (one copy per class), queued on every member with an `Arc`
     /// clone. Connections that overflow are evicted afterwards.
     pub(super) fn flush_classes(&mut self) {
+        let now = self.now;
         let classes = std::mem::take(&mut self.pending_classes);
         for &c in &classes {
             let Some(class) = self.index.class_mut(c) else {
@@ -78,7 +79,7 @@ impl Shard {
                 let Some(conn) = self.conns.get_mut(key as usize) else {
                     continue;
                 };
-                match conn.outbox.try_push_batch(batch.clone(), n) {
+                match conn.outbox.try_push_batch(batch.clone(), n, now) {
                     Ok(()) => {
                         if !conn.dirty {
                             conn.dirty = true;
@@ -91,7 +92,7 @@ impl Shard {
             }
         }
         while let Some(key) = self.overflow.pop() {
-            self.evict(key as usize);
+            self.evict(key as usize, super::output::Eviction::Overflow);
         }
         for &c in &classes {
             self.index.sweep(c);

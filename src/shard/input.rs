@@ -97,7 +97,9 @@ impl Shard {
         conn.admitted = Some(ticket);
         // The capacity is at least MIN_QUEUE_CAPACITY frames (validated),
         // so an empty outbox takes both.
-        let _ = conn.outbox.try_push_http(opened.switching_protocols);
+        let _ = conn
+            .outbox
+            .try_push_http(opened.switching_protocols, self.now);
         self.push(key, opened.welcome);
         // Frames may have arrived with the request head.
         self.again.push(key as ConnKey);
@@ -156,9 +158,10 @@ impl Shard {
             Event::Request(req) => self.on_request(key, req),
             Event::PeerClose(reply) => {
                 self.leave_open(key);
-                let deadline = self.now + self.runtime.config.close_linger;
+                let now = self.now;
+                let deadline = now + self.runtime.config.close_linger;
                 if let Some(conn) = self.conns.get_mut(key) {
-                    conn.outbox.push_close(reply);
+                    conn.outbox.push_close(reply, now);
                     conn.session.start_closing(deadline);
                 }
                 self.mark_dirty(key);

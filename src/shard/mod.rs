@@ -47,6 +47,7 @@ use crate::wake::Sleep;
 use crate::wire::encode;
 use crate::{Error, Frame, Result};
 use connection::Connection;
+use output::Eviction;
 
 /// The token of the shard's waker; connection `k` uses `Token(k + 1)`.
 const WAKER: Token = Token(0);
@@ -301,7 +302,7 @@ impl Shard {
         if self.stopping.is_some_and(|deadline| self.now >= deadline) {
             let keys: Vec<usize> = self.conns.iter().map(|(k, _)| k).collect();
             for k in keys {
-                self.remove(k);
+                self.reset(k);
             }
             return true;
         }
@@ -311,11 +312,24 @@ impl Shard {
     // ---- phase: housekeeping -------------------------------------------------
 
     fn housekeeping(&mut self) {
-        let hb = self.runtime.config.heartbeat;
         let wall = SystemTime::now();
+        let max_lag = self.settings.max_lag;
         let mut timers = std::mem::take(&mut self.timers);
         for (key, conn) in self.conns.iter() {
-            if let Some(due) = conn.session.due(self.now, wall, hb) {
+            // The oldest frame still queued is the lag the shard sees
+            // first; the session's unanswered ping covers what the kernel's
+            // buffers hide.
+            let queue_lag = conn.session.is_open()
+                && conn
+                    .outbox
+                    .oldest()
+                    .is_some_and(|t| self.now.saturating_duration_since(t) >= max_lag);
+            let due = if queue_lag {
+                Some(Due::Lagging)
+            } else {
+                conn.session.due(self.now, wall, &self.settings)
+            };
+            if let Some(due) = due {
                 timers.push((key, due));
             }
         }
@@ -323,7 +337,7 @@ impl Shard {
         let counters = &runtime.counters;
         for (key, due) in timers.drain(..) {
             match due {
-                Due::LingerOver => self.remove(key),
+                Due::LingerOver => self.linger_over(key),
                 Due::HandshakeTimeout => self.handshake_failed(key),
                 Due::Ping => {
                     if let Some(conn) = self.conns.get_mut(key) {
@@ -331,6 +345,7 @@ impl Shard {
                     }
                     self.push(key, encode::ping());
                 }
+                Due::Lagging => self.evict(key, Eviction::Lag),
                 Due::HeartbeatTimeout => {
                     crate::metrics::count(&counters.heartbeat_timeouts);
                     self.close(key, 4002, "heartbeat timeout", false);
@@ -343,6 +358,18 @@ impl Shard {
         }
         self.timers = timers;
         self.flush_dirty();
+    }
+
+    /// A closing connection's time is up. If its last bytes (the close
+    /// frame or response) are with the kernel, it is closed normally: the
+    /// kernel holds at most its bounded send buffer for the peer. If they
+    /// are not (a stalled client), it is reset, so nothing is kept for it.
+    fn linger_over(&mut self, key: usize) {
+        if self.conns.get(key).is_some_and(|c| c.outbox.is_empty()) {
+            self.remove(key);
+        } else {
+            self.reset(key);
+        }
     }
 
     fn publish_counters(&mut self) {

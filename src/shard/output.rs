@@ -12,6 +12,15 @@ use crate::wire::{encode, http};
 use super::Shard;
 use super::fanout::DRAIN_EVERY;
 
+/// Why a connection is evicted (both are close 4001, counted apart).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Eviction {
+    /// Its outbox overflowed.
+    Overflow,
+    /// Its oldest queued frame or unanswered ping is older than `max_lag`.
+    Lag,
+}
+
 /// Longest a writing pass runs before the shard polls its sockets again;
 /// the rest of the pass continues next turn.
 const PASS_BUDGET: std::time::Duration = std::time::Duration::from_millis(10);
@@ -74,13 +83,13 @@ impl Shard {
         let Some(conn) = self.conns.get_mut(key) else {
             return false;
         };
-        match conn.outbox.try_push(frame) {
+        match conn.outbox.try_push(frame, self.now) {
             Ok(()) => {
                 self.mark_dirty(key);
                 true
             }
             Err(PushError::Full) => {
-                self.evict(key);
+                self.evict(key, Eviction::Overflow);
                 false
             }
             Err(PushError::Closed) => false,
@@ -106,15 +115,19 @@ impl Shard {
         let Some(conn) = self.conns.get_mut(key) else {
             return;
         };
-        conn.outbox.push_http_close(resp.to_bytes());
+        conn.outbox.push_http_close(resp.to_bytes(), self.now);
         conn.session.start_closing(deadline);
         self.mark_dirty(key);
     }
 
     /// Close 4001: the backlog is dropped so the close frame goes next.
-    pub(super) fn evict(&mut self, key: usize) {
+    pub(super) fn evict(&mut self, key: usize, why: Eviction) {
         if self.conns.get(key).is_some_and(|c| c.session.is_open()) {
-            count(&self.runtime.counters.evicted_slow);
+            let counters = &self.runtime.counters;
+            count(match why {
+                Eviction::Overflow => &counters.evicted_slow,
+                Eviction::Lag => &counters.evicted_lag,
+            });
             self.close(key, 4001, "slow consumer", true);
         }
     }
@@ -128,18 +141,14 @@ impl Shard {
             return;
         };
         let frame = encode::close(code, reason);
-        let linger = if drop_backlog {
-            conn.outbox.evict(frame);
-            // An evicted client is stalled: its socket buffers are full of
-            // older frames. Keep the close frame waiting about as long as
-            // a silent client is tolerated, so a client that resumes
-            // reading finds 4001 after its backlog instead of a bare EOF.
-            c.close_linger.max(c.heartbeat * 3)
+        if drop_backlog {
+            conn.outbox.evict(frame, self.now);
         } else {
-            conn.outbox.push_close(frame);
-            c.close_linger
-        };
-        conn.session.start_closing(self.now + linger);
+            conn.outbox.push_close(frame, self.now);
+        }
+        // Best effort: a close frame still unsent at the deadline (a
+        // stalled client's buffers are full) ends in a reset.
+        conn.session.start_closing(self.now + c.close_linger);
         self.mark_dirty(key);
     }
 
@@ -153,6 +162,15 @@ impl Shard {
             self.index.remove(key as ConnKey);
             self.admission.release(ticket);
         }
+    }
+
+    /// Drops the socket now with a reset, releasing whatever the kernel
+    /// still queues for it (a closing connection past its deadline).
+    pub(super) fn reset(&mut self, key: usize) {
+        if let Some(conn) = self.conns.get_mut(key) {
+            conn.abort_on_drop();
+        }
+        self.remove(key);
     }
 
     /// Drops the socket now.
