@@ -3,7 +3,11 @@
 //! build the reply and say which snapshots follow it.
 //!
 //! Invariant: a request that fails changes nothing. Every check runs in
-//! [`resolve`] before the index is touched.
+//! [`resolve`] before the index is touched. An `unsubscribe` is applied
+//! here; a `subscribe` is handed back as a [`Join`] for the shard to apply,
+//! because the shard decides *when* each symbol joins: at once with all its
+//! snapshots, or symbol by symbol as the socket drains (so that a large
+//! subscription never overflows its own queue).
 
 use crate::Config;
 use crate::auth::Entitlements;
@@ -27,24 +31,32 @@ pub(crate) struct Context<'a> {
     pub(crate) now_nanos: u64,
 }
 
-/// The reply to queue, then the snapshots to send after it.
+/// The reply to queue, then the subscription to join after it.
 #[derive(Debug)]
 pub(crate) struct Reply {
     pub(crate) frame: Frame,
-    /// Sorted, no duplicates.
+    pub(crate) join: Option<Join>,
+}
+
+/// A checked subscription: once the connection joins `selection`, it gets
+/// one snapshot of each of `snapshots` that has a last value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Join {
+    pub(crate) selection: Selection,
+    /// Sorted, no duplicates: the symbols the selection covers now.
     pub(crate) snapshots: Vec<SymId>,
 }
 
 /// Handles `req`; never fails (a refused request becomes an error reply).
 pub(crate) fn handle(req: Request, cx: &mut Context<'_>) -> Reply {
-    let mut snapshots = Vec::new();
+    let mut join = None;
     let reply = match req {
         Request::Subscribe {
             id,
             symbols,
             groups,
-        } => subscribe(cx, &id, &symbols, &groups).map(|(reply, syms)| {
-            snapshots = syms;
+        } => subscribe(cx, &id, &symbols, &groups).map(|(reply, j)| {
+            join = Some(j);
             reply
         }),
         Request::Unsubscribe {
@@ -60,7 +72,7 @@ pub(crate) fn handle(req: Request, cx: &mut Context<'_>) -> Reply {
         Ok(v) => encode::json(&v),
         Err(e) => encode::json(&e.to_json()),
     };
-    Reply { frame, snapshots }
+    Reply { frame, join }
 }
 
 fn subscribe(
@@ -68,9 +80,8 @@ fn subscribe(
     id: &Id,
     symbols: &[String],
     groups: &[String],
-) -> Result<(serde_json::Value, Vec<SymId>), RequestError> {
+) -> Result<(serde_json::Value, Join), RequestError> {
     let sel = resolve(cx, id, symbols, groups, true)?;
-    cx.index.subscribe(cx.key, &sel);
     let mut syms: Vec<SymId> = if sel.all {
         (0..cx.known_symbols as SymId).collect()
     } else {
@@ -82,7 +93,11 @@ fn subscribe(
     };
     syms.sort_unstable();
     syms.dedup();
-    Ok((protocol::ack("subscribed", id, symbols, groups), syms))
+    let join = Join {
+        selection: sel,
+        snapshots: syms,
+    };
+    Ok((protocol::ack("subscribed", id, symbols, groups), join))
 }
 
 fn unsubscribe(
@@ -257,7 +272,14 @@ mod tests {
             };
             let r = handle(parse_request(req).unwrap(), &mut cx);
             let payload = crate::wire::ws::payload(r.frame.as_bytes()).unwrap();
-            (serde_json::from_slice(payload).unwrap(), r.snapshots)
+            let snapshots = match r.join {
+                Some(j) => {
+                    self.index.subscribe(key, &j.selection);
+                    j.snapshots
+                }
+                None => Vec::new(),
+            };
+            (serde_json::from_slice(payload).unwrap(), snapshots)
         }
     }
 

@@ -17,6 +17,8 @@ use crate::outbox::{Outbox, Progress};
 use crate::session::Session;
 use crate::transport::{Stream, Transport};
 
+use super::joins::PendingJoin;
+
 /// How many reads a closing connection's discarded input may take per
 /// turn; a peer that keeps sending is read again next turn.
 const DISCARD_READS: usize = 64;
@@ -32,6 +34,8 @@ pub(crate) struct Connection {
     pub(crate) dirty: bool,
     /// Its place in the admission counts, while the WebSocket is open.
     pub(crate) admitted: Option<Admitted>,
+    /// A large subscription joining as the socket drains (see `joins`).
+    pub(super) pending: Option<Box<PendingJoin>>,
 }
 
 /// What a read of the transport gave.
@@ -61,6 +65,7 @@ impl Connection {
             outbox: Outbox::new(config.queue_capacity),
             dirty: false,
             admitted: None,
+            pending: None,
         }
     }
 

@@ -183,10 +183,15 @@ impl Shard {
         }
     }
 
-    fn on_request(&mut self, key: usize, req: crate::wire::protocol::Request) {
-        let Some(conn) = self.conns.get(key) else {
+    /// Handles a request, or holds it while a large subscription joins.
+    pub(super) fn on_request(&mut self, key: usize, req: crate::wire::protocol::Request) {
+        let Some(conn) = self.conns.get_mut(key) else {
             return;
         };
+        if let Some(pending) = conn.pending.as_mut() {
+            pending.defer(req);
+            return;
+        }
         let mut cx = requests::Context {
             key: key as ConnKey,
             entitlements: conn.session.entitlements(),
@@ -199,7 +204,9 @@ impl Shard {
         let reply = requests::handle(req, &mut cx);
         self.push(key, reply.frame);
         // Snapshots go out after the `subscribed` reply.
-        self.send_snapshots(key, &reply.snapshots);
+        if let Some(join) = reply.join {
+            self.join(key, join);
+        }
     }
 
     /// A socket that never completed its upgrade is dropped and counted.

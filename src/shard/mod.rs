@@ -24,6 +24,7 @@
 mod connection;
 mod fanout;
 mod input;
+mod joins;
 mod output;
 
 use std::net::SocketAddr;

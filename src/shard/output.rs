@@ -63,6 +63,10 @@ impl Shard {
             Ok(p) => {
                 self.frames += p.frames as u64;
                 self.bytes += p.bytes as u64;
+                if conn.pending.is_some() {
+                    self.serve_join(key);
+                    return;
+                }
                 if p.drained && conn.session.state() == crate::session::State::Closing {
                     let d = conn.session.drained();
                     if d.shut_write {
@@ -158,6 +162,7 @@ impl Shard {
         let Some(conn) = self.conns.get_mut(key) else {
             return;
         };
+        conn.pending = None;
         if let Some(ticket) = conn.admitted.take() {
             self.index.remove(key as ConnKey);
             self.admission.release(ticket);

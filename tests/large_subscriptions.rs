@@ -1,0 +1,120 @@
+//! A subscription never evicts its own connection: however many symbols it
+//! covers, the `subscribed` reply and one snapshot per symbol with a value
+//! arrive, then the live ticks, with no gap, at the default queue size.
+
+mod util;
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering::SeqCst};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+use util::{Client, Got, SeqCheck, TestServer, WAIT, tick};
+
+const SYMBOLS: usize = 10_000;
+
+fn name(i: usize) -> String {
+    format!("S{i:05}")
+}
+
+/// Reads until every one of `SYMBOLS` has had its snapshot and `live`
+/// ticks more have arrived, checking that each symbol starts with its
+/// snapshot and continues without a gap. Returns the messages of the given
+/// `types` seen meanwhile, each with the number of symbols whose snapshot
+/// had arrived before it.
+fn read_everything(c: &mut Client, live: u64, types: &[&str]) -> Vec<(usize, serde_json::Value)> {
+    let deadline = Instant::now() + WAIT * 3;
+    let mut check = SeqCheck::default();
+    let mut started = HashSet::new();
+    let mut others = Vec::new();
+    let mut ticks_after_snapshots = 0;
+    while started.len() < SYMBOLS || ticks_after_snapshots < live {
+        assert!(
+            Instant::now() < deadline,
+            "{} snapshots so far",
+            started.len()
+        );
+        let v = match c.recv() {
+            Got::Json(v) => v,
+            other => panic!(
+                "the subscriber was closed: {other:?} after {} snapshots",
+                started.len()
+            ),
+        };
+        let ty = v["type"].as_str().unwrap_or("").to_string();
+        if let Some(sym) = v["symbol"].as_str()
+            && started.insert(sym.to_string())
+        {
+            assert_eq!(
+                ty, "snapshot",
+                "the first message of {sym} is its snapshot: {v}"
+            );
+        }
+        if ty == "tick" && started.len() == SYMBOLS {
+            ticks_after_snapshots += 1;
+        }
+        if types.contains(&ty.as_str()) {
+            others.push((started.len(), v.clone()));
+        }
+        check.feed(&v);
+    }
+    assert!(check.snapshots >= SYMBOLS as u64);
+    others
+}
+
+#[test]
+fn a_subscription_to_ten_thousand_symbols_gets_every_snapshot_then_live_ticks() {
+    let srv = TestServer::start(|c| c.io_threads = 1);
+    srv.b().set_group("big", (0..SYMBOLS).map(name)).unwrap();
+    // Every symbol gets a value; the probe sees the last one after the
+    // single shard has applied all the others.
+    let mut probe = Client::connect(srv.addr);
+    probe.subscribe(&[&name(SYMBOLS - 1)], &[], 1);
+    for i in 0..SYMBOLS {
+        srv.publish(tick(&name(i), 1));
+    }
+    let (last, _) = probe.until("tick", None);
+    assert_eq!(last["symbol"], name(SYMBOLS - 1));
+    let stop = Arc::new(AtomicBool::new(false));
+    let feed = {
+        let p = srv.b().publisher();
+        let stop = stop.clone();
+        thread::spawn(move || {
+            let deadline = Instant::now() + WAIT * 3;
+            let mut i = 0usize;
+            while !stop.load(SeqCst) && Instant::now() < deadline {
+                // ~4,000 ticks/s over the whole universe.
+                for _ in 0..20 {
+                    let _ = p.publish(tick(&name(i * 7919 % SYMBOLS), 2 + i as u64));
+                    i += 1;
+                }
+                thread::sleep(Duration::from_millis(5));
+            }
+        })
+    };
+    let mut star = Client::connect(srv.addr);
+    let mut group = Client::connect(srv.addr);
+    star.send(json!({"op":"subscribe","id":1,"groups":["*"]}));
+    // A request right behind the subscription waits for it, in order.
+    star.send(json!({"op":"ping","id":2}));
+    group.send(json!({"op":"subscribe","id":1,"groups":["big"]}));
+    let (reply, before) = star.until("subscribed", Some(1));
+    assert_eq!(reply["groups"], json!(["*"]));
+    assert!(before.is_empty(), "{before:?}");
+    let pongs = read_everything(&mut star, 2_000, &["pong"]);
+    assert_eq!(pongs.len(), 1, "the ping was answered: {pongs:?}");
+    assert_eq!(pongs[0].0, SYMBOLS, "after the subscription it followed");
+    let (reply, _) = group.until("subscribed", Some(1));
+    assert_eq!(reply["groups"], json!(["big"]));
+    read_everything(&mut group, 2_000, &[]);
+    stop.store(true, SeqCst);
+    feed.join().unwrap();
+    let s = srv.stats();
+    assert_eq!(
+        (s.evicted_slow, s.evicted_lag, s.connections),
+        (0, 0, 3),
+        "{s:?}"
+    );
+}
