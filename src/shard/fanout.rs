@@ -29,6 +29,16 @@ const MAX_BATCH: usize = 256;
 /// take ~0.3 ms; checking an empty inbox is one atomic load.
 pub(super) const DRAIN_EVERY: usize = 64;
 
+/// A symbol's last tick, and its `snapshot` frame once a subscriber asked
+/// for it: a connect storm of thousands of `*` subscribers builds each
+/// snapshot once per tick, not once per subscriber.
+#[derive(Debug, Clone)]
+pub(super) struct LastValue {
+    seq: u64,
+    tick: Frame,
+    snapshot: Option<Frame>,
+}
+
 impl Shard {
     /// The hot path, part 1: the tick becomes the symbol's last value and
     /// is appended to the pending batch of every class that covers it (one
@@ -39,14 +49,18 @@ impl Shard {
             self.lvc.resize(i + 1, None);
         }
         debug_assert_eq!(
-            self.lvc[i].as_ref().map_or(0, |(s, _)| *s) + 1,
+            self.lvc[i].as_ref().map_or(0, |l| l.seq) + 1,
             seq,
             "ticks of a symbol reach a shard in seq order"
         );
         let longest = self
             .index
             .push_pending(sym, &frame, &mut self.pending_classes);
-        self.lvc[i] = Some((seq, frame));
+        self.lvc[i] = Some(LastValue {
+            seq,
+            tick: frame,
+            snapshot: None,
+        });
         if longest >= MAX_BATCH {
             self.flush_classes();
         }
@@ -105,11 +119,18 @@ impl Shard {
     /// Queues the `snapshot` of each of `syms` that has a last value.
     pub(super) fn send_snapshots(&mut self, key: usize, syms: &[SymId]) {
         for &s in syms {
-            let Some(Some((_, frame))) = self.lvc.get(s as usize) else {
+            let Some(Some(last)) = self.lvc.get_mut(s as usize) else {
                 continue;
             };
-            let Some(snap) = encode::snapshot_of(frame) else {
-                continue;
+            let snap = match &last.snapshot {
+                Some(f) => f.clone(),
+                None => {
+                    let Some(f) = encode::snapshot_of(&last.tick) else {
+                        continue;
+                    };
+                    last.snapshot = Some(f.clone());
+                    f
+                }
             };
             if !self.push(key, snap) {
                 break;

@@ -14,6 +14,13 @@ use super::connection::ReadOutcome;
 /// Client messages parsed from one connection per turn; a flooding client
 /// is read again next turn instead of starving the others.
 const READS_PER_TURN: usize = 32;
+/// Request heads routed per turn. A reconnect storm brings thousands of
+/// handshakes at once (each a read, an upgrade, a `101`, a `welcome`, and
+/// soon a subscription with its snapshots); taking them 64 per turn keeps
+/// a turn's extra work to about a millisecond, so the write pass keeps
+/// serving the connections already streaming, and 8,000 newcomers are
+/// still through in ~125 turns (about a second when turns are busy).
+pub(super) const HANDSHAKES_PER_TURN: usize = 64;
 
 impl Shard {
     /// The socket of `key` is readable (or closed, or failed).
@@ -22,7 +29,14 @@ impl Shard {
             return;
         };
         match conn.session.state() {
-            State::Handshake => self.read_handshake(key),
+            State::Handshake if self.handshakes_this_turn >= HANDSHAKES_PER_TURN => {
+                // Paced: read again next turn (its bytes wait in the socket).
+                self.again.push(key as ConnKey);
+            }
+            State::Handshake => {
+                self.handshakes_this_turn += 1;
+                self.read_handshake(key);
+            }
             State::Open => self.read_open(key),
             State::Closing => {
                 if conn.discard_input(&mut self.read_buf) && conn.session.peer_closed() {

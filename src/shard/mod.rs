@@ -7,6 +7,7 @@
 //! loop {
 //!     poll(timeout)            // blocks only if no work is waiting (see `wake`)
 //!     socket_events()          // input.rs: read, hand bytes to the session, act on its events
+//!                              //   (request heads paced: HANDSHAKES_PER_TURN)
 //!     drain_inbox()            // ticks fan out into outboxes (fanout.rs), notices, groups, sockets
 //!     read_again()             // input.rs: connections that hit their per-turn read bound
 //!     flush_dirty()            // output.rs: write every connection with queued frames
@@ -104,8 +105,8 @@ struct Shard {
     load: Arc<AtomicUsize>,
     conns: Slab<Connection>,
     index: Index,
-    /// Last tick per symbol, `(seq, frame)`: the snapshot source.
-    lvc: Vec<Option<(u64, Frame)>>,
+    /// Last tick per symbol: the snapshot source.
+    lvc: Vec<Option<fanout::LastValue>>,
     /// Connections with frames to write this turn.
     dirty: Vec<ConnKey>,
     /// Connections that may have more input buffered.
@@ -127,6 +128,8 @@ struct Shard {
     next_housekeeping: Instant,
     /// Set by `Shutdown`: the time by which every socket is dropped.
     stopping: Option<Instant>,
+    /// Request heads routed this turn (see `input::HANDSHAKES_PER_TURN`).
+    handshakes_this_turn: usize,
     /// Frames and bytes written this turn (added to the shared counters
     /// once per turn).
     frames: u64,
@@ -165,6 +168,7 @@ impl Shard {
             now,
             next_housekeeping: now + HOUSEKEEPING,
             stopping: None,
+            handshakes_this_turn: 0,
             frames: 0,
             bytes: 0,
             runtime,
@@ -184,6 +188,7 @@ impl Shard {
             }
             self.sleep.awake();
             self.now = Instant::now();
+            self.handshakes_this_turn = 0;
             self.socket_events(&events);
             self.drain_inbox();
             self.read_again();
