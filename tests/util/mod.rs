@@ -144,9 +144,15 @@ impl Client {
         self.ws.send(Message::text(s.to_string())).expect("send");
     }
 
-    /// The next JSON message or close; pings and pongs are skipped.
+    /// The next JSON message or close; pings and pongs are skipped, but
+    /// not past `WAIT` (the server's heartbeat pings would otherwise keep
+    /// the read timeout from ever firing).
     pub fn recv(&mut self) -> Got {
+        let deadline = Instant::now() + WAIT;
         loop {
+            if Instant::now() >= deadline {
+                return Got::End(format!("no message within {WAIT:?}, only pings"));
+            }
             match self.ws.read() {
                 Ok(Message::Text(t)) => {
                     return Got::Json(serde_json::from_str(t.as_str()).expect("server sent JSON"));
