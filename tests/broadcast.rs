@@ -148,7 +148,7 @@ fn unsubscribe_stops_delivery() {
     c.subscribe(&["A", "B"], &["g"], 1);
     srv.publish(tick("A", 0));
     srv.publish(tick("G1", 0));
-    let r = c.request(
+    let (r, before) = c.exchange(
         json!({"op":"unsubscribe","symbols":["A"],"groups":["g"]}),
         2,
     );
@@ -156,27 +156,50 @@ fn unsubscribe_stops_delivery() {
         r,
         json!({"type":"unsubscribed","id":2,"symbols":["A"],"groups":["g"]})
     );
+    for v in &before {
+        // The two ticks published before the unsubscribe may or may not
+        // have reached the shard before it.
+        assert!(
+            v["type"] == "tick" && (v["symbol"] == "A" || v["symbol"] == "G1"),
+            "only the ticks published while subscribed: {v}"
+        );
+    }
     for i in 0..50 {
         srv.publish(tick("A", i));
         srv.publish(tick("G1", i));
     }
+    // B is still subscribed: its tick is the fence behind the 100 above.
     srv.publish(tick("B", 0));
-    loop {
-        let v = c.json();
-        assert_ne!(v["symbol"], "A", "no A after unsubscribed: {v}");
-        assert_ne!(v["symbol"], "G1", "no G1 after unsubscribed: {v}");
-        if v["symbol"] == "B" {
-            break;
-        }
-    }
-    let r = c.request(json!({"op":"unsubscribe","all":true}), 3);
+    let before = c.until_tick("B");
+    assert!(
+        before.is_empty(),
+        "no A or G1 after unsubscribed: {before:?}"
+    );
+    let (r, before) = c.exchange(json!({"op":"unsubscribe","all":true}), 3);
     assert_eq!(r["symbols"], json!(["B"]));
+    assert!(before.is_empty(), "{before:?}");
     srv.publish(tick("B", 1));
     srv.publish(tick("A", 1));
-    let r = c.request(json!({"op":"ping"}), 4);
-    assert_eq!(
-        r["type"], "pong",
-        "nothing arrives after unsubscribe all: {r}"
+    let (r, before) = c.exchange(json!({"op":"ping"}), 4);
+    assert_eq!(r["type"], "pong");
+    assert!(
+        before.is_empty(),
+        "nothing arrives after unsubscribe all: {before:?}"
+    );
+    // A ping is not ordered with ticks (they reach the shard another way),
+    // so the fence is a tick: subscribe to a new symbol and publish it
+    // after B and A. Anything of B or A delivered would arrive before it.
+    let (r, before) = c.exchange(json!({"op":"subscribe","symbols":["FENCE"]}), 5);
+    assert_eq!(r["type"], "subscribed", "{r}");
+    assert!(
+        before.is_empty(),
+        "nothing arrives after unsubscribe all: {before:?}"
+    );
+    srv.publish(tick("FENCE", 0));
+    let before = c.until_tick("FENCE");
+    assert!(
+        before.is_empty(),
+        "nothing arrives after unsubscribe all: {before:?}"
     );
 }
 

@@ -176,19 +176,34 @@ impl Client {
         }
     }
 
-    /// Reads until a message with `"type": ty` (and the given id, if any)
-    /// arrives; returns it and everything before it.
-    pub fn until(&mut self, ty: &str, id: Option<i64>) -> (Value, Vec<Value>) {
+    /// Reads until a message for which `is_it` holds (`what` names it in
+    /// the failure); returns it and every message received before it.
+    fn read_until(&mut self, what: &str, is_it: impl Fn(&Value) -> bool) -> (Value, Vec<Value>) {
         let deadline = Instant::now() + WAIT;
         let mut before = Vec::new();
         loop {
-            assert!(Instant::now() < deadline, "no {ty} within {WAIT:?}");
+            assert!(
+                Instant::now() < deadline,
+                "no {what} within {WAIT:?}: {} other messages, the last {:?}",
+                before.len(),
+                before.last()
+            );
             let v = self.json();
-            if v["type"] == ty && id.is_none_or(|id| v["id"] == json!(id)) {
+            if is_it(&v) {
                 return (v, before);
             }
             before.push(v);
         }
+    }
+
+    /// Reads until the next tick of `sym`; returns everything received
+    /// before it. Ticks leave the publisher in the order they were
+    /// published, so a tick of a subscribed symbol is a fence: whatever an
+    /// earlier `publish` delivered to this client arrives before it.
+    pub fn until_tick(&mut self, sym: &str) -> Vec<Value> {
+        let what = format!("tick of {sym}");
+        self.read_until(&what, |v| v["type"] == "tick" && v["symbol"] == sym)
+            .1
     }
 
     /// Reads until the close frame; returns its code and reason.
@@ -204,18 +219,20 @@ impl Client {
         }
     }
 
-    /// Sends a request and waits for the reply with the same id.
-    pub fn request(&mut self, mut req: Value, id: i64) -> Value {
+    /// Sends a request and waits for the reply with the same id; returns
+    /// the reply and every message received before it, for tests that
+    /// assert what did (or did not) arrive meanwhile.
+    pub fn exchange(&mut self, mut req: Value, id: i64) -> (Value, Vec<Value>) {
         req["id"] = json!(id);
         self.send(req);
-        let deadline = Instant::now() + WAIT;
-        loop {
-            assert!(Instant::now() < deadline, "no reply to id {id}");
-            let v = self.json();
-            if v["id"] == json!(id) {
-                return v;
-            }
-        }
+        self.read_until(&format!("reply to id {id}"), |v| v["id"] == json!(id))
+    }
+
+    /// Sends a request and returns the reply with the same id, skipping
+    /// whatever arrives before it (ticks, snapshots); use
+    /// [`Client::exchange`] to see those.
+    pub fn request(&mut self, req: Value, id: i64) -> Value {
+        self.exchange(req, id).0
     }
 
     pub fn subscribe(&mut self, symbols: &[&str], groups: &[&str], id: i64) -> Value {
