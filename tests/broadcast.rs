@@ -208,6 +208,10 @@ fn group_redefinition_moves_subscribers_with_snapshots() {
     let srv = TestServer::start(|_| {});
     srv.b().set_group("g", ["A"]).unwrap();
     srv.publish(tick("B", 0));
+    // set_group goes to the shards directly, ticks through the publisher
+    // thread: once it counts the tick as sent, the shards have it queued
+    // ahead of the regroup below, so B's last value is there to snapshot.
+    srv.wait_stats("the B tick to reach the shards", |s| s.ticks_published == 1);
     let mut c = Client::connect(srv.addr);
     c.subscribe(&[], &["g"], 1);
     srv.b().set_group("g", ["B"]).unwrap();
