@@ -9,7 +9,8 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use serde_json::json;
-use util::{Client, Got, TestServer, WAIT, tick};
+use tungstenite::Message;
+use util::{Client, SeqCheck, TestServer, WAIT, tick};
 
 #[test]
 fn a_silent_client_is_closed_with_4002() {
@@ -17,17 +18,40 @@ fn a_silent_client_is_closed_with_4002() {
     let mut silent = Client::connect(srv.addr);
     let mut alive = Client::connect(srv.addr);
     assert_eq!(alive.welcome["heartbeat_ms"], 100);
-    // `alive` answers pings (tungstenite replies on read); `silent` reads
-    // nothing for 600 ms, so it answers nothing.
-    let t0 = Instant::now();
-    while t0.elapsed() < Duration::from_millis(600) {
-        alive.send(json!({"op":"ping"}));
-        assert_eq!(alive.json()["type"], "pong");
-        thread::sleep(Duration::from_millis(20));
+    // `alive` keeps talking: tungstenite answers each server ping on its
+    // next read, and each server ping is also answered with a `ping`
+    // request. `silent` reads nothing, so it answers nothing. This goes on
+    // until the server has timed `silent` out and `alive`, still open, has
+    // seen 6 server pings (twice the 3-interval timeout).
+    let deadline = Instant::now() + WAIT;
+    let (mut server_pings, mut pongs) = (0, 0);
+    while server_pings < 6 || srv.stats().heartbeat_timeouts == 0 {
+        assert!(
+            Instant::now() < deadline,
+            "{server_pings} server pings, {pongs} pongs: {:?}",
+            srv.stats()
+        );
+        match alive.ws.read().expect("the live client stays open") {
+            Message::Ping(_) => {
+                server_pings += 1;
+                alive.send(json!({"op":"ping"}));
+            }
+            Message::Text(t) => {
+                let v: serde_json::Value = serde_json::from_str(t.as_str()).unwrap();
+                assert_eq!(v["type"], "pong", "{v}");
+                pongs += 1;
+            }
+            other => panic!("the live client got {other:?}"),
+        }
     }
     let (code, reason) = silent.until_close();
     assert_eq!((code, reason.as_str()), (4002, "heartbeat timeout"));
     assert_eq!(srv.stats().heartbeat_timeouts, 1, "the live client stays");
+    // Every `ping` request got its pong, in order, before this reply.
+    let (r, before) = alive.exchange(json!({"op":"ping"}), 1);
+    assert_eq!(r["type"], "pong", "the live client still answers: {r}");
+    assert!(before.iter().all(|v| v["type"] == "pong"), "{before:?}");
+    assert_eq!(pongs + before.len(), server_pings);
 }
 
 #[test]
@@ -92,7 +116,9 @@ fn the_binary_serves_the_synthetic_feed_and_stops_on_sigterm() {
     }
     c.subscribe(&[], &["fx-majors"], 2);
     let mut ticks = 0;
+    let deadline = Instant::now() + WAIT;
     while ticks < 5 {
+        assert!(Instant::now() < deadline, "{ticks} ticks within {WAIT:?}");
         if c.json()["type"] == "tick" {
             ticks += 1;
         }
@@ -123,10 +149,14 @@ fn churn_while_ticks_flow_leaves_no_leaked_connection() {
     let stop2 = stop.clone();
     let feed = thread::spawn(move || {
         let mut i = 0;
-        while !stop2.load(std::sync::atomic::Ordering::Relaxed) {
+        // Stopped by `stop`; the deadline only bounds it if the test fails
+        // before setting `stop`.
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !stop2.load(std::sync::atomic::Ordering::Relaxed) && Instant::now() < deadline {
             let _ = p.publish(tick(if i % 2 == 0 { "A" } else { "B" }, i));
             i += 1;
             if i % 20 == 0 {
+                // Pacing (about 20,000 ticks/s), not a wait.
                 thread::sleep(Duration::from_millis(1));
             }
         }
@@ -135,6 +165,8 @@ fn churn_while_ticks_flow_leaves_no_leaked_connection() {
     let workers: Vec<_> = (0..8)
         .map(|_| {
             thread::spawn(move || {
+                // How long to churn (not a wait for anything); each worker
+                // returns how many connections it made.
                 let deadline = Instant::now() + Duration::from_secs(3);
                 let mut n = 0u64;
                 while Instant::now() < deadline {
@@ -164,22 +196,37 @@ fn churn_while_ticks_flow_leaves_no_leaked_connection() {
                         _ => drop(std::net::TcpStream::connect(addr).unwrap()),
                     }
                 }
+                n
             })
         })
         .collect();
-    for w in workers {
-        w.join().unwrap();
-    }
-    let s = srv.wait_stats("every socket to be released", |s| {
-        s.connections == 0 && s.sockets == 0
+    let made: u64 = workers.into_iter().map(|w| w.join().unwrap()).sum();
+    // Every connection made has been accepted (none is still in the
+    // backlog) and released.
+    let s = srv.wait_stats("every socket to be accepted and released", |s| {
+        s.accepted >= made && s.connections == 0 && s.sockets == 0
     });
+    assert_eq!(s.accepted, made, "churned: {s:?}");
     assert!(s.accepted > 100, "churned: {s:?}");
-    // Still healthy afterwards.
-    let mut c = Client::connect(addr);
-    c.subscribe(&["A"], &[], 1);
-    assert!(matches!(c.recv(), Got::Json(_)));
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     feed.join().unwrap();
+    // Still healthy afterwards: a snapshot of A, then (after any ticks of
+    // A still on their way, in seq order) a tick of a new symbol.
+    let mut c = Client::connect(addr);
+    c.subscribe(&["A", "HEALTH"], &[], 1);
+    let v = c.json();
+    assert_eq!(
+        (v["type"].as_str(), v["symbol"].as_str()),
+        (Some("snapshot"), Some("A")),
+        "{v}"
+    );
+    srv.publish(tick("HEALTH", 0));
+    let mut check = SeqCheck::default();
+    check.feed(&v);
+    for v in c.until_tick("HEALTH") {
+        assert_eq!(v["symbol"], "A", "{v}");
+        check.feed(&v);
+    }
 }
 
 /// CPU time (user + system, in clock ticks) used so far by process `pid`.
@@ -189,6 +236,16 @@ fn cpu_ticks(pid: u32) -> u64 {
     let rest = &stat[stat.rfind(')').unwrap() + 2..];
     let f: Vec<&str> = rest.split_whitespace().collect();
     f[11].parse::<u64>().unwrap() + f[12].parse::<u64>().unwrap()
+}
+
+/// How many of the descriptor numbers below `limit` process `pid` uses
+/// (`limit` of them: none is free, so `accept` fails with EMFILE).
+fn fds_below(pid: u32, limit: u32) -> u32 {
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap()
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|&fd| fd < limit)
+        .count() as u32
 }
 
 #[test]
@@ -205,10 +262,24 @@ fn running_out_of_file_descriptors_does_not_spin_the_acceptor() {
         .filter_map(|_| std::net::TcpStream::connect(addr).ok())
         .collect();
     assert!(flood.len() > 60, "the kernel accepted the connections");
+    // Wait until it is out of descriptors: 0..48 all in use.
+    let deadline = Instant::now() + WAIT;
+    while fds_below(child.id(), 48) < 48 {
+        assert!(
+            Instant::now() < deadline,
+            "the server uses only {} of its 48 descriptors",
+            fds_below(child.id(), 48)
+        );
+        thread::sleep(Duration::from_millis(5));
+    }
+    // A measurement, not a wait for anything: 300 ms for the shards to be
+    // done with the sockets just accepted, then the CPU the server burns
+    // in one second while out of descriptors.
     thread::sleep(Duration::from_millis(300));
     let before = cpu_ticks(child.id());
     thread::sleep(Duration::from_secs(1));
     let used = cpu_ticks(child.id()) - before;
+    assert_eq!(fds_below(child.id(), 48), 48, "still out of descriptors");
     // A spinning acceptor would burn ~100 ticks (a whole core) here.
     assert!(
         used < 30,
