@@ -7,7 +7,7 @@ use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
-use tickcast::{Broadcaster, Config, Stats, Tick};
+use tickcast::{Broadcaster, Config, PublishError, Publisher, Stats, Tick};
 use tungstenite::protocol::frame::coding::CloseCode;
 use tungstenite::{Message, WebSocket};
 
@@ -46,19 +46,7 @@ impl TestServer {
 
     /// Publishes, retrying while the publisher queue is full.
     pub fn publish(&self, t: Tick) {
-        let p = self.b().publisher();
-        let deadline = Instant::now() + WAIT;
-        let mut t = t;
-        loop {
-            match p.publish(t) {
-                Ok(()) => return,
-                Err(tickcast::PublishError::Full(back)) if Instant::now() < deadline => {
-                    t = back;
-                    std::thread::sleep(Duration::from_micros(100));
-                }
-                Err(e) => panic!("publish failed: {e}"),
-            }
-        }
+        publish_retrying(&self.b().publisher(), t);
     }
 
     pub fn stats(&self) -> Stats {
@@ -311,6 +299,23 @@ pub fn status_of(resp: &[u8]) -> u16 {
         .nth(1)
         .and_then(|c| c.parse().ok())
         .unwrap_or(0)
+}
+
+/// Publishes through `p`, retrying while the publisher queue is full;
+/// panics if it is still full after `WAIT`, or on any other refusal.
+pub fn publish_retrying(p: &Publisher, mut t: Tick) {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        match p.publish(t) {
+            Ok(()) => return,
+            Err(PublishError::Full(back)) if Instant::now() < deadline => {
+                t = back;
+                std::thread::sleep(Duration::from_micros(100));
+            }
+            Err(e @ PublishError::Full(_)) => panic!("publish failed for {WAIT:?}: {e}"),
+            Err(e) => panic!("publish failed: {e}"),
+        }
+    }
 }
 
 /// A tick with every field.
