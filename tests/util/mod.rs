@@ -8,7 +8,6 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 use tickcast::{Broadcaster, Config, PublishError, Publisher, Stats, Tick};
-use tungstenite::protocol::frame::coding::CloseCode;
 use tungstenite::{Message, WebSocket};
 
 /// How long any single wait in a test may take before it fails.
@@ -38,10 +37,6 @@ impl TestServer {
 
     pub fn b(&self) -> &Broadcaster {
         self.b.as_ref().unwrap()
-    }
-
-    pub fn url(&self) -> String {
-        format!("ws://{}/ws", self.addr)
     }
 
     /// Publishes, retrying while the publisher queue is full.
@@ -230,10 +225,6 @@ impl Client {
         );
         assert_eq!(r["type"], "subscribed", "{r}");
         r
-    }
-
-    pub fn close_code(code: CloseCode) -> u16 {
-        u16::from(code)
     }
 }
 
