@@ -1,8 +1,6 @@
 //! Connection lifecycle: heartbeats, shutdown, the binary's signals, and
 //! churn leaving nothing behind.
 
-mod util;
-
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::thread;
@@ -10,7 +8,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 use tungstenite::Message;
-use util::{Client, SeqCheck, TestServer, WAIT, tick};
+
+use crate::util::{Client, SeqCheck, TestServer, WAIT, heavy, tick};
 
 #[test]
 fn a_silent_client_is_closed_with_4002() {
@@ -143,6 +142,7 @@ fn the_binary_serves_the_synthetic_feed_and_stops_on_sigterm() {
 
 #[test]
 fn churn_while_ticks_flow_leaves_no_leaked_connection() {
+    let _heavy = heavy();
     let srv = TestServer::start(|c| c.handshake_timeout = Duration::from_millis(300));
     let p = srv.b().publisher();
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));

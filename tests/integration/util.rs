@@ -1,9 +1,9 @@
 //! Shared helpers for the integration tests: a real broadcaster on
 //! `127.0.0.1:0` and a blocking tungstenite client with bounded waits.
-#![allow(dead_code, unreachable_pub)]
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
+use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
@@ -12,6 +12,18 @@ use tungstenite::{Message, WebSocket};
 
 /// How long any single wait in a test may take before it fails.
 pub const WAIT: Duration = Duration::from_secs(10);
+
+/// Held for its whole run by each test that loads the machine hard or
+/// needs the CPU to keep up: Chromium, a feed publishing flat out, the
+/// eviction timing, connection churn. All tests share one binary, so
+/// without it two of these could run at once; on a 2-core machine one
+/// then starves the other's readers (seen: the full-load reader evicted
+/// with 4001 while Chromium ran). Other tests still run alongside.
+pub fn heavy() -> MutexGuard<'static, ()> {
+    static HEAVY: Mutex<()> = Mutex::new(());
+    // A heavy test that failed poisoned it; the lock itself is still good.
+    HEAVY.lock().unwrap_or_else(PoisonError::into_inner)
+}
 
 /// A broadcaster started for one test; shut down on drop.
 pub struct TestServer {

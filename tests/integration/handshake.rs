@@ -1,8 +1,6 @@
 //! The HTTP side: upgrades, refusals with the contract's statuses, and
 //! sockets that never finish a handshake.
 
-mod util;
-
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::sync::Arc;
@@ -10,7 +8,8 @@ use std::time::{Duration, Instant, SystemTime};
 
 use serde_json::json;
 use tickcast::{Identity, StaticTokens};
-use util::{Client, TestServer, WAIT, raw_exchange, status_of, tick};
+
+use crate::util::{Client, TestServer, WAIT, raw_exchange, status_of, tick};
 
 const KEY: &str = "dGhlIHNhbXBsZSBub25jZQ==";
 

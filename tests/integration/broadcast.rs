@@ -1,12 +1,11 @@
 //! Delivery: every client receives every tick of its subscriptions, once,
 //! in order, with contiguous `seq`, whichever shard it is on.
 
-mod util;
-
 use std::time::{Duration, Instant};
 
 use serde_json::json;
-use util::{Client, SeqCheck, TestServer, tick};
+
+use crate::util::{Client, SeqCheck, TestServer, heavy, tick};
 
 #[test]
 fn every_client_receives_every_update_in_order() {
@@ -70,6 +69,7 @@ fn tickcast_now() -> u64 {
 
 #[test]
 fn subscribing_under_full_load_gives_snapshot_then_contiguous() {
+    let _heavy = heavy();
     let srv = TestServer::start(|_| {});
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let p = srv.b().publisher();

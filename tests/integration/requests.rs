@@ -1,13 +1,12 @@
 //! Client requests: every error code of PROTOCOL.md, a failed request
 //! changes nothing, and the connection stays usable afterwards.
 
-mod util;
-
 use std::io::Write;
 
 use serde_json::json;
 use tungstenite::Message;
-use util::{Client, TestServer, tick};
+
+use crate::util::{Client, TestServer, tick};
 
 fn code(v: &serde_json::Value) -> &str {
     assert_eq!(v["type"], "error", "{v}");

@@ -1,14 +1,13 @@
 //! Slow consumers: evicted with 4001 when their queue overflows, never
 //! silently skipped, and never delaying the others.
 
-mod util;
-
 use std::net::TcpStream;
 use std::thread;
 use std::time::{Duration, Instant};
 
 use tungstenite::Message;
-use util::{Client, Got, SeqCheck, TestServer, WAIT, publish_retrying, tick};
+
+use crate::util::{Client, Got, SeqCheck, TestServer, WAIT, heavy, publish_retrying, tick};
 
 /// A TCP connection with a small receive buffer, so the server notices a
 /// stalled reader quickly.
@@ -21,6 +20,7 @@ fn small_window(addr: std::net::SocketAddr, bytes: usize) -> TcpStream {
 
 #[test]
 fn slow_client_is_evicted_without_delaying_others() {
+    let _heavy = heavy();
     let srv = TestServer::start(|c| {
         c.queue_capacity = 2048;
         c.send_buffer = 64 * 1024;
@@ -111,6 +111,7 @@ fn slow_client_is_evicted_without_delaying_others() {
 
 #[test]
 fn pong_is_never_interleaved_inside_a_broadcast_frame() {
+    let _heavy = heavy();
     let srv = TestServer::start(|c| {
         c.io_threads = 1;
         // Small kernel buffers force partial writes of broadcast frames.
