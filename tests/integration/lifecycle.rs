@@ -2,7 +2,8 @@
 //! churn leaving nothing behind.
 
 use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -74,25 +75,70 @@ fn shutdown_sends_1001_and_joins() {
     drop(half);
 }
 
+/// The running binary; killed and reaped on drop if still running, so a
+/// failing test does not leave it behind.
+struct Binary(Child);
+
+impl Binary {
+    /// Sends SIGTERM.
+    fn term(&self) {
+        let kill = Command::new("kill")
+            .args(["-TERM", &self.0.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(kill.success());
+    }
+
+    /// Waits for the binary to exit, at most `WAIT`.
+    fn exit_status(&mut self) -> std::process::ExitStatus {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            if let Some(s) = self.0.try_wait().unwrap() {
+                return s;
+            }
+            assert!(Instant::now() < deadline, "the binary did not exit");
+            thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Binary {
+    fn drop(&mut self) {
+        if let Ok(None) = self.0.try_wait() {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+}
+
 /// Starts the binary (`cmd`, with `--listen 127.0.0.1:0`) and reads the
-/// address it prints on its first line.
-fn spawn_binary(mut cmd: Command) -> (std::process::Child, std::net::SocketAddr) {
-    let mut child = cmd
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut out = BufReader::new(child.stdout.take().unwrap());
-    let mut line = String::new();
-    out.read_line(&mut line).unwrap();
+/// address it prints on its first line (within `WAIT`).
+fn spawn_binary(mut cmd: Command) -> (Binary, std::net::SocketAddr) {
+    let mut child = Binary(
+        cmd.stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let mut out = BufReader::new(child.0.stdout.take().unwrap());
+    let (tx, rx) = mpsc::channel();
+    thread::spawn(move || {
+        let mut line = String::new();
+        let _ = out.read_line(&mut line);
+        let _ = tx.send(line);
+        // Keep reading: a closed pipe would make the binary's later prints
+        // fail. Ends when the binary exits.
+        std::io::copy(&mut out, &mut std::io::sink())
+    });
+    let line = rx
+        .recv_timeout(WAIT)
+        .expect("the binary printed its address");
     let addr = line
         .split("ws://")
         .nth(1)
         .and_then(|s| s.split("/ws").next())
         .and_then(|s| s.parse().ok())
         .unwrap_or_else(|| panic!("no address in {line:?}"));
-    // Keep reading: a closed pipe would make the binary's later prints fail.
-    thread::spawn(move || std::io::copy(&mut out, &mut std::io::sink()));
     (child, addr)
 }
 
@@ -122,21 +168,10 @@ fn the_binary_serves_the_synthetic_feed_and_stops_on_sigterm() {
             ticks += 1;
         }
     }
-    let kill = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(kill.success());
+    child.term();
     let (code, _) = c.until_close();
     assert_eq!(code, 1001);
-    let deadline = Instant::now() + WAIT;
-    let status = loop {
-        if let Some(s) = child.try_wait().unwrap() {
-            break s;
-        }
-        assert!(Instant::now() < deadline, "the binary did not exit");
-        thread::sleep(Duration::from_millis(20));
-    };
+    let status = child.exit_status();
     assert!(status.success(), "exit status {status}");
 }
 
@@ -284,11 +319,11 @@ fn running_out_of_file_descriptors_does_not_spin_the_acceptor() {
     assert!(flood.len() > 60, "the kernel accepted the connections");
     // Wait until it is out of descriptors: 0..48 all in use.
     let deadline = Instant::now() + WAIT;
-    while fds_below(child.id(), 48) < 48 {
+    while fds_below(child.0.id(), 48) < 48 {
         assert!(
             Instant::now() < deadline,
             "the server uses only {} of its 48 descriptors",
-            fds_below(child.id(), 48)
+            fds_below(child.0.id(), 48)
         );
         thread::sleep(Duration::from_millis(5));
     }
@@ -296,10 +331,10 @@ fn running_out_of_file_descriptors_does_not_spin_the_acceptor() {
     // done with the sockets just accepted, then the CPU the server burns
     // in one second while out of descriptors.
     thread::sleep(Duration::from_millis(300));
-    let before = cpu_ticks(child.id());
+    let before = cpu_ticks(child.0.id());
     thread::sleep(Duration::from_secs(1));
-    let used = cpu_ticks(child.id()) - before;
-    assert_eq!(fds_below(child.id(), 48), 48, "still out of descriptors");
+    let used = cpu_ticks(child.0.id()) - before;
+    assert_eq!(fds_below(child.0.id(), 48), 48, "still out of descriptors");
     // A spinning acceptor would burn ~100 ticks (a whole core) here.
     assert!(
         used < 30,
@@ -321,8 +356,6 @@ fn running_out_of_file_descriptors_does_not_spin_the_acceptor() {
     };
     let welcome = c.read().unwrap();
     assert!(welcome.to_text().unwrap().contains("welcome"));
-    let _ = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status();
-    let _ = child.wait();
+    child.term();
+    child.exit_status();
 }
