@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 
-use crate::util::{Client, SeqCheck, TestServer, heavy, tick};
+use crate::util::{Client, SeqCheck, TestServer, WAIT, heavy, tick};
 
 #[test]
 fn every_client_receives_every_update_in_order() {
@@ -21,7 +21,9 @@ fn every_client_receives_every_update_in_order() {
     }
     for c in &mut clients {
         let mut check = SeqCheck::default();
+        let deadline = Instant::now() + WAIT;
         while check.ticks < N {
+            assert!(Instant::now() < deadline, "{} of {N} ticks", check.ticks);
             check.feed(&c.json());
         }
         assert_eq!(check.last["AAA"], N / 2);
@@ -95,7 +97,9 @@ fn subscribing_under_full_load_gives_snapshot_then_contiguous() {
         c.subscribe(&["X1", "X2", "X3"], groups, 1);
         let mut check = SeqCheck::default();
         let mut first_seen = std::collections::HashSet::new();
+        let deadline = Instant::now() + WAIT;
         while check.ticks < 3000 {
+            assert!(Instant::now() < deadline, "{} of 3000 ticks", check.ticks);
             let v = c.json();
             if let Some(sym) = v["symbol"].as_str()
                 && first_seen.insert(sym.to_string())
@@ -127,7 +131,9 @@ fn overlapping_subscriptions_deliver_once() {
     srv.publish(tick("END", 0));
     let mut check = SeqCheck::default();
     let mut s1 = 0;
+    let deadline = Instant::now() + WAIT;
     loop {
+        assert!(Instant::now() < deadline, "no END: {s1} ticks of S1");
         let v = c.json();
         check.feed(&v);
         if v["symbol"] == "END" {

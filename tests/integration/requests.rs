@@ -2,11 +2,12 @@
 //! changes nothing, and the connection stays usable afterwards.
 
 use std::io::Write;
+use std::time::Instant;
 
 use serde_json::json;
 use tungstenite::Message;
 
-use crate::util::{Client, TestServer, tick};
+use crate::util::{Client, TestServer, WAIT, tick};
 
 fn code(v: &serde_json::Value) -> &str {
     assert_eq!(v["type"], "error", "{v}");
@@ -227,7 +228,9 @@ fn a_client_close_is_answered_and_the_connection_released() {
     let mut c = Client::connect(srv.addr);
     srv.wait_stats("the connection", |s| s.connections == 1);
     c.ws.close(None).unwrap();
+    let deadline = Instant::now() + WAIT;
     loop {
+        assert!(Instant::now() < deadline, "no end of the close handshake");
         match c.ws.read() {
             Ok(_) => {}
             Err(tungstenite::Error::ConnectionClosed) => break,

@@ -287,7 +287,11 @@ pub fn raw_exchange(addr: SocketAddr, bytes: &[u8]) -> Vec<u8> {
     s.write_all(bytes).unwrap();
     let mut out = Vec::new();
     let mut buf = [0u8; 4096];
+    let deadline = Instant::now() + WAIT;
     loop {
+        if Instant::now() >= deadline {
+            return out;
+        }
         match s.read(&mut buf) {
             Ok(0) | Err(_) => return out,
             Ok(n) => out.extend_from_slice(&buf[..n]),
