@@ -32,14 +32,18 @@
   const DEFAULT_GROUP = 'fx-majors'; // used when the server has it
   const STORAGE_KEY = 'tickcast.board.selection';
 
-  // Close codes of PROTOCOL.md, for when the server sends no reason.
+  // The close codes the server sends (src/shard.rs), for when it sends no
+  // reason; 1006 is the browser's own, for a connection lost without a
+  // close frame. A refused upgrade (such as 503 at the connection limit)
+  // is an HTTP status, never a close code: the browser reports it as 1006.
   const CLOSE_NAMES = {
     1000: 'normal close',
     1001: 'server shutting down',
+    1002: 'protocol error',
     1006: 'connection lost (no close frame)',
+    1007: 'invalid data (not UTF-8)',
     1008: 'token expired',
     1009: 'message too big',
-    1013: 'try again later: connection limit',
     4001: 'slow consumer',
     4002: 'heartbeat timeout',
     4008: 'rate limited',

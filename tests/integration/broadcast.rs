@@ -1,12 +1,11 @@
 //! Delivery: every client receives every tick of its subscriptions, once,
 //! in order, with contiguous `seq`, whichever shard it is on.
 
-mod util;
-
 use std::time::{Duration, Instant};
 
 use serde_json::json;
-use util::{Client, SeqCheck, TestServer, tick};
+
+use crate::util::{Client, SeqCheck, TestServer, WAIT, heavy, tick};
 
 #[test]
 fn every_client_receives_every_update_in_order() {
@@ -22,7 +21,9 @@ fn every_client_receives_every_update_in_order() {
     }
     for c in &mut clients {
         let mut check = SeqCheck::default();
+        let deadline = Instant::now() + WAIT;
         while check.ticks < N {
+            assert!(Instant::now() < deadline, "{} of {N} ticks", check.ticks);
             check.feed(&c.json());
         }
         assert_eq!(check.last["AAA"], N / 2);
@@ -70,6 +71,7 @@ fn tickcast_now() -> u64 {
 
 #[test]
 fn subscribing_under_full_load_gives_snapshot_then_contiguous() {
+    let _heavy = heavy();
     // The feed is unthrottled and the client is a debug build: it cannot
     // keep up. The kernel's autotuned buffers (instead of the default
     // 64 KiB) let it read its 3,000 ticks before its queue overflows; this
@@ -99,7 +101,9 @@ fn subscribing_under_full_load_gives_snapshot_then_contiguous() {
         c.subscribe(&["X1", "X2", "X3"], groups, 1);
         let mut check = SeqCheck::default();
         let mut first_seen = std::collections::HashSet::new();
+        let deadline = Instant::now() + WAIT;
         while check.ticks < 3000 {
+            assert!(Instant::now() < deadline, "{} of 3000 ticks", check.ticks);
             let v = c.json();
             if let Some(sym) = v["symbol"].as_str()
                 && first_seen.insert(sym.to_string())
@@ -131,7 +135,9 @@ fn overlapping_subscriptions_deliver_once() {
     srv.publish(tick("END", 0));
     let mut check = SeqCheck::default();
     let mut s1 = 0;
+    let deadline = Instant::now() + WAIT;
     loop {
+        assert!(Instant::now() < deadline, "no END: {s1} ticks of S1");
         let v = c.json();
         check.feed(&v);
         if v["symbol"] == "END" {
@@ -152,7 +158,7 @@ fn unsubscribe_stops_delivery() {
     c.subscribe(&["A", "B"], &["g"], 1);
     srv.publish(tick("A", 0));
     srv.publish(tick("G1", 0));
-    let r = c.request(
+    let (r, before) = c.exchange(
         json!({"op":"unsubscribe","symbols":["A"],"groups":["g"]}),
         2,
     );
@@ -160,27 +166,50 @@ fn unsubscribe_stops_delivery() {
         r,
         json!({"type":"unsubscribed","id":2,"symbols":["A"],"groups":["g"]})
     );
+    for v in &before {
+        // The two ticks published before the unsubscribe may or may not
+        // have reached the shard before it.
+        assert!(
+            v["type"] == "tick" && (v["symbol"] == "A" || v["symbol"] == "G1"),
+            "only the ticks published while subscribed: {v}"
+        );
+    }
     for i in 0..50 {
         srv.publish(tick("A", i));
         srv.publish(tick("G1", i));
     }
+    // B is still subscribed: its tick is the fence behind the 100 above.
     srv.publish(tick("B", 0));
-    loop {
-        let v = c.json();
-        assert_ne!(v["symbol"], "A", "no A after unsubscribed: {v}");
-        assert_ne!(v["symbol"], "G1", "no G1 after unsubscribed: {v}");
-        if v["symbol"] == "B" {
-            break;
-        }
-    }
-    let r = c.request(json!({"op":"unsubscribe","all":true}), 3);
+    let before = c.until_tick("B");
+    assert!(
+        before.is_empty(),
+        "no A or G1 after unsubscribed: {before:?}"
+    );
+    let (r, before) = c.exchange(json!({"op":"unsubscribe","all":true}), 3);
     assert_eq!(r["symbols"], json!(["B"]));
+    assert!(before.is_empty(), "{before:?}");
     srv.publish(tick("B", 1));
     srv.publish(tick("A", 1));
-    let r = c.request(json!({"op":"ping"}), 4);
-    assert_eq!(
-        r["type"], "pong",
-        "nothing arrives after unsubscribe all: {r}"
+    let (r, before) = c.exchange(json!({"op":"ping"}), 4);
+    assert_eq!(r["type"], "pong");
+    assert!(
+        before.is_empty(),
+        "nothing arrives after unsubscribe all: {before:?}"
+    );
+    // A ping is not ordered with ticks (they reach the shard another way),
+    // so the fence is a tick: subscribe to a new symbol and publish it
+    // after B and A. Anything of B or A delivered would arrive before it.
+    let (r, before) = c.exchange(json!({"op":"subscribe","symbols":["FENCE"]}), 5);
+    assert_eq!(r["type"], "subscribed", "{r}");
+    assert!(
+        before.is_empty(),
+        "nothing arrives after unsubscribe all: {before:?}"
+    );
+    srv.publish(tick("FENCE", 0));
+    let before = c.until_tick("FENCE");
+    assert!(
+        before.is_empty(),
+        "nothing arrives after unsubscribe all: {before:?}"
     );
 }
 
@@ -189,6 +218,10 @@ fn group_redefinition_moves_subscribers_with_snapshots() {
     let srv = TestServer::start(|_| {});
     srv.b().set_group("g", ["A"]).unwrap();
     srv.publish(tick("B", 0));
+    // set_group goes to the shards directly, ticks through the publisher
+    // thread: once it counts the tick as sent, the shards have it queued
+    // ahead of the regroup below, so B's last value is there to snapshot.
+    srv.wait_stats("the B tick to reach the shards", |s| s.ticks_published == 1);
     let mut c = Client::connect(srv.addr);
     c.subscribe(&[], &["g"], 1);
     srv.b().set_group("g", ["B"]).unwrap();

@@ -1,18 +1,29 @@
 //! Shared helpers for the integration tests: a real broadcaster on
 //! `127.0.0.1:0` and a blocking tungstenite client with bounded waits.
-#![allow(dead_code, unreachable_pub)]
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
+use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
-use tickcast::{Broadcaster, Config, Stats, Tick};
-use tungstenite::protocol::frame::coding::CloseCode;
+use tickcast::{Broadcaster, Config, PublishError, Publisher, Stats, Tick};
 use tungstenite::{Message, WebSocket};
 
 /// How long any single wait in a test may take before it fails.
 pub const WAIT: Duration = Duration::from_secs(10);
+
+/// Held for its whole run by each test that loads the machine hard or
+/// needs the CPU to keep up: Chromium, a feed publishing flat out, the
+/// eviction timing, connection churn. All tests share one binary, so
+/// without it two of these could run at once; on a 2-core machine one
+/// then starves the other's readers (seen: the full-load reader evicted
+/// with 4001 while Chromium ran). Other tests still run alongside.
+pub fn heavy() -> MutexGuard<'static, ()> {
+    static HEAVY: Mutex<()> = Mutex::new(());
+    // A heavy test that failed poisoned it; the lock itself is still good.
+    HEAVY.lock().unwrap_or_else(PoisonError::into_inner)
+}
 
 /// A broadcaster started for one test; shut down on drop.
 pub struct TestServer {
@@ -40,25 +51,9 @@ impl TestServer {
         self.b.as_ref().unwrap()
     }
 
-    pub fn url(&self) -> String {
-        format!("ws://{}/ws", self.addr)
-    }
-
     /// Publishes, retrying while the publisher queue is full.
     pub fn publish(&self, t: Tick) {
-        let p = self.b().publisher();
-        let deadline = Instant::now() + WAIT;
-        let mut t = t;
-        loop {
-            match p.publish(t) {
-                Ok(()) => return,
-                Err(tickcast::PublishError::Full(back)) if Instant::now() < deadline => {
-                    t = back;
-                    std::thread::sleep(Duration::from_micros(100));
-                }
-                Err(e) => panic!("publish failed: {e}"),
-            }
-        }
+        publish_retrying(&self.b().publisher(), t);
     }
 
     pub fn stats(&self) -> Stats {
@@ -144,9 +139,15 @@ impl Client {
         self.ws.send(Message::text(s.to_string())).expect("send");
     }
 
-    /// The next JSON message or close; pings and pongs are skipped.
+    /// The next JSON message or close; pings and pongs are skipped, but
+    /// not past `WAIT` (the server's heartbeat pings would otherwise keep
+    /// the read timeout from ever firing).
     pub fn recv(&mut self) -> Got {
+        let deadline = Instant::now() + WAIT;
         loop {
+            if Instant::now() >= deadline {
+                return Got::End(format!("no message within {WAIT:?}, only pings"));
+            }
             match self.ws.read() {
                 Ok(Message::Text(t)) => {
                     return Got::Json(serde_json::from_str(t.as_str()).expect("server sent JSON"));
@@ -170,19 +171,34 @@ impl Client {
         }
     }
 
-    /// Reads until a message with `"type": ty` (and the given id, if any)
-    /// arrives; returns it and everything before it.
-    pub fn until(&mut self, ty: &str, id: Option<i64>) -> (Value, Vec<Value>) {
+    /// Reads until a message for which `is_it` holds (`what` names it in
+    /// the failure); returns it and every message received before it.
+    fn read_until(&mut self, what: &str, is_it: impl Fn(&Value) -> bool) -> (Value, Vec<Value>) {
         let deadline = Instant::now() + WAIT;
         let mut before = Vec::new();
         loop {
-            assert!(Instant::now() < deadline, "no {ty} within {WAIT:?}");
+            assert!(
+                Instant::now() < deadline,
+                "no {what} within {WAIT:?}: {} other messages, the last {:?}",
+                before.len(),
+                before.last()
+            );
             let v = self.json();
-            if v["type"] == ty && id.is_none_or(|id| v["id"] == json!(id)) {
+            if is_it(&v) {
                 return (v, before);
             }
             before.push(v);
         }
+    }
+
+    /// Reads until the next tick of `sym`; returns everything received
+    /// before it. Ticks leave the publisher in the order they were
+    /// published, so a tick of a subscribed symbol is a fence: whatever an
+    /// earlier `publish` delivered to this client arrives before it.
+    pub fn until_tick(&mut self, sym: &str) -> Vec<Value> {
+        let what = format!("tick of {sym}");
+        self.read_until(&what, |v| v["type"] == "tick" && v["symbol"] == sym)
+            .1
     }
 
     /// Reads until the close frame; returns its code and reason.
@@ -198,18 +214,26 @@ impl Client {
         }
     }
 
-    /// Sends a request and waits for the reply with the same id.
-    pub fn request(&mut self, mut req: Value, id: i64) -> Value {
+    /// Sends a request and waits for the reply with the same id; returns
+    /// the reply and every message received before it, for tests that
+    /// assert what did (or did not) arrive meanwhile.
+    pub fn exchange(&mut self, mut req: Value, id: i64) -> (Value, Vec<Value>) {
         req["id"] = json!(id);
         self.send(req);
-        let deadline = Instant::now() + WAIT;
-        loop {
-            assert!(Instant::now() < deadline, "no reply to id {id}");
-            let v = self.json();
-            if v["id"] == json!(id) {
-                return v;
-            }
-        }
+        self.reply(id)
+    }
+
+    /// Reads until the reply with `id` to a request already sent; returns
+    /// it and every message received before it.
+    pub fn reply(&mut self, id: i64) -> (Value, Vec<Value>) {
+        self.read_until(&format!("reply to id {id}"), |v| v["id"] == json!(id))
+    }
+
+    /// Sends a request and returns the reply with the same id, skipping
+    /// whatever arrives before it (ticks, snapshots); use
+    /// [`Client::exchange`] to see those.
+    pub fn request(&mut self, req: Value, id: i64) -> Value {
+        self.exchange(req, id).0
     }
 
     pub fn subscribe(&mut self, symbols: &[&str], groups: &[&str], id: i64) -> Value {
@@ -219,10 +243,6 @@ impl Client {
         );
         assert_eq!(r["type"], "subscribed", "{r}");
         r
-    }
-
-    pub fn close_code(code: CloseCode) -> u16 {
-        u16::from(code)
     }
 }
 
@@ -273,7 +293,11 @@ pub fn raw_exchange(addr: SocketAddr, bytes: &[u8]) -> Vec<u8> {
     s.write_all(bytes).unwrap();
     let mut out = Vec::new();
     let mut buf = [0u8; 4096];
+    let deadline = Instant::now() + WAIT;
     loop {
+        if Instant::now() >= deadline {
+            return out;
+        }
         match s.read(&mut buf) {
             Ok(0) | Err(_) => return out,
             Ok(n) => out.extend_from_slice(&buf[..n]),
@@ -288,6 +312,23 @@ pub fn status_of(resp: &[u8]) -> u16 {
         .nth(1)
         .and_then(|c| c.parse().ok())
         .unwrap_or(0)
+}
+
+/// Publishes through `p`, retrying while the publisher queue is full;
+/// panics if it is still full after `WAIT`, or on any other refusal.
+pub fn publish_retrying(p: &Publisher, mut t: Tick) {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        match p.publish(t) {
+            Ok(()) => return,
+            Err(PublishError::Full(back)) if Instant::now() < deadline => {
+                t = back;
+                std::thread::sleep(Duration::from_micros(100));
+            }
+            Err(e @ PublishError::Full(_)) => panic!("publish failed for {WAIT:?}: {e}"),
+            Err(e) => panic!("publish failed: {e}"),
+        }
+    }
 }
 
 /// A tick with every field.

@@ -1,13 +1,13 @@
 //! Client requests: every error code of PROTOCOL.md, a failed request
 //! changes nothing, and the connection stays usable afterwards.
 
-mod util;
-
 use std::io::Write;
+use std::time::Instant;
 
 use serde_json::json;
 use tungstenite::Message;
-use util::{Client, TestServer, tick};
+
+use crate::util::{Client, TestServer, WAIT, tick};
 
 fn code(v: &serde_json::Value) -> &str {
     assert_eq!(v["type"], "error", "{v}");
@@ -57,9 +57,10 @@ fn bad_requests_get_the_right_error_and_the_connection_stays_usable() {
     ];
     for (i, (req, want)) in cases.iter().enumerate() {
         let id = 100 + i as i64;
-        let v = c.request(req.clone(), id);
+        let (v, before) = c.exchange(req.clone(), id);
         assert_eq!(code(&v), *want, "{req}");
         assert_eq!(v["id"], json!(id), "the id is echoed");
+        assert!(before.is_empty(), "one reply per request: {before:?}");
     }
     // A non-integer id cannot be echoed.
     c.send(json!({"op":"ping","id":"seven"}));
@@ -67,11 +68,32 @@ fn bad_requests_get_the_right_error_and_the_connection_stays_usable() {
     // A binary message is refused with an error, not a close.
     c.ws.send(Message::binary(vec![1, 2, 3])).unwrap();
     assert_eq!(code(&c.json()), "bad_request");
-    // Nothing above subscribed to anything: ticks of A are not delivered.
-    srv.publish(tick("A", 0));
-    let pong = c.request(json!({"op":"ping"}), 1);
+    // Nothing above subscribed to anything: ticks of A (or of the other
+    // symbols the refused requests named) are not delivered. FENCE,
+    // subscribed now and published after them, is the fence: ticks leave
+    // the publisher in order, so any of them delivered would come first.
+    let (r, before) = c.exchange(json!({"op":"subscribe","symbols":["FENCE"]}), 6);
+    assert_eq!(r["type"], "subscribed", "{r}");
+    assert!(before.is_empty(), "{before:?}");
+    for s in ["A", "B", "C", "D"] {
+        srv.publish(tick(s, 0));
+    }
+    srv.publish(tick("FENCE", 0));
+    let before = c.until_tick("FENCE");
+    assert!(
+        before.is_empty(),
+        "a refused request subscribed something: {before:?}"
+    );
+    let (pong, before) = c.exchange(json!({"op":"ping"}), 1);
     assert_eq!(pong["type"], "pong");
     assert!(pong["ts"].as_u64().unwrap() > 0);
+    assert!(before.is_empty(), "{before:?}");
+    // FENCE is given back, so the limit below counts from nothing held.
+    let r = c.request(json!({"op":"unsubscribe","symbols":["FENCE"]}), 7);
+    assert_eq!(
+        r,
+        json!({"type":"unsubscribed","id":7,"symbols":["FENCE"],"groups":[]})
+    );
     // The limit counts what is held: 3 fit, the 4th does not.
     c.subscribe(&["A", "B"], &["g"], 2);
     let v = c.request(json!({"op":"subscribe","symbols":["C"]}), 3);
@@ -98,10 +120,21 @@ fn unknown_symbols_are_refused_when_configured() {
     srv.b().set_group("g", ["INGROUP"]).unwrap();
     assert_eq!(probe.json()["symbol"], "SEEN");
     let mut c = Client::connect(srv.addr);
-    let v = c.request(json!({"op":"subscribe","symbols":["SEEN","NEVER"]}), 1);
+    let (v, before) = c.exchange(json!({"op":"subscribe","symbols":["SEEN","NEVER"]}), 1);
     assert_eq!(code(&v), "unknown_symbol");
     assert!(v["message"].as_str().unwrap().contains("NEVER"));
-    let r = c.subscribe(&["SEEN", "INGROUP"], &[], 2);
+    assert!(before.is_empty(), "{before:?}");
+    // The refused request subscribed nothing: a subscribed SEEN would have
+    // sent its snapshot before this reply.
+    let (r, before) = c.exchange(
+        json!({"op":"subscribe","symbols":["SEEN","INGROUP"],"groups":[]}),
+        2,
+    );
+    assert_eq!(r["type"], "subscribed", "{r}");
+    assert!(
+        before.is_empty(),
+        "the refused request subscribed SEEN: {before:?}"
+    );
     assert_eq!(r["symbols"], json!(["SEEN", "INGROUP"]));
     let snap = c.json();
     assert_eq!(
@@ -195,7 +228,9 @@ fn a_client_close_is_answered_and_the_connection_released() {
     let mut c = Client::connect(srv.addr);
     srv.wait_stats("the connection", |s| s.connections == 1);
     c.ws.close(None).unwrap();
+    let deadline = Instant::now() + WAIT;
     loop {
+        assert!(Instant::now() < deadline, "no end of the close handshake");
         match c.ws.read() {
             Ok(_) => {}
             Err(tungstenite::Error::ConnectionClosed) => break,

@@ -15,10 +15,8 @@
 //! `PATH`, or `$CHROMIUM`) the browser test prints why and passes, unless
 //! `CI` is set: CI must run it (`.ci/run` installs Chromium).
 //!
-//! `TICKCAST_SCREENSHOT=docs/board.png cargo test --test board` also saves
-//! the screenshot there (it always goes to `target/tmp/board.png`).
-
-mod util;
+//! `TICKCAST_SCREENSHOT=docs/board.png cargo test --test integration board::`
+//! also saves the screenshot there (it always goes to `target/tmp/board.png`).
 
 use std::io::{BufRead, BufReader};
 use std::net::{SocketAddr, TcpStream};
@@ -31,7 +29,8 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 use tickcast::{Config, Identity, StaticTokens};
 use tungstenite::{Message, WebSocket};
-use util::{TestServer, raw_exchange, status_of};
+
+use crate::util::{TestServer, heavy, raw_exchange, status_of};
 
 /// Longest wait for any one thing the page should do.
 const PAGE_WAIT: Duration = Duration::from_secs(15);
@@ -101,6 +100,7 @@ fn the_board_streams_checks_seq_and_reconnects_in_chromium() {
         );
         return;
     };
+    let _heavy = heavy();
     let started = Instant::now();
     let srv = TestServer::start(board_config);
     let addr = srv.addr;

@@ -1,8 +1,6 @@
 //! The HTTP side: upgrades, refusals with the contract's statuses, and
 //! sockets that never finish a handshake.
 
-mod util;
-
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::sync::Arc;
@@ -10,7 +8,8 @@ use std::time::{Duration, Instant, SystemTime};
 
 use serde_json::json;
 use tickcast::{Identity, StaticTokens};
-use util::{Client, TestServer, WAIT, raw_exchange, status_of, tick};
+
+use crate::util::{Client, TestServer, WAIT, raw_exchange, status_of, tick};
 
 const KEY: &str = "dGhlIHNhbXBsZSBub25jZQ==";
 
@@ -69,6 +68,8 @@ fn handshake_bytes_split_across_reads_still_upgrade() {
     bytes.extend_from_slice(req);
     for chunk in bytes.chunks(7) {
         s.write_all(chunk).unwrap();
+        // Not a wait for anything: the pause between writes is what makes
+        // the server see the head in several reads (no condition to poll).
         std::thread::sleep(Duration::from_millis(2));
     }
     let mut got = Vec::new();
@@ -154,7 +155,11 @@ fn raw_exchange_first(addr: std::net::SocketAddr, bytes: &[u8]) -> Vec<u8> {
     buf
 }
 
-fn auth_server() -> TestServer {
+/// A server with three tokens: alice (everything), bob (group `fx` and
+/// symbol AAPL) and carol (`short-token`, expiring in 600 ms); returns it
+/// and carol's expiry.
+fn auth_server() -> (TestServer, SystemTime) {
+    let short_expiry = SystemTime::now() + Duration::from_millis(600);
     let tokens = StaticTokens::default()
         .with("alice-token", Identity::new("alice"))
         .with(
@@ -165,17 +170,17 @@ fn auth_server() -> TestServer {
         )
         .with(
             "short-token",
-            Identity::new("carol").expires_at(SystemTime::now() + Duration::from_millis(600)),
+            Identity::new("carol").expires_at(short_expiry),
         );
     let srv = TestServer::start(|c| c.auth = Some(Arc::new(tokens)));
     srv.b().set_group("fx", ["EURUSD"]).unwrap();
     srv.b().set_group("tech", ["MSFT"]).unwrap();
-    srv
+    (srv, short_expiry)
 }
 
 #[test]
 fn tokens_are_required_when_auth_is_on() {
-    let srv = auth_server();
+    let (srv, _) = auth_server();
     assert_eq!(
         status_of(&raw_exchange(srv.addr, upgrade("/ws", "").as_bytes())),
         401
@@ -192,7 +197,7 @@ fn tokens_are_required_when_auth_is_on() {
 
 #[test]
 fn subscriptions_outside_the_entitlements_are_forbidden() {
-    let srv = auth_server();
+    let (srv, _) = auth_server();
     let mut bob = Client::connect_path(srv.addr, "/ws?token=bob-token");
     for req in [
         json!({"op":"subscribe","groups":["tech"]}),
@@ -215,7 +220,7 @@ fn subscriptions_outside_the_entitlements_are_forbidden() {
 
 #[test]
 fn notices_can_target_one_user() {
-    let srv = auth_server();
+    let (srv, _) = auth_server();
     let mut alice = Client::connect_path(srv.addr, "/ws?token=alice-token");
     let mut bob = Client::connect_path(srv.addr, "/ws?token=bob-token");
     srv.b().notice_user("bob", "for bob only");
@@ -227,11 +232,14 @@ fn notices_can_target_one_user() {
 
 #[test]
 fn an_expiring_token_closes_with_1008() {
-    let srv = auth_server();
+    let (srv, expiry) = auth_server();
     let mut carol = Client::connect_path(srv.addr, "/ws?token=short-token");
     let (code, reason) = carol.until_close();
     assert_eq!((code, reason.as_str()), (1008, "token expired"));
-    std::thread::sleep(Duration::from_millis(700));
+    // The close comes once the token has expired, not before, so the same
+    // token is refused right away (no sleep).
+    assert!(SystemTime::now() >= expiry, "closed before the expiry");
+    srv.wait_stats("the close to be counted", |s| s.closed_expired == 1);
     let again = upgrade("/ws?token=short-token", "");
     assert_eq!(status_of(&raw_exchange(srv.addr, again.as_bytes())), 401);
 }

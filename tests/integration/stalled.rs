@@ -2,15 +2,13 @@
 //! 4001 within about `max_lag`, and their sockets reset so the kernel gives
 //! their buffers back; the clients that do read keep every tick.
 
-mod util;
-
 use std::io::Read;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering::SeqCst};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use util::{Client, Got, SeqCheck, TestServer, WAIT, tick};
+use crate::util::{Client, Got, SeqCheck, TestServer, WAIT, heavy, tick};
 
 /// Publishes `sym` every `every` until `stop` (or `WAIT` passes), then one
 /// last tick, so a reader blocked on the stream wakes up and sees `stop`.
@@ -53,6 +51,7 @@ fn reader(mut c: Client, stop: Arc<AtomicBool>) -> thread::JoinHandle<u64> {
 
 #[test]
 fn a_stalled_client_is_evicted_for_lag_and_its_socket_reset() {
+    let _heavy = heavy();
     let max_lag = Duration::from_millis(500);
     let srv = TestServer::start(|c| {
         // So large that only the lag bound can evict at this rate.
@@ -110,6 +109,7 @@ fn a_stalled_client_is_evicted_for_lag_and_its_socket_reset() {
 
 #[test]
 fn a_client_that_stops_answering_pings_is_evicted_at_a_trickle() {
+    let _heavy = heavy();
     // One tick every 100 ms never fills a kernel buffer: only the ping
     // round trip shows that the client stopped reading.
     let srv = TestServer::start(|c| {
@@ -151,6 +151,7 @@ fn encode_close(code: u16, reason: &str) -> Vec<u8> {
 
 #[test]
 fn a_client_that_reads_is_never_evicted_for_lag() {
+    let _heavy = heavy();
     let srv = TestServer::start(|c| {
         c.heartbeat = Duration::from_millis(100);
         c.max_lag = Duration::from_millis(300);
