@@ -16,6 +16,7 @@
 
 mod board;
 mod broadcast;
+mod faults;
 mod handshake;
 mod large_subscriptions;
 mod lifecycle;
