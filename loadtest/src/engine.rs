@@ -41,7 +41,7 @@ use socket2::{Domain, Protocol, Socket, Type};
 use crate::frame::{self, FrameError, OP_BINARY, OP_CLOSE, OP_PING, OP_PONG, OP_TEXT, Parsed};
 use crate::handshake::ClientHandshake;
 use crate::intern::SymbolTable;
-use crate::options::{Options, SlowMode, Subscription, Target};
+use crate::options::{Options, Scenario, SlowMode, Subscription, Target};
 use crate::scan::{Control, Kind, Scanned, Scanner, parse_control, scan_fast};
 use crate::seqcheck::{SeqCounts, SeqTracker};
 use crate::stats::latency_histogram;
@@ -89,13 +89,42 @@ pub enum End {
     ConnectFailed(String),
 }
 
+/// What part a client plays in its scenario.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// Reads everything as fast as it can (the clients whose latency and
+    /// delivery the targets are about).
+    Fast,
+    /// A slow reader of the slow scenario (`--slow-mode`).
+    Slow,
+    /// Reads normally, then stops reading at its stall moment and keeps the
+    /// socket open (stalled and soak scenarios).
+    Stalled,
+    /// Connects in the storm, next to a streaming population.
+    Newcomer,
+}
+
 /// What one client saw.
 #[derive(Debug, Clone)]
 pub struct ClientResult {
     /// Client number (0-based, churn replacements continue after `clients`).
     pub index: usize,
-    /// Whether this was a slow client.
+    /// Whether this was a slow or stalled client.
     pub slow: bool,
+    /// Its part in the scenario.
+    pub role: Role,
+    /// Its local address: the server's peer address for it.
+    pub local_addr: Option<SocketAddr>,
+    /// When its connect started, ns after the run's start.
+    pub started_ns: u64,
+    /// When a stalled client stopped reading, ns after the run's start.
+    pub stalled_ns: Option<u64>,
+    /// When a stalled client, after it stalled, first saw the server hang
+    /// up (a reset, or a FIN that reached it), ns after the run's start.
+    pub hangup_ns: Option<u64>,
+    /// Time from its connect call until every expected snapshot had
+    /// arrived (`Options::expect_snapshots`), ns.
+    pub snapshots_ns: Option<u64>,
     /// TCP connect + handshake time, if the handshake completed.
     pub connect_ns: Option<u64>,
     /// Ticks received inside the measured window.
@@ -142,6 +171,8 @@ pub struct WorkerResult {
     pub fast: Histogram<u64>,
     /// Latency of slow clients' ticks in the window, ns.
     pub slow: Histogram<u64>,
+    /// Latency of storm newcomers' ticks in the window, ns.
+    pub newcomer: Histogram<u64>,
     /// Connect + handshake times, ns.
     pub connect: Histogram<u64>,
     /// Thread-wide counters.
@@ -167,6 +198,12 @@ pub struct Shared {
     pub evicted: AtomicU64,
     /// Text frames received so far (any time), for progress lines.
     pub msgs: AtomicU64,
+    /// When stalled clients stop reading (stalled scenario), ns after
+    /// `t0`; `u64::MAX` until known.
+    pub stall_at: AtomicU64,
+    /// When the storm's newcomers connect (connect-storm with streaming),
+    /// ns after `t0`; `u64::MAX` until known.
+    pub storm_at: AtomicU64,
 }
 
 impl Shared {
@@ -180,6 +217,8 @@ impl Shared {
             failed: AtomicU64::new(0),
             evicted: AtomicU64::new(0),
             msgs: AtomicU64::new(0),
+            stall_at: AtomicU64::new(u64::MAX),
+            storm_at: AtomicU64::new(u64::MAX),
         }
     }
 }
@@ -227,7 +266,16 @@ impl Rng {
 #[derive(Debug, Clone)]
 struct Spec {
     index: usize,
-    slow: bool,
+    role: Role,
+    /// Part of the connect phase the window waits for (not a churn or
+    /// soak replacement, nor a storm newcomer).
+    initial: bool,
+}
+
+impl Spec {
+    fn is_slow(&self) -> bool {
+        matches!(self.role, Role::Slow | Role::Stalled)
+    }
 }
 
 #[derive(Debug, PartialEq, Eq, Clone, Copy)]
@@ -259,6 +307,16 @@ struct Conn {
     paused: bool,
     /// Rate-mode slow client: bytes it may still read.
     budget: f64,
+    /// Local address, once connected.
+    local: Option<SocketAddr>,
+    /// Connect call, ns after `t0`.
+    started_rel: u64,
+    /// Stalled client: when it stopped reading (ns after `t0`).
+    stalled_at: Option<u64>,
+    /// Stalled client: when it saw the server hang up after stalling.
+    hangup_at: Option<u64>,
+    /// Connect call to the last expected snapshot, ns.
+    snapshots_ns: Option<u64>,
 }
 
 /// Static per-run facts every worker needs.
@@ -270,6 +328,17 @@ struct Plan {
     t0: Instant,
 }
 
+impl Plan {
+    fn rebuilt(&self, opts: Options) -> Plan {
+        Plan {
+            target: self.target.clone(),
+            opts,
+            universe: self.universe.clone(),
+            t0: self.t0,
+        }
+    }
+}
+
 /// Per-thread state used while parsing; split from the connection slab so
 /// both can be borrowed at once.
 struct Ctx {
@@ -279,8 +348,11 @@ struct Ctx {
     fast: Histogram<u64>,
     fast_interval: Histogram<u64>,
     slow: Histogram<u64>,
+    newcomer: Histogram<u64>,
     counters: Counters,
     msgs_unflushed: u64,
+    /// Snapshots a subscription brings (`u64::MAX`: unknown).
+    expect_snapshots: u64,
 }
 
 impl Ctx {
@@ -305,6 +377,13 @@ struct Worker {
     buf: Vec<u8>,
     ctx: Ctx,
     queue: VecDeque<Spec>,
+    /// Storm newcomers, released into `queue` at the storm moment.
+    storm: VecDeque<Spec>,
+    /// The storm has started: connects are no longer throttled.
+    stormed: bool,
+    /// Stalled clients open but not stalled yet (recounted by each
+    /// `apply_stalls` pass).
+    stall_pending: usize,
     again: Vec<Token>,
     results: Vec<ClientResult>,
     connect_hist: Histogram<u64>,
@@ -313,13 +392,14 @@ struct Worker {
 }
 
 /// Runs the client side of one scenario pass against `target` and returns
-/// the raw per-worker results, merged by the caller.
+/// the raw per-worker results, merged by the caller. `t0` is the run's time
+/// origin: every `*_ns` instant in the results is measured from it.
 pub(crate) fn drive(
     opts: &Options,
     target: &Target,
     universe: Vec<String>,
-) -> anyhow::Result<(Vec<WorkerResult>, Duration)> {
-    let t0 = Instant::now();
+    t0: Instant,
+) -> anyhow::Result<(Vec<WorkerResult>, Window)> {
     let plan = Arc::new(Plan {
         target: target.clone(),
         opts: opts.clone(),
@@ -328,19 +408,19 @@ pub(crate) fn drive(
     });
     let shared = Arc::new(Shared::new());
     let (tx, rx) = mpsc::channel::<Histogram<u64>>();
-    let threads = opts.threads.min(opts.clients).max(1);
-    let slow_count = (opts.clients as f64 * opts.slow_fraction).round() as usize;
+    let people = population(opts);
+    let threads = opts.threads.min(people.len()).max(1);
+    let initial = people.iter().filter(|s| s.initial).count();
     let mut handles = Vec::new();
     for id in 0..threads {
-        // Client i goes to thread i % threads; the first `slow_count` of a
-        // shuffled-by-stride order are slow, spread over threads.
-        let specs: VecDeque<Spec> = (id..opts.clients)
+        // Client i goes to thread i % threads (slow and stalled clients are
+        // spread evenly over the indexes, so over the threads too).
+        let (specs, storm): (VecDeque<Spec>, VecDeque<Spec>) = people
+            .iter()
+            .skip(id)
             .step_by(threads)
-            .map(|index| Spec {
-                index,
-                slow: is_slow(index, opts.clients, slow_count),
-            })
-            .collect();
+            .cloned()
+            .partition(|s| s.initial);
         let plan = Arc::clone(&plan);
         let shared = Arc::clone(&shared);
         let tx = tx.clone();
@@ -353,13 +433,13 @@ pub(crate) fn drive(
                 {
                     eprintln!("warning: could not pin thread {id} to cpu {cpu}");
                 }
-                Worker::new(id, plan, shared, tx, specs)?.run()
+                Worker::new(id, plan, shared, tx, specs, storm)?.run()
             })
             .context("spawning worker thread")?;
         handles.push(handle);
     }
     drop(tx);
-    let window = coordinate(opts, &plan, &shared, &rx, threads);
+    let window = coordinate(opts, &plan, &shared, &rx, threads, initial);
     let mut results = Vec::new();
     for h in handles {
         match h.join() {
@@ -375,27 +455,89 @@ fn is_slow(index: usize, clients: usize, slow_count: usize) -> bool {
     slow_count > 0 && (index * slow_count) % clients < slow_count
 }
 
+/// Every client the scenario starts with, in index order.
+fn population(opts: &Options) -> Vec<Spec> {
+    let spec = |index, role, initial| Spec {
+        index,
+        role,
+        initial,
+    };
+    match opts.scenario {
+        Scenario::Stalled | Scenario::Soak => {
+            let total = opts.clients + opts.stalled;
+            (0..total)
+                .map(|i| {
+                    let stalled = is_slow(i, total, opts.stalled);
+                    spec(i, if stalled { Role::Stalled } else { Role::Fast }, true)
+                })
+                .collect()
+        }
+        Scenario::ConnectStorm if opts.streaming > 0 => (0..opts.streaming)
+            .map(|i| spec(i, Role::Fast, true))
+            .chain(
+                (opts.streaming..opts.streaming + opts.clients)
+                    .map(|i| spec(i, Role::Newcomer, false)),
+            )
+            .collect(),
+        _ => {
+            let slow_count = (opts.clients as f64 * opts.slow_fraction).round() as usize;
+            (0..opts.clients)
+                .map(|i| {
+                    let slow = is_slow(i, opts.clients, slow_count);
+                    spec(i, if slow { Role::Slow } else { Role::Fast }, true)
+                })
+                .collect()
+        }
+    }
+}
+
+/// The measured window.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Window {
+    /// Its start, after the run's `t0`.
+    pub start: Duration,
+    /// Its length.
+    pub len: Duration,
+}
+
 /// Waits for the connect phase, fixes the measured window, prints progress
-/// and returns the window's length.
+/// and returns it.
 fn coordinate(
     opts: &Options,
     plan: &Plan,
     shared: &Shared,
     rx: &mpsc::Receiver<Histogram<u64>>,
     threads: usize,
-) -> Duration {
+    initial: usize,
+) -> Window {
     let connect_deadline = plan.t0 + opts.connect_timeout + Duration::from_secs(1);
-    let clients = opts.clients as u64;
+    let clients = initial as u64;
     // Bounded by the connect deadline.
     while shared.settled.load(Ordering::Relaxed) < clients && Instant::now() < connect_deadline {
         std::thread::sleep(Duration::from_millis(5));
         while rx.try_recv().is_ok() {}
     }
-    let storm = opts.scenario == crate::options::Scenario::ConnectStorm;
+    let plain_storm = opts.scenario == Scenario::ConnectStorm && opts.streaming == 0;
     let since_t0 = plan.t0.elapsed();
-    let warmup = if storm { Duration::ZERO } else { opts.warmup };
+    let warmup = if plain_storm {
+        Duration::ZERO
+    } else {
+        opts.warmup
+    };
     let start = since_t0 + warmup;
     let end = start + opts.duration;
+    if opts.scenario == Scenario::Stalled {
+        let at = since_t0 + opts.stall_after;
+        shared
+            .stall_at
+            .store(at.as_nanos() as u64, Ordering::Relaxed);
+    }
+    if opts.scenario == Scenario::ConnectStorm && opts.streaming > 0 {
+        let at = start + opts.storm_at;
+        shared
+            .storm_at
+            .store(at.as_nanos() as u64, Ordering::Relaxed);
+    }
     shared
         .window_start
         .store(start.as_nanos() as u64, Ordering::Relaxed);
@@ -452,7 +594,10 @@ fn coordinate(
             last_msgs = msgs;
         }
     }
-    end - start
+    Window {
+        start,
+        len: end - start,
+    }
 }
 
 impl Worker {
@@ -462,10 +607,12 @@ impl Worker {
         shared: Arc<Shared>,
         progress: mpsc::Sender<Histogram<u64>>,
         queue: VecDeque<Spec>,
+        storm: VecDeque<Spec>,
     ) -> anyhow::Result<Self> {
-        let n = queue.len();
+        let n = queue.len() + storm.len();
+        let expect_snapshots = plan.opts.expect_snapshots.unwrap_or(u64::MAX);
         Ok(Worker {
-            next_index: plan.opts.clients + id,
+            next_index: plan.opts.total_clients() + id,
             plan,
             shared,
             progress,
@@ -479,10 +626,15 @@ impl Worker {
                 fast: latency_histogram(),
                 fast_interval: latency_histogram(),
                 slow: latency_histogram(),
+                newcomer: latency_histogram(),
                 counters: Counters::default(),
                 msgs_unflushed: 0,
+                expect_snapshots,
             },
             queue,
+            storm,
+            stormed: false,
+            stall_pending: 0,
             again: Vec::new(),
             results: Vec::with_capacity(n),
             connect_hist: latency_histogram(),
@@ -502,9 +654,17 @@ impl Worker {
         let mut churn_tokens = 0.0f64;
         let mut churn_last = Instant::now();
         let opts = self.plan.opts.clone();
-        let churn_per_thread = opts.churn_rate / opts.threads.min(opts.clients).max(1) as f64;
+        let churn_per_thread =
+            opts.churn_rate / opts.threads.min(opts.total_clients()).max(1) as f64;
         let mut draining_since: Option<Instant> = None;
         loop {
+            if !self.stormed
+                && !self.storm.is_empty()
+                && self.rel_ns() >= self.shared.storm_at.load(Ordering::Relaxed)
+            {
+                self.stormed = true;
+                self.queue.extend(self.storm.drain(..));
+            }
             self.start_connects();
             let timeout = if self.again.is_empty() {
                 POLL_INTERVAL
@@ -536,6 +696,9 @@ impl Worker {
                 self.serve_slow_readers(dt);
             }
             self.flush_msgs();
+            if self.stall_pending > 0 {
+                self.apply_stalls();
+            }
 
             let now_rel = self.rel_ns();
             let start = self.shared.window_start.load(Ordering::Relaxed);
@@ -573,7 +736,7 @@ impl Worker {
                         let busy = self
                             .conns
                             .iter()
-                            .any(|(_, c)| c.spec.slow && c.end.is_none());
+                            .any(|(_, c)| c.spec.is_slow() && c.end.is_none());
                         if !busy || t.elapsed() >= DRAIN_TIMEOUT {
                             break;
                         }
@@ -601,19 +764,54 @@ impl Worker {
         let _ = self.progress.send(interval);
     }
 
-    /// Starts queued connects up to the concurrency limit.
+    /// Starts queued connects up to the concurrency limit (none once the
+    /// storm has started: newcomers connect all at once).
     fn start_connects(&mut self) {
-        let limit = self.plan.opts.connect_concurrency;
+        let limit = if self.stormed {
+            0
+        } else {
+            self.plan.opts.connect_concurrency
+        };
         while limit == 0 || self.in_flight < limit {
             let Some(spec) = self.queue.pop_front() else {
                 break;
             };
-            let initial = spec.index < self.plan.opts.clients;
             match self.connect(spec.clone()) {
                 Ok(()) => self.in_flight += 1,
-                Err(e) => self.connect_failed(spec, initial, format!("connect: {}", io_reason(&e))),
+                Err(e) => self.connect_failed(spec, format!("connect: {}", io_reason(&e))),
             }
         }
+    }
+
+    /// Stops the stalled clients whose moment has come: the scenario's one
+    /// moment (stalled), or `stall_after` after each one opened (soak).
+    fn apply_stalls(&mut self) {
+        let now = self.rel_ns();
+        let per_client = self.plan.opts.scenario == Scenario::Soak;
+        let global = self.shared.stall_at.load(Ordering::Relaxed);
+        let after = self.plan.opts.stall_after.as_nanos() as u64;
+        let mut pending = 0;
+        for (_, c) in self.conns.iter_mut() {
+            if c.spec.role != Role::Stalled
+                || c.state != State::Open
+                || c.end.is_some()
+                || c.stalled_at.is_some()
+            {
+                continue;
+            }
+            let at = if per_client {
+                c.opened_at.saturating_add(after)
+            } else {
+                global
+            };
+            if now >= at {
+                c.paused = true;
+                c.stalled_at = Some(now);
+            } else {
+                pending += 1;
+            }
+        }
+        self.stall_pending = pending;
     }
 
     fn connect(&mut self, spec: Spec) -> io::Result<()> {
@@ -621,13 +819,17 @@ impl Worker {
         let sock = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
         sock.set_nonblocking(true)?;
         sock.set_tcp_nodelay(true)?;
-        if spec.slow {
-            // A stalled reader must look stalled to the server: with the
-            // kernel's receive autotuning (up to tcp_rmem's max, 32 MiB
-            // here) the client's own buffer would absorb ~40 s of a busy
-            // stream before the server saw any backpressure. 64 KiB is a
-            // browser-like window.
-            sock.set_recv_buffer_size(SLOW_RCVBUF)?;
+        // A stalled reader must look stalled to the server: with the
+        // kernel's receive autotuning (up to tcp_rmem's max, 32 MiB here)
+        // the client's own buffer would absorb ~40 s of a busy stream
+        // before the server saw any backpressure. 64 KiB is a browser-like
+        // window.
+        match spec.role {
+            Role::Slow => sock.set_recv_buffer_size(SLOW_RCVBUF)?,
+            Role::Stalled if self.plan.opts.stall_rcvbuf > 0 => {
+                sock.set_recv_buffer_size(self.plan.opts.stall_rcvbuf)?
+            }
+            _ => {}
         }
         if addr.is_ipv4() {
             let n = self.plan.opts.source_addrs.max(1);
@@ -643,6 +845,7 @@ impl Worker {
             Err(e) => return Err(e),
         }
         let mut stream = TcpStream::from_std(sock.into());
+        let started_rel = self.rel_ns();
         let entry = self.conns.vacant_entry();
         let token = Token(entry.key());
         self.poll.registry().register(
@@ -669,18 +872,29 @@ impl Worker {
             end: None,
             paused,
             budget: 0.0,
+            local: None,
+            started_rel,
+            stalled_at: None,
+            hangup_at: None,
+            snapshots_ns: None,
         });
         Ok(())
     }
 
-    fn connect_failed(&mut self, spec: Spec, initial: bool, reason: String) {
+    fn connect_failed(&mut self, spec: Spec, reason: String) {
         self.shared.failed.fetch_add(1, Ordering::Relaxed);
-        if initial {
+        if spec.initial {
             self.shared.settled.fetch_add(1, Ordering::Relaxed);
         }
         self.results.push(ClientResult {
             index: spec.index,
-            slow: spec.slow,
+            slow: spec.is_slow(),
+            role: spec.role,
+            local_addr: None,
+            started_ns: 0,
+            stalled_ns: None,
+            hangup_ns: None,
+            snapshots_ns: None,
             connect_ns: None,
             ticks_window: 0,
             ticks_total: 0,
@@ -747,9 +961,12 @@ impl Worker {
             // The server hung up on a stopped reader: read out what is left
             // to find its close frame.
             conn.paused = false;
+            if conn.stalled_at.is_some() && conn.hangup_at.is_none() {
+                conn.hangup_at = Some(self.plan.t0.elapsed().as_nanos() as u64);
+            }
         }
-        if let (SlowMode::Rate(_), true, State::Open) =
-            (self.plan.opts.slow_mode, conn.spec.slow, conn.state)
+        if let (SlowMode::Rate(_), Role::Slow, State::Open) =
+            (self.plan.opts.slow_mode, conn.spec.role, conn.state)
         {
             // Rate-limited readers are served by serve_slow_readers, unless
             // the peer hung up (then read it out).
@@ -848,9 +1065,10 @@ impl Worker {
                     conn.hs_buf = Vec::new();
                     self.in_flight = self.in_flight.saturating_sub(1);
                     self.shared.open.fetch_add(1, Ordering::Relaxed);
-                    if conn.spec.index < self.plan.opts.clients {
+                    if conn.spec.initial {
                         self.shared.settled.fetch_add(1, Ordering::Relaxed);
                     }
+                    conn.local = conn.stream.local_addr().ok();
                     let sub = subscribe_message(&self.plan, &mut self.ctx.rng);
                     if let Some(msg) = sub {
                         let mask = self.ctx.rng.mask();
@@ -860,9 +1078,14 @@ impl Worker {
                     // Slow clients start being slow now: a stopped reader
                     // pauses, a rate-limited one waits for its budget
                     // (serve_slow_readers); both still parse this read.
-                    if conn.spec.slow {
+                    if conn.spec.role == Role::Slow {
                         conn.paused = self.plan.opts.slow_mode == SlowMode::Stop;
                         limited = matches!(self.plan.opts.slow_mode, SlowMode::Rate(_));
+                    }
+                    // Stalled clients read until their stall moment
+                    // (apply_stalls, run each turn of the loop).
+                    if conn.spec.role == Role::Stalled {
+                        self.stall_pending += 1;
                     }
                 }
             }
@@ -897,7 +1120,7 @@ impl Worker {
         let keys: Vec<usize> = self
             .conns
             .iter()
-            .filter(|(_, c)| c.spec.slow && c.state == State::Open && c.end.is_none())
+            .filter(|(_, c)| c.spec.role == Role::Slow && c.state == State::Open && c.end.is_none())
             .map(|(k, _)| k)
             .collect();
         for key in keys {
@@ -941,7 +1164,7 @@ impl Worker {
         let open: Vec<usize> = self
             .conns
             .iter()
-            .filter(|(_, c)| c.state == State::Open && c.end.is_none() && !c.spec.slow)
+            .filter(|(_, c)| c.state == State::Open && c.end.is_none() && c.spec.role == Role::Fast)
             .map(|(k, _)| k)
             .collect();
         if open.is_empty() {
@@ -957,7 +1180,8 @@ impl Worker {
         self.reap(Token(key));
         self.queue.push_back(Spec {
             index: self.next_index,
-            slow: false,
+            role: Role::Fast,
+            initial: false,
         });
         self.next_index += self.plan.opts.threads.max(1);
     }
@@ -973,7 +1197,7 @@ impl Worker {
             let Some(c) = self.conns.get_mut(k) else {
                 continue;
             };
-            if c.spec.slow && c.state == State::Open && c.end.is_none() {
+            if c.spec.is_slow() && c.state == State::Open && c.end.is_none() {
                 c.paused = false;
                 draining = true;
                 self.again.push(Token(k));
@@ -984,15 +1208,10 @@ impl Worker {
         }
         // From here on slow readers read at full speed.
         if let SlowMode::Rate(_) = self.plan.opts.slow_mode {
-            self.plan = Arc::new(Plan {
-                target: self.plan.target.clone(),
-                opts: Options {
-                    slow_mode: SlowMode::Stop,
-                    ..self.plan.opts.clone()
-                },
-                universe: self.plan.universe.clone(),
-                t0: self.plan.t0,
-            });
+            self.plan = Arc::new(self.plan.rebuilt(Options {
+                slow_mode: SlowMode::Stop,
+                ..self.plan.opts.clone()
+            }));
         }
         draining
     }
@@ -1005,18 +1224,32 @@ impl Worker {
         let Some(end) = c.end.clone() else { return };
         let mut conn = self.conns.remove(token.0);
         let _ = self.poll.registry().deregister(&mut conn.stream);
-        let initial = conn.spec.index < self.plan.opts.clients;
         if let End::ConnectFailed(_) = end {
             self.in_flight = self.in_flight.saturating_sub(1);
             self.connect_failed(
                 conn.spec,
-                initial,
                 match end {
                     End::ConnectFailed(r) => r,
                     _ => String::new(),
                 },
             );
             return;
+        }
+        // Soak: a stalled client that is gone (evicted, reset) is replaced
+        // by a new one while the window lasts, so the share of stalled
+        // clients holds for the whole run.
+        if self.plan.opts.scenario == Scenario::Soak
+            && conn.spec.role == Role::Stalled
+            && end != End::StillOpen
+            && self.rel_ns() < self.shared.window_end.load(Ordering::Relaxed)
+            && !self.shared.stop.load(Ordering::Relaxed)
+        {
+            self.queue.push_back(Spec {
+                index: self.next_index,
+                role: Role::Stalled,
+                initial: false,
+            });
+            self.next_index += self.plan.opts.threads.max(1);
         }
         if end == End::StillOpen {
             let mask = self.ctx.rng.mask();
@@ -1031,7 +1264,13 @@ impl Worker {
         let full_window = conn.opened_at <= start && end == End::StillOpen;
         self.results.push(ClientResult {
             index: conn.spec.index,
-            slow: conn.spec.slow,
+            slow: conn.spec.is_slow(),
+            role: conn.spec.role,
+            local_addr: conn.local,
+            started_ns: conn.started_rel,
+            stalled_ns: conn.stalled_at,
+            hangup_ns: conn.hangup_at,
+            snapshots_ns: conn.snapshots_ns,
             connect_ns: conn.connect_ns,
             ticks_window: conn.ticks_window,
             ticks_total: conn.ticks_total,
@@ -1064,6 +1303,7 @@ impl Worker {
             clients: self.results,
             fast: self.ctx.fast,
             slow: self.ctx.slow,
+            newcomer: self.ctx.newcomer,
             connect: self.connect_hist,
             counters: self.ctx.counters,
         })
@@ -1187,7 +1427,7 @@ fn on_text(conn: &mut Conn, ctx: &mut Ctx, payload: &[u8], now: Now) {
         let id = ctx.symbols.intern(t.symbol);
         match t.kind {
             Kind::Tick => on_tick(conn, ctx, id, t.seq, t.ts, now),
-            Kind::Snapshot => on_snapshot(conn, id, t.seq),
+            Kind::Snapshot => on_snapshot(conn, ctx, id, t.seq),
         }
         return;
     }
@@ -1206,7 +1446,7 @@ fn on_text_general(conn: &mut Conn, ctx: &mut Ctx, payload: &[u8], now: Now) {
         }
         Scanned::Snapshot(t) => {
             let id = ctx.symbols.intern(&t.symbol);
-            on_snapshot(conn, id, t.seq);
+            on_snapshot(conn, ctx, id, t.seq);
         }
         Scanned::Other => match parse_control(payload) {
             Ok(Control::Welcome { .. }) => ctx.bump("welcome"),
@@ -1234,18 +1474,21 @@ fn on_tick(conn: &mut Conn, ctx: &mut Ctx, id: u32, seq: u64, ts: u64, now: Now)
             ctx.counters.negative_latency += 1;
         }
         let lat = now.wall.saturating_sub(ts).max(1);
-        if conn.spec.slow {
-            ctx.slow.saturating_record(lat);
-        } else {
-            ctx.fast_interval.saturating_record(lat);
+        match conn.spec.role {
+            Role::Fast => ctx.fast_interval.saturating_record(lat),
+            Role::Slow | Role::Stalled => ctx.slow.saturating_record(lat),
+            Role::Newcomer => ctx.newcomer.saturating_record(lat),
         }
     }
 }
 
 #[inline(always)]
-fn on_snapshot(conn: &mut Conn, id: u32, seq: u64) {
+fn on_snapshot(conn: &mut Conn, ctx: &Ctx, id: u32, seq: u64) {
     conn.seq.snapshot(id, seq);
     conn.snapshots += 1;
+    if conn.snapshots == ctx.expect_snapshots && conn.snapshots_ns.is_none() {
+        conn.snapshots_ns = Some(conn.started.elapsed().as_nanos() as u64);
+    }
 }
 
 #[cfg(test)]
@@ -1259,6 +1502,46 @@ mod tests {
         assert!(slow.windows(2).all(|w| w[1] - w[0] == 10));
         assert_eq!((0..7).filter(|&i| is_slow(i, 7, 0)).count(), 0);
         assert_eq!((0..7).filter(|&i| is_slow(i, 7, 7)).count(), 7);
+    }
+
+    fn parse(args: &[&str]) -> Options {
+        let mut v = vec!["loadtest"];
+        v.extend_from_slice(args);
+        <crate::Cli as clap::Parser>::try_parse_from(v)
+            .expect("parses")
+            .into_options()
+            .expect("valid")
+    }
+
+    #[test]
+    fn populations_give_each_scenario_its_roles() {
+        let count = |p: &[Spec], r: Role| p.iter().filter(|s| s.role == r).count();
+        let p = population(&parse(&[
+            "--scenario",
+            "stalled",
+            "--stalled",
+            "6",
+            "--clients",
+            "3",
+        ]));
+        assert_eq!(p.len(), 9);
+        assert_eq!((count(&p, Role::Stalled), count(&p, Role::Fast)), (6, 3));
+        assert!(p.iter().all(|s| s.initial));
+        assert!(p.iter().enumerate().all(|(i, s)| s.index == i));
+        let p = population(&parse(&[
+            "--scenario",
+            "connect-storm",
+            "--streaming",
+            "2",
+            "--clients",
+            "5",
+        ]));
+        assert_eq!((count(&p, Role::Fast), count(&p, Role::Newcomer)), (2, 5));
+        assert!(p.iter().all(|s| s.initial == (s.role == Role::Fast)));
+        let p = population(&parse(&["--scenario", "slow", "--clients", "10"]));
+        assert_eq!((count(&p, Role::Slow), count(&p, Role::Fast)), (1, 9));
+        let p = population(&parse(&["--scenario", "connect-storm", "--clients", "4"]));
+        assert_eq!(count(&p, Role::Fast), 4);
     }
 
     #[test]

@@ -22,12 +22,20 @@ pub type StopFn = Box<dyn FnOnce()>;
 /// Whatever `Broadcaster::start` refuses (a bad rate or symbol count, no
 /// free port).
 pub fn start(symbols: usize, rate: u64) -> anyhow::Result<(SocketAddr, StopFn)> {
-    let config = tickcast::Config {
+    start_with(tickcast::Config {
         listen: SocketAddr::from(([127, 0, 0, 1], 0)),
         synthetic_symbols: symbols,
         synthetic_rate: rate,
         ..tickcast::Config::default()
-    };
+    })
+}
+
+/// Starts a tickcast server with `config` (tests use it for short lag and
+/// linger limits) and returns its address and a function that stops it.
+///
+/// # Errors
+/// Whatever `Broadcaster::start` refuses.
+pub fn start_with(config: tickcast::Config) -> anyhow::Result<(SocketAddr, StopFn)> {
     let b = tickcast::Broadcaster::start(config)?;
     let addr = b.local_addr();
     Ok((

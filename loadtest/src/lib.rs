@@ -30,6 +30,7 @@ pub mod frame;
 pub mod handshake;
 pub mod inprocess;
 pub mod intern;
+pub mod monitor;
 pub mod options;
 pub mod plot;
 pub mod probe;
@@ -64,10 +65,10 @@ pub fn run(opts: &Options) -> anyhow::Result<Report> {
         return run_ramp(opts);
     }
     match &opts.target {
-        Some(t) => run_against(opts, t),
+        Some(t) => run_against(opts, t, opts.server_pid),
         None => {
             let (addr, stop) = inprocess::start(opts.symbols, opts.rate)?;
-            let r = run_against(opts, &in_process_target(addr));
+            let r = run_against(opts, &in_process_target(addr), Some(std::process::id()));
             stop();
             r
         }
@@ -82,7 +83,7 @@ fn in_process_target(addr: std::net::SocketAddr) -> Target {
     }
 }
 
-fn run_against(opts: &Options, target: &Target) -> anyhow::Result<Report> {
+fn run_against(opts: &Options, target: &Target, pid: Option<u32>) -> anyhow::Result<Report> {
     let universe = match opts.subscribe {
         Subscription::Random(_) if opts.universe.is_empty() => {
             probe::universe(target, PROBE_TIMEOUT)?
@@ -91,8 +92,34 @@ fn run_against(opts: &Options, target: &Target) -> anyhow::Result<Report> {
         _ => Vec::new(),
     };
     let url = format!("ws://{}{}", target.host, target.path);
-    let (results, window) = engine::drive(opts, target, universe)?;
-    report::build(opts, &url, results, window)
+    let t0 = std::time::Instant::now();
+    let watch = monitor::MonitorConfig {
+        port: target.addr.port(),
+        pid,
+        interval: opts.sample_interval,
+    };
+    let sampler = if opts.sample_interval.is_zero() {
+        None
+    } else {
+        Some(monitor::Monitor::start(watch.clone(), t0)?)
+    };
+    let driven = engine::drive(opts, target, universe, t0);
+    // The sampler runs on through the settling, so the samples show the
+    // server letting go of its sockets.
+    let server = sampler.map(|m| {
+        let fds_before = m.fds_before();
+        if pid == Some(std::process::id()) {
+            // In-process: the sampler's own pipes would count as the
+            // server's descriptors, so it stops first.
+            let data = m.finish();
+            (data, monitor::settle(&watch, fds_before, opts.settle))
+        } else {
+            let settled = monitor::settle(&watch, fds_before, opts.settle);
+            (m.finish(), settled)
+        }
+    });
+    let (results, window) = driven?;
+    report::build(opts, &url, results, window, server)
 }
 
 /// Restarts the in-process server at each rate of `opts.ramp`, runs a
@@ -107,7 +134,11 @@ fn run_ramp(opts: &Options) -> anyhow::Result<Report> {
             rate,
             ..opts.clone()
         };
-        let r = run_against(&step_opts, &in_process_target(addr));
+        let r = run_against(
+            &step_opts,
+            &in_process_target(addr),
+            Some(std::process::id()),
+        );
         stop();
         let r = r?;
         let share = match &opts.subscribe {

@@ -2,7 +2,9 @@
 //! the table and write the report files.
 //!
 //! Exit status: 0 on success, 1 on an error, 2 when a client that was not
-//! evicted saw a sequence gap, duplicate or reordering (a server bug).
+//! evicted saw a sequence gap, duplicate or reordering (a server bug), 3
+//! when a soak check failed (a descriptor leak, or connections the server
+//! did not let go of).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -34,10 +36,12 @@ fn real_main() -> anyhow::Result<ExitCode> {
     });
     report.write_to(&dir).context("writing the report")?;
     println!("report       {}", dir.display());
-    Ok(if report.sequence_ok() {
-        ExitCode::SUCCESS
-    } else {
+    Ok(if !report.sequence_ok() {
         ExitCode::from(2)
+    } else if !report.failed_checks().is_empty() {
+        ExitCode::from(3)
+    } else {
+        ExitCode::SUCCESS
     })
 }
 

@@ -24,12 +24,21 @@ pub enum Scenario {
     Fanout,
     /// Like fanout, but a fraction of the clients read slowly or not at all.
     Slow,
-    /// N connects as fast as possible; connect-time percentiles.
+    /// N connects as fast as possible; connect-time percentiles. With
+    /// `--streaming M`, M clients stream first and the N connect at once
+    /// inside the window (time until each has its snapshots).
     ConnectStorm,
     /// Fanout while clients disconnect and reconnect at `--churn-rate`.
     Churn,
     /// Restart the in-process server at increasing rates; find the knee.
     Ramp,
+    /// `--clients` healthy clients plus `--stalled` clients that read
+    /// normally, then stop reading at one moment (sockets kept open);
+    /// server-side socket memory and time to eviction.
+    Stalled,
+    /// A long run: healthy clients with churn, a share of clients that
+    /// stall (each replaced when it is gone), server RSS and descriptors.
+    Soak,
 }
 
 /// What each client subscribes to.
@@ -197,6 +206,44 @@ pub struct Cli {
     /// connection subscribes to '*' and takes the symbols of its snapshots.
     #[arg(long, value_delimiter = ',')]
     pub universe: Vec<String>,
+    /// Stalled clients, on top of --clients (stalled and soak scenarios;
+    /// soak default: 1% of --clients, at least 1).
+    #[arg(long)]
+    pub stalled: Option<usize>,
+    /// When stalled clients stop reading, in seconds: after the connect
+    /// phase (stalled scenario; default the warm-up, so they stall as the
+    /// window opens), or after each one's own connect (soak; default 2).
+    #[arg(long)]
+    pub stall_after: Option<f64>,
+    /// SO_RCVBUF of stalled clients, bytes (0 = kernel autotuning, which
+    /// lets the client's kernel absorb a stream for a long time).
+    #[arg(long, default_value_t = 65536)]
+    pub stall_rcvbuf: usize,
+    /// connect-storm: clients that subscribe and stream before the storm
+    /// (the storm's --clients then connect at once, inside the window).
+    #[arg(long, default_value_t = 0)]
+    pub streaming: usize,
+    /// connect-storm with --streaming: seconds into the window at which the
+    /// storm starts (default 5).
+    #[arg(long)]
+    pub storm_at: Option<f64>,
+    /// Snapshots a client expects from its subscription (default: --symbols
+    /// for '*', K for random:K); the time until a client has them all is
+    /// reported.
+    #[arg(long)]
+    pub expect_snapshots: Option<u64>,
+    /// Process id of the server, for its RSS and descriptor count (the
+    /// in-process server is this process).
+    #[arg(long)]
+    pub server_pid: Option<u32>,
+    /// Server-side sampling interval in ms (ss and /proc); 0 = off.
+    /// Default 150 for stalled, soak and connect-storm with --streaming.
+    #[arg(long)]
+    pub sample_ms: Option<u64>,
+    /// After the run, seconds to wait for the server's sockets to be gone
+    /// and its descriptor count back to where it started (with sampling).
+    #[arg(long, default_value_t = 15.0)]
+    pub settle: f64,
     /// Fraction of clients that are slow (default 0.1 for the slow scenario).
     #[arg(long)]
     pub slow_fraction: Option<f64>,
@@ -214,10 +261,13 @@ pub struct Cli {
     /// unlimited for connect-storm).
     #[arg(long)]
     pub connect_concurrency: Option<usize>,
-    /// In-process server: number of symbols.
+    /// Number of symbols: the in-process server's, and, against an external
+    /// server, what it was started with (snapshots expected from '*').
     #[arg(long, default_value_t = 100)]
     pub symbols: usize,
-    /// In-process server: ticks per second in total.
+    /// Ticks per second in total: what the in-process server publishes,
+    /// and, against an external server, what it was started with (the
+    /// delivery % is computed against it).
     #[arg(long, default_value_t = 2000)]
     pub rate: u64,
     /// Ramp: comma list of rates to try, in order.
@@ -245,8 +295,27 @@ pub struct Options {
     pub target: Option<Target>,
     /// Scenario to run.
     pub scenario: Scenario,
-    /// Number of clients.
+    /// Number of clients (healthy ones for stalled and soak; newcomers for
+    /// connect-storm with `streaming`).
     pub clients: usize,
+    /// Stalled clients on top of `clients`.
+    pub stalled: usize,
+    /// When stalled clients stop reading (see [`Cli::stall_after`]).
+    pub stall_after: Duration,
+    /// SO_RCVBUF of stalled clients (0 = autotuning).
+    pub stall_rcvbuf: usize,
+    /// connect-storm: clients streaming before the storm.
+    pub streaming: usize,
+    /// connect-storm with `streaming`: storm start, after the window start.
+    pub storm_at: Duration,
+    /// Snapshots each subscription should bring (None: unknown).
+    pub expect_snapshots: Option<u64>,
+    /// Server process id for RSS and descriptors.
+    pub server_pid: Option<u32>,
+    /// Server-side sampling interval (zero: off).
+    pub sample_interval: Duration,
+    /// Wait for the server to settle after the run (with sampling).
+    pub settle: Duration,
     /// Measured window.
     pub duration: Duration,
     /// Warm-up excluded from figures.
@@ -298,10 +367,47 @@ impl Cli {
     pub fn into_options(self) -> anyhow::Result<Options> {
         let target = self.url.as_deref().map(parse_url).transpose()?;
         let storm = self.scenario == Scenario::ConnectStorm;
-        let clients = self.clients.unwrap_or(if storm { 1000 } else { 100 });
-        if clients == 0 {
+        let stalling = matches!(self.scenario, Scenario::Stalled | Scenario::Soak);
+        let streaming_storm = storm && self.streaming > 0;
+        if self.streaming > 0 && !storm {
+            bail!("--streaming is for --scenario connect-storm");
+        }
+        let soak = self.scenario == Scenario::Soak;
+        let clients = self
+            .clients
+            .unwrap_or(if storm || soak { 1000 } else { 100 });
+        let stalled = match (self.scenario, self.stalled) {
+            (Scenario::Stalled, Some(n)) => n,
+            (Scenario::Stalled, None) => bail!("--scenario stalled needs --stalled N"),
+            (Scenario::Soak, Some(n)) => n,
+            (Scenario::Soak, None) => clients.div_ceil(100).max(1),
+            (_, Some(n)) if n > 0 => bail!("--stalled is for the stalled and soak scenarios"),
+            _ => 0,
+        };
+        if clients == 0 && !(stalling && stalled > 0) {
             bail!("--clients must be at least 1");
         }
+        let stall_after = secs(
+            "stall-after",
+            self.stall_after
+                .unwrap_or(if soak { 2.0 } else { self.warmup }),
+        )?;
+        let storm_at = secs("storm-at", self.storm_at.unwrap_or(5.0))?;
+        let duration = secs(
+            "duration",
+            self.duration.unwrap_or(match self.scenario {
+                Scenario::ConnectStorm if streaming_storm => 15.0,
+                Scenario::ConnectStorm => 0.0,
+                Scenario::Soak => 600.0,
+                _ => 10.0,
+            }),
+        )?;
+        if streaming_storm && storm_at >= duration {
+            bail!("--storm-at must fall inside the window (--duration)");
+        }
+        let sample_ms = self
+            .sample_ms
+            .unwrap_or(if stalling || streaming_storm { 150 } else { 0 });
         if self.threads == 0 || self.threads > 256 {
             bail!("--threads must be 1..=256");
         }
@@ -315,19 +421,18 @@ impl Cli {
         if !(0.0..=1.0).contains(&slow_fraction) {
             bail!("--slow-fraction must be within 0..=1");
         }
-        let churn_rate = self
-            .churn_rate
-            .unwrap_or(if self.scenario == Scenario::Churn {
-                100.0
-            } else {
-                0.0
-            });
+        let churn_rate = self.churn_rate.unwrap_or(match self.scenario {
+            Scenario::Churn => 100.0,
+            Scenario::Soak => 10.0,
+            _ => 0.0,
+        });
         if !(churn_rate.is_finite() && churn_rate >= 0.0) {
             bail!("--churn-rate must be >= 0");
         }
+        let total = clients + stalled + self.streaming;
         let source_addrs = self
             .source_addrs
-            .unwrap_or(clients.div_ceil(CONNS_PER_SOURCE_ADDR))
+            .unwrap_or(total.div_ceil(CONNS_PER_SOURCE_ADDR))
             .max(1);
         if source_addrs > 254 {
             bail!("--source-addrs must be at most 254 (127.0.0.1..=127.0.0.254)");
@@ -343,19 +448,34 @@ impl Cli {
                 bail!("--ramp needs one or more rates > 0");
             }
         }
-        let subscribe = if storm && self.subscribe == Subscription::All {
+        // A plain storm measures connects only; next to a streaming
+        // population the newcomers subscribe like everyone else.
+        let subscribe = if storm && !streaming_storm && self.subscribe == Subscription::All {
             Subscription::None
         } else {
             self.subscribe
         };
+        let symbols = self.symbols.max(1);
+        let expect_snapshots = self.expect_snapshots.or(match &subscribe {
+            Subscription::All => Some(symbols as u64),
+            Subscription::Random(k) if self.universe.is_empty() => Some(*k as u64),
+            Subscription::Random(k) => Some((*k).min(self.universe.len()) as u64),
+            _ => None,
+        });
         Ok(Options {
             target,
             scenario: self.scenario,
             clients,
-            duration: secs(
-                "duration",
-                self.duration.unwrap_or(if storm { 0.0 } else { 10.0 }),
-            )?,
+            stalled,
+            stall_after,
+            stall_rcvbuf: self.stall_rcvbuf,
+            streaming: self.streaming,
+            storm_at,
+            expect_snapshots,
+            server_pid: self.server_pid,
+            sample_interval: Duration::from_millis(sample_ms),
+            settle: secs("settle", self.settle)?,
+            duration,
             warmup: secs("warmup", self.warmup)?,
             threads: self.threads,
             cpus: self.cpu,
@@ -368,8 +488,8 @@ impl Cli {
             connect_timeout: secs("connect-timeout", self.connect_timeout)?,
             connect_concurrency: self
                 .connect_concurrency
-                .unwrap_or(if storm { 0 } else { 256 }),
-            symbols: self.symbols.max(1),
+                .unwrap_or(if storm && !streaming_storm { 0 } else { 256 }),
+            symbols,
             rate: self.rate,
             ramp: self.ramp,
             p99_limit_ms: self.p99_limit_ms,
@@ -379,6 +499,12 @@ impl Cli {
 }
 
 impl Options {
+    /// Every client the run starts with or adds at the storm: healthy,
+    /// stalled and streaming (churn and soak replacements not counted).
+    pub fn total_clients(&self) -> usize {
+        self.clients + self.stalled + self.streaming
+    }
+
     /// Options for `clients` fan-out clients of `target`, other knobs at
     /// their defaults (convenient for tests and embedding).
     pub fn fanout(target: Target, clients: usize) -> Self {
@@ -500,6 +626,95 @@ mod tests {
         let o = opts(&["--scenario", "ramp", "--ramp", "100,200"]).expect("valid");
         assert_eq!(o.ramp, vec![100, 200]);
         assert!(opts(&["--scenario", "ramp", "--ramp", "0"]).is_err());
+    }
+
+    #[test]
+    fn stalled_scenario_needs_a_count_and_stalls_when_the_window_opens() {
+        let url = ["--url", "ws://127.0.0.1:1/ws"];
+        assert!(opts(&[url[0], url[1], "--scenario", "stalled"]).is_err());
+        let o = opts(&[
+            url[0],
+            url[1],
+            "--scenario",
+            "stalled",
+            "--stalled",
+            "1000",
+            "--clients",
+            "500",
+            "--warmup",
+            "3",
+        ])
+        .expect("valid");
+        assert_eq!((o.clients, o.stalled, o.total_clients()), (500, 1000, 1500));
+        assert_eq!(
+            o.stall_after,
+            Duration::from_secs(3),
+            "default: the warm-up"
+        );
+        assert_eq!(o.stall_rcvbuf, 65536);
+        assert_eq!(o.sample_interval, Duration::from_millis(150));
+        assert_eq!(o.expect_snapshots, Some(100));
+        // Only stalled clients is fine; --stalled elsewhere is not.
+        let o =
+            opts(&["--scenario", "stalled", "--stalled", "10", "--clients", "0"]).expect("valid");
+        assert_eq!(o.total_clients(), 10);
+        assert!(opts(&["--scenario", "fanout", "--stalled", "10"]).is_err());
+        assert!(opts(&["--scenario", "fanout", "--clients", "0"]).is_err());
+    }
+
+    #[test]
+    fn soak_defaults_to_ten_minutes_with_churn_and_one_percent_stalled() {
+        let o = opts(&["--scenario", "soak"]).expect("valid");
+        assert_eq!(o.duration, Duration::from_secs(600));
+        assert_eq!((o.clients, o.stalled), (1000, 10));
+        assert_eq!(o.churn_rate, 10.0);
+        assert_eq!(o.stall_after, Duration::from_secs(2));
+        let o =
+            opts(&["--scenario", "soak", "--clients", "50", "--duration", "30"]).expect("valid");
+        assert_eq!((o.stalled, o.duration), (1, Duration::from_secs(30)));
+        let o = opts(&["--scenario", "fanout"]).expect("valid");
+        assert_eq!(
+            o.sample_interval,
+            Duration::ZERO,
+            "sampling is off by default"
+        );
+    }
+
+    #[test]
+    fn connect_storm_next_to_a_streaming_population_subscribes_everyone() {
+        let o = opts(&[
+            "--scenario",
+            "connect-storm",
+            "--streaming",
+            "1000",
+            "--clients",
+            "8000",
+        ])
+        .expect("valid");
+        assert_eq!(o.subscribe, Subscription::All);
+        assert_eq!(o.duration, Duration::from_secs(15));
+        assert_eq!(o.storm_at, Duration::from_secs(5));
+        assert_eq!(
+            o.connect_concurrency, 256,
+            "the streaming clients connect throttled"
+        );
+        assert_eq!(o.total_clients(), 9000);
+        assert_eq!(o.source_addrs, 1);
+        assert!(opts(&["--scenario", "fanout", "--streaming", "10"]).is_err());
+        assert!(
+            opts(&[
+                "--scenario",
+                "connect-storm",
+                "--streaming",
+                "10",
+                "--duration",
+                "4",
+                "--storm-at",
+                "5"
+            ])
+            .is_err(),
+            "the storm must start inside the window"
+        );
     }
 
     #[test]

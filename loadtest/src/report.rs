@@ -10,21 +10,21 @@
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::Path;
-use std::time::Duration;
 
 use anyhow::Context;
 use hdrhistogram::Histogram;
 use serde::Serialize;
 
-use crate::engine::{End, WorkerResult};
-use crate::options::{Options, Scenario};
+use crate::engine::{ClientResult, End, Role, Window, WorkerResult};
+use crate::monitor::{MonitorData, Sample, Settled};
+use crate::options::{Options, Scenario, Subscription};
 use crate::seqcheck::SeqCounts;
 use crate::stats::{Percentiles, Spread, latency_histogram, merge};
 
 /// Client counts.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct ClientCounts {
-    /// Clients asked for (`--clients`).
+    /// Clients asked for (`--clients`, plus `--stalled` and `--streaming`).
     pub requested: u64,
     /// Connections whose handshake completed (churn replacements included).
     pub connected: u64,
@@ -79,6 +79,166 @@ pub struct RampStep {
     pub gaps: u64,
 }
 
+/// Healthy clients' delivery against the feed's nominal rate (`--rate`).
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Delivery {
+    /// Ticks one client should get in the window: rate x window x the share
+    /// of symbols it subscribes to (`None` when the share is unknown: a
+    /// named group).
+    pub expected_per_client: Option<f64>,
+    /// Healthy clients open for the whole window (the ones measured).
+    pub clients: u64,
+    /// Healthy clients connected in total, and how many of them were
+    /// evicted (4001) or otherwise cut (reset, EOF) by the server.
+    pub healthy_connected: u64,
+    /// See `healthy_connected`.
+    pub healthy_evicted: u64,
+    /// Lowest, mean and highest per-client ticks / expected, in %.
+    pub min_pct: Option<f64>,
+    /// See `min_pct`.
+    pub mean_pct: Option<f64>,
+    /// See `min_pct`.
+    pub max_pct: Option<f64>,
+}
+
+/// Stalled clients (stalled and soak scenarios): time from each one's
+/// stall to its server-side socket being gone.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct StallSummary {
+    /// Stalled clients that connected.
+    pub connected: u64,
+    /// Of those, how many reached their stall moment (the others ended
+    /// first, or the run did).
+    pub stalled: u64,
+    /// Stalled ones whose server-side socket was seen gone (`ss`) before
+    /// the window ended.
+    pub gone: u64,
+    /// Stalled ones still there when the window ended although they had
+    /// been stalled for at least `horizon_secs` (a target miss).
+    pub not_gone: u64,
+    /// Stalled ones still there at the window end, stalled for less than
+    /// `horizon_secs` (no verdict: the run ended first).
+    pub censored: u64,
+    /// Horizon the verdict uses, s (10).
+    pub horizon_secs: f64,
+    /// Stall to socket gone, ms (upper bound: the end of the first `ss`
+    /// dump without it), over the `gone` ones.
+    pub eviction_ms: Spread,
+    /// How many of the `gone` ones went within `horizon_secs`.
+    pub gone_within_horizon: u64,
+    /// Stalled ones that saw the server hang up (reset or FIN) while
+    /// stalled, and stall to hang-up, ms. Informational: a stalled client
+    /// often never sees the reset (its kernel dropped segments it had no
+    /// memory for, so the server's sequence ran ahead of it and the RST
+    /// falls outside its zero window, which TCP discards), so the
+    /// server-side `ss` view is the measure.
+    pub hangup_seen: u64,
+    /// See `hangup_seen`.
+    pub hangup_ms: Spread,
+}
+
+/// Storm newcomers (connect-storm with `--streaming`).
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct StormSummary {
+    /// Newcomers asked for.
+    pub newcomers: u64,
+    /// Newcomers whose handshake completed.
+    pub connected: u64,
+    /// Newcomers whose connect or handshake failed.
+    pub failed: u64,
+    /// Connect call to handshake done, newcomers only.
+    pub connect_time: Percentiles,
+    /// Snapshots each newcomer expected (`--expect-snapshots`).
+    pub expected_snapshots: Option<u64>,
+    /// Newcomers that received all of them.
+    pub with_snapshots: u64,
+    /// Connect call to the last expected snapshot.
+    pub snapshots_time: Percentiles,
+    /// Newcomers that had them within 2 s of their connect call.
+    pub snapshots_within_2s: u64,
+    /// First newcomer's connect call to the last newcomer's last snapshot,
+    /// ms.
+    pub span_ms: f64,
+    /// Newcomers' tick latency in the window.
+    pub latency: Percentiles,
+}
+
+/// What the sampler saw on the server's side (see `monitor`).
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct ServerSide {
+    /// Sampling interval, ms.
+    pub interval_ms: u64,
+    /// Samples taken (run and settling).
+    pub samples: u64,
+    /// `ss` status: `ok` or why it was not available.
+    pub ss: String,
+    /// Mean and longest `ss` dump, ms.
+    pub ss_ms_mean: f64,
+    /// See `ss_ms_mean`.
+    pub ss_ms_max: f64,
+    /// Peak of skmem `r + w + bl` summed over the server's sockets, every
+    /// state, bytes.
+    pub peak_queued_bytes: u64,
+    /// The same over established sockets only.
+    pub peak_queued_established_bytes: u64,
+    /// The same over the closing / orphaned ones only.
+    pub peak_queued_closing_bytes: u64,
+    /// Peak of `r + w + bl + f` (memory charged, reserve included).
+    pub peak_charged_bytes: u64,
+    /// Peak of summed Send-Q (payload bytes not acknowledged).
+    pub peak_send_q_bytes: u64,
+    /// Peak of summed Recv-Q.
+    pub peak_recv_q_bytes: u64,
+    /// Largest `r + w + bl` of any one socket.
+    pub peak_socket_queued_bytes: u64,
+    /// Peak of `queued` in the first and second half of the window (a
+    /// bounded queue shows no growth from one to the other).
+    pub window_first_half_peak_queued: u64,
+    /// See `window_first_half_peak_queued`.
+    pub window_second_half_peak_queued: u64,
+    /// Most established server sockets at once.
+    pub peak_established: u64,
+    /// Most closing / orphaned server sockets at once (every state but
+    /// `ESTAB` and `LISTEN`), and the peak of each state.
+    pub peak_closing: u64,
+    /// See `peak_closing`.
+    pub peak_closing_by_state: BTreeMap<String, u64>,
+    /// Server RSS before the first connect, KiB.
+    pub rss_before_kib: Option<u64>,
+    /// Highest sampled RSS, KiB.
+    pub rss_peak_kib: Option<u64>,
+    /// `VmHWM` at the end: the true peak RSS of the server's life, KiB.
+    pub rss_hwm_kib: Option<u64>,
+    /// RSS once settled, KiB.
+    pub rss_after_kib: Option<u64>,
+    /// RSS at the first and last sample of the window, KiB.
+    pub rss_window_first_kib: Option<u64>,
+    /// See `rss_window_first_kib`.
+    pub rss_window_last_kib: Option<u64>,
+    /// Least-squares slope of RSS over the window (after the warm-up),
+    /// KiB per minute.
+    pub rss_slope_kib_per_min: Option<f64>,
+    /// Mean RSS per minute of the window, KiB.
+    pub rss_per_minute_kib: Vec<u64>,
+    /// Server descriptors before the run, at their peak, and once settled.
+    pub fds_before: Option<u64>,
+    /// See `fds_before`.
+    pub fds_peak: Option<u64>,
+    /// See `fds_before`.
+    pub fds_after: Option<u64>,
+    /// The server let go of every connection within the settle limit.
+    pub settled: bool,
+    /// Seconds it took (or the limit).
+    pub settle_secs: f64,
+    /// Its sockets left then, by state.
+    pub sockets_after: BTreeMap<String, u64>,
+    /// CPU busy with neither the server nor the load generator, % of one
+    /// core: mean and highest sample (noise from other tenants).
+    pub other_cpu_pct_mean: Option<f64>,
+    /// See `other_cpu_pct_mean`.
+    pub other_cpu_pct_max: Option<f64>,
+}
+
 /// Everything one run measured.
 #[derive(Debug, Clone, Serialize)]
 pub struct Report {
@@ -129,6 +289,17 @@ pub struct Report {
     /// First ramp rate whose p99 exceeded the limit or whose delivery fell
     /// below 99%.
     pub knee_rate: Option<u64>,
+    /// Healthy clients' delivery.
+    pub delivery: Delivery,
+    /// Stalled clients (stalled and soak scenarios).
+    pub stalled: Option<StallSummary>,
+    /// Storm newcomers (connect-storm with `--streaming`).
+    pub storm: Option<StormSummary>,
+    /// The server's side (with sampling on).
+    pub server: Option<ServerSide>,
+    /// The raw samples (written to `samples.csv`).
+    #[serde(skip)]
+    pub samples: Vec<Sample>,
     /// Fast clients' latency distribution, ns.
     #[serde(skip)]
     pub latency_hist: Histogram<u64>,
@@ -138,6 +309,213 @@ pub struct Report {
     /// Connect-time distribution, ns.
     #[serde(skip)]
     pub connect_hist: Histogram<u64>,
+}
+
+/// Healthy (fast, not newcomer) clients against the nominal rate.
+fn delivery(opts: &Options, secs: f64, clients: &[ClientResult], per_client: &[u64]) -> Delivery {
+    let share = match &opts.subscribe {
+        Subscription::All => Some(1.0),
+        Subscription::Random(k) => Some((*k as f64 / opts.symbols as f64).min(1.0)),
+        Subscription::None => Some(0.0),
+        Subscription::Group(_) => None,
+    };
+    let expected = share.map(|s| opts.rate as f64 * secs * s);
+    let healthy: Vec<&ClientResult> = clients
+        .iter()
+        .filter(|c| c.role == Role::Fast && c.connect_ns.is_some())
+        .collect();
+    let cut = |e: &End| {
+        matches!(
+            e,
+            End::Closed { code: 4001, .. } | End::Eof | End::IoError(_) | End::Protocol(_)
+        )
+    };
+    let pct = |n: u64| expected.filter(|&e| e > 0.0).map(|e| n as f64 / e * 100.0);
+    let n = per_client.len() as u64;
+    Delivery {
+        expected_per_client: expected,
+        clients: n,
+        healthy_connected: healthy.len() as u64,
+        healthy_evicted: healthy.iter().filter(|c| cut(&c.end)).count() as u64,
+        min_pct: per_client.iter().min().and_then(|&m| pct(m)),
+        mean_pct: (n > 0)
+            .then(|| per_client.iter().sum::<u64>() / n)
+            .and_then(pct),
+        max_pct: per_client.iter().max().and_then(|&m| pct(m)),
+    }
+}
+
+/// How long after stalling each stalled client's server socket went.
+fn stall_summary(
+    clients: &[ClientResult],
+    monitor: Option<&MonitorData>,
+    window: Window,
+) -> StallSummary {
+    const HORIZON_NS: u64 = 10_000_000_000;
+    let end_ns = (window.start + window.len).as_nanos() as u64;
+    let mut s = StallSummary {
+        horizon_secs: HORIZON_NS as f64 / 1e9,
+        ..StallSummary::default()
+    };
+    let (mut evict, mut hangup) = (Vec::new(), Vec::new());
+    for c in clients.iter().filter(|c| c.role == Role::Stalled) {
+        if c.connect_ns.is_none() {
+            continue;
+        }
+        s.connected += 1;
+        let Some(at) = c.stalled_ns else { continue };
+        s.stalled += 1;
+        if let Some(h) = c.hangup_ns {
+            s.hangup_seen += 1;
+            hangup.push(h.saturating_sub(at) / 1_000_000);
+        }
+        let gone = monitor
+            .zip(c.local_addr)
+            .and_then(|(m, addr)| m.gone_at(&addr, at))
+            .filter(|&g| g <= end_ns);
+        match gone {
+            Some(g) => {
+                let ns = g.saturating_sub(at);
+                s.gone += 1;
+                s.gone_within_horizon += u64::from(ns <= HORIZON_NS);
+                evict.push(ns / 1_000_000);
+            }
+            None if end_ns.saturating_sub(at) >= HORIZON_NS => s.not_gone += 1,
+            None => s.censored += 1,
+        }
+    }
+    s.eviction_ms = Spread::of(&mut evict);
+    s.hangup_ms = Spread::of(&mut hangup);
+    s
+}
+
+/// The storm's newcomers: connected, and how soon they had their
+/// snapshots.
+fn storm_summary(
+    opts: &Options,
+    clients: &[ClientResult],
+    latency: &Histogram<u64>,
+) -> StormSummary {
+    let newcomers: Vec<&ClientResult> = clients
+        .iter()
+        .filter(|c| c.role == Role::Newcomer)
+        .collect();
+    let mut connect = latency_histogram();
+    let mut snaps = latency_histogram();
+    let mut s = StormSummary {
+        newcomers: opts.clients as u64,
+        expected_snapshots: opts.expect_snapshots,
+        latency: Percentiles::of(latency),
+        ..StormSummary::default()
+    };
+    let first = newcomers.iter().map(|c| c.started_ns).min().unwrap_or(0);
+    let mut last_done = first;
+    for c in &newcomers {
+        match c.connect_ns {
+            Some(ns) => {
+                s.connected += 1;
+                connect.saturating_record(ns.max(1));
+            }
+            None => s.failed += 1,
+        }
+        if let Some(ns) = c.snapshots_ns {
+            s.with_snapshots += 1;
+            snaps.saturating_record(ns.max(1));
+            s.snapshots_within_2s += u64::from(ns <= 2_000_000_000);
+            last_done = last_done.max(c.started_ns + ns);
+        }
+    }
+    s.connect_time = Percentiles::of(&connect);
+    s.snapshots_time = Percentiles::of(&snaps);
+    s.span_ms = (last_done - first) as f64 / 1e6;
+    s
+}
+
+/// Peaks and trends of the server-side samples.
+fn server_side(opts: &Options, m: &MonitorData, settled: &Settled, window: Window) -> ServerSide {
+    let start = window.start.as_nanos() as u64;
+    let end = (window.start + window.len).as_nanos() as u64;
+    let mid = start + (end - start) / 2;
+    let mut s = ServerSide {
+        interval_ms: opts.sample_interval.as_millis() as u64,
+        samples: m.samples.len() as u64,
+        ss: m.ss_error.clone().unwrap_or_else(|| "ok".into()),
+        rss_before_kib: m.rss_before_kib,
+        rss_hwm_kib: settled.hwm_kib,
+        rss_after_kib: settled.rss_after_kib,
+        fds_before: m.fds_before,
+        fds_after: settled.fds_after,
+        settled: settled.settled,
+        settle_secs: settled.secs,
+        sockets_after: settled.sockets_after.clone(),
+        ..ServerSide::default()
+    };
+    let (mut ss_sum, mut ss_n) = (0u64, 0u64);
+    let mut rss_points = Vec::new();
+    let mut per_minute: Vec<(u64, u64)> = Vec::new();
+    let mut other = Vec::new();
+    for x in &m.samples {
+        if let Some(t) = &x.sockets {
+            ss_sum += x.ss_ns;
+            ss_n += 1;
+            s.ss_ms_max = s.ss_ms_max.max(x.ss_ns as f64 / 1e6);
+            let q = t.queued();
+            s.peak_queued_bytes = s.peak_queued_bytes.max(q);
+            s.peak_queued_established_bytes =
+                s.peak_queued_established_bytes.max(t.queued_established);
+            s.peak_queued_closing_bytes = s.peak_queued_closing_bytes.max(t.queued_closing);
+            s.peak_charged_bytes = s.peak_charged_bytes.max(q + t.f);
+            s.peak_send_q_bytes = s.peak_send_q_bytes.max(t.send_q);
+            s.peak_recv_q_bytes = s.peak_recv_q_bytes.max(t.recv_q);
+            s.peak_socket_queued_bytes = s.peak_socket_queued_bytes.max(t.max_socket_queued);
+            s.peak_established = s.peak_established.max(t.established);
+            s.peak_closing = s.peak_closing.max(t.closing_count());
+            for (state, n) in &t.closing {
+                let e = s.peak_closing_by_state.entry(state.clone()).or_insert(0);
+                *e = (*e).max(*n);
+            }
+            if (start..mid).contains(&x.at_ns) {
+                s.window_first_half_peak_queued = s.window_first_half_peak_queued.max(q);
+            } else if (mid..end).contains(&x.at_ns) {
+                s.window_second_half_peak_queued = s.window_second_half_peak_queued.max(q);
+            }
+        }
+        if let Some(kib) = x.rss_kib {
+            s.rss_peak_kib = Some(s.rss_peak_kib.unwrap_or(0).max(kib));
+            if (start..end).contains(&x.at_ns) {
+                let min = (x.at_ns - start) as f64 / 60e9;
+                rss_points.push((min, kib as f64));
+                s.rss_window_first_kib.get_or_insert(kib);
+                s.rss_window_last_kib = Some(kib);
+                let i = ((x.at_ns - start) / 60_000_000_000) as usize;
+                if per_minute.len() <= i {
+                    per_minute.resize(i + 1, (0, 0));
+                }
+                per_minute[i].0 += kib;
+                per_minute[i].1 += 1;
+            }
+        }
+        if let Some(fds) = x.fds {
+            s.fds_peak = Some(s.fds_peak.unwrap_or(0).max(fds));
+        }
+        if let Some(p) = x.other_cpu_pct {
+            other.push(p);
+        }
+    }
+    if ss_n > 0 {
+        s.ss_ms_mean = ss_sum as f64 / ss_n as f64 / 1e6;
+    }
+    s.rss_slope_kib_per_min = crate::monitor::slope(&rss_points);
+    s.rss_per_minute_kib = per_minute
+        .iter()
+        .filter(|(_, n)| *n > 0)
+        .map(|(sum, n)| sum / n)
+        .collect();
+    if !other.is_empty() {
+        s.other_cpu_pct_mean = Some(other.iter().sum::<f64>() / other.len() as f64);
+        s.other_cpu_pct_max = other.iter().copied().reduce(f64::max);
+    }
+    s
 }
 
 fn end_key(end: &End) -> String {
@@ -153,7 +531,8 @@ fn end_key(end: &End) -> String {
     }
 }
 
-/// Merges worker results into a report.
+/// Merges worker results (and what the sampler saw, if it ran) into a
+/// report.
 ///
 /// # Errors
 /// Only if histograms fail to merge (they are all built alike, so never).
@@ -161,13 +540,16 @@ pub fn build(
     opts: &Options,
     url: &str,
     results: Vec<WorkerResult>,
-    window: Duration,
+    window: Window,
+    server: Option<(MonitorData, Settled)>,
 ) -> anyhow::Result<Report> {
     let mut fast = latency_histogram();
     let mut slow = latency_histogram();
+    let mut newcomer = latency_histogram();
+    let mut all_clients: Vec<ClientResult> = Vec::new();
     let mut connect = latency_histogram();
     let mut clients = ClientCounts {
-        requested: opts.clients as u64,
+        requested: opts.total_clients() as u64,
         ..Default::default()
     };
     let mut seq = SeqSummary::default();
@@ -180,6 +562,7 @@ pub fn build(
     for w in results {
         merge(&mut fast, &w.fast)?;
         merge(&mut slow, &w.slow)?;
+        merge(&mut newcomer, &w.newcomer)?;
         merge(&mut connect, &w.connect)?;
         msgs += w.counters.msgs_window;
         ticks += w.counters.ticks_window;
@@ -191,7 +574,7 @@ pub fn build(
         for (k, v) in w.counters.control {
             *control.entry(k).or_insert(0) += v;
         }
-        for c in w.clients {
+        for c in &w.clients {
             if let End::ConnectFailed(reason) = &c.end {
                 clients.failed += 1;
                 *clients.connect_failures.entry(reason.clone()).or_insert(0) += 1;
@@ -218,13 +601,28 @@ pub fn build(
                 seq.not_evicted.add(&c.seq);
                 seq.clients_with_anomalies += u64::from(!c.seq.is_clean());
             }
-            if !c.slow && c.full_window {
+            if c.role == Role::Fast && c.full_window {
                 per_client.push(c.ticks_window);
             }
         }
+        all_clients.extend(w.clients);
     }
-    let secs = window.as_secs_f64();
+    let secs = window.len.as_secs_f64();
     let per_sec = |n: u64| if secs > 0.0 { n as f64 / secs } else { 0.0 };
+    let delivery = delivery(opts, secs, &all_clients, &per_client);
+    let (monitor, settled) = match server {
+        Some((m, s)) => (Some(m), Some(s)),
+        None => (None, None),
+    };
+    let stalled = matches!(opts.scenario, Scenario::Stalled | Scenario::Soak)
+        .then(|| stall_summary(&all_clients, monitor.as_ref(), window));
+    let storm = (opts.scenario == Scenario::ConnectStorm && opts.streaming > 0)
+        .then(|| storm_summary(opts, &all_clients, &newcomer));
+    let server = match (&monitor, &settled) {
+        (Some(m), Some(s)) => Some(server_side(opts, m, s, window)),
+        _ => None,
+    };
+    let samples = monitor.map(|m| m.samples).unwrap_or_default();
     let mut machine = BTreeMap::new();
     machine.insert("cores".into(), crate::sys::cores().to_string());
     if let Ok(h) = std::fs::read_to_string("/proc/sys/kernel/hostname") {
@@ -258,6 +656,11 @@ pub fn build(
         negative_latency_samples: negative,
         ramp: Vec::new(),
         knee_rate: None,
+        delivery,
+        stalled,
+        storm,
+        server,
+        samples,
         latency_hist: fast,
         latency_slow_hist: slow,
         connect_hist: connect,
@@ -269,6 +672,32 @@ impl Report {
     /// gap, duplicate or reordering.
     pub fn sequence_ok(&self) -> bool {
         self.seq.clients_with_anomalies == 0
+    }
+
+    /// Checks beyond the sequence that fail the run (exit status 3): for
+    /// soak, a descriptor leak or sockets the server did not let go of.
+    pub fn failed_checks(&self) -> Vec<String> {
+        let mut failed = Vec::new();
+        if self.scenario != Scenario::Soak {
+            return failed;
+        }
+        let Some(s) = &self.server else {
+            return failed;
+        };
+        if let (Some(before), Some(after)) = (s.fds_before, s.fds_after)
+            && after > before
+        {
+            failed.push(format!(
+                "descriptor leak: the server had {before} descriptors before the run and {after} after"
+            ));
+        }
+        if !s.settled {
+            failed.push(format!(
+                "the server still held connections {:.1} s after the run: {:?}",
+                s.settle_secs, s.sockets_after
+            ));
+        }
+        failed
     }
 
     /// A plain-text table of the main figures.
@@ -369,6 +798,7 @@ impl Report {
                 self.negative_latency_samples
             );
         }
+        self.table_extra(&mut s);
         if !self.ramp.is_empty() {
             let _ = writeln!(s, "ramp         rate      p99(ms)  delivery  evicted  gaps");
             for r in &self.ramp {
@@ -388,6 +818,135 @@ impl Report {
         s
     }
 
+    /// The delivery, stalled, storm and server lines of the table.
+    fn table_extra(&self, s: &mut String) {
+        let mib = |b: u64| b as f64 / (1024.0 * 1024.0);
+        let opt = |v: Option<f64>| v.map_or("-".to_string(), |x| format!("{x:.2}"));
+        let d = &self.delivery;
+        if let Some(e) = d.expected_per_client
+            && e > 0.0
+        {
+            let _ = writeln!(
+                s,
+                "delivery     healthy clients (whole window) {}: min {}% mean {}% max {}% of {e:.0} ticks each; healthy evicted/cut {} of {}",
+                d.clients,
+                opt(d.min_pct),
+                opt(d.mean_pct),
+                opt(d.max_pct),
+                d.healthy_evicted,
+                d.healthy_connected
+            );
+        }
+        if let Some(st) = &self.stalled {
+            let e = &st.eviction_ms;
+            let h = &st.hangup_ms;
+            let _ = writeln!(
+                s,
+                "stalled      connected {}  stalled {}  gone {} (within {:.0} s: {})  not gone {}  censored {}  stall->gone ms: p50 {} p99 {} max {}  hang-up seen {} (p50 {} max {} ms)",
+                st.connected,
+                st.stalled,
+                st.gone,
+                st.horizon_secs,
+                st.gone_within_horizon,
+                st.not_gone,
+                st.censored,
+                e.median,
+                e.p99,
+                e.max,
+                st.hangup_seen,
+                h.median,
+                h.max
+            );
+        }
+        if let Some(st) = &self.storm {
+            let c = &st.connect_time;
+            let t = &st.snapshots_time;
+            let ms = |us: f64| format!("{:.1}", us / 1000.0);
+            let _ = writeln!(
+                s,
+                "storm        newcomers {}  connected {}  failed {}  connect ms p50 {} p99 {} max {}",
+                st.newcomers,
+                st.connected,
+                st.failed,
+                ms(c.p50_us),
+                ms(c.p99_us),
+                ms(c.max_us)
+            );
+            let _ = writeln!(
+                s,
+                "storm        all {} snapshots: {} newcomers ({} within 2 s); connect->snapshots ms p50 {} p99 {} max {}; span {:.0} ms; newcomer tick p99 {} ms",
+                st.expected_snapshots
+                    .map_or("expected".to_string(), |n| n.to_string()),
+                st.with_snapshots,
+                st.snapshots_within_2s,
+                ms(t.p50_us),
+                ms(t.p99_us),
+                ms(t.max_us),
+                st.span_ms,
+                ms(st.latency.p99_us)
+            );
+        }
+        if let Some(v) = &self.server {
+            let states: Vec<String> = v
+                .peak_closing_by_state
+                .iter()
+                .map(|(k, n)| format!("{k} {n}"))
+                .collect();
+            let _ = writeln!(
+                s,
+                "server       peak queued (skmem r+w+bl) {:.1} MiB [established {:.1}, closing {:.1}; with f {:.1}]  Send-Q {:.1} MiB  largest socket {:.0} KiB  window halves {:.1} / {:.1} MiB",
+                mib(v.peak_queued_bytes),
+                mib(v.peak_queued_established_bytes),
+                mib(v.peak_queued_closing_bytes),
+                mib(v.peak_charged_bytes),
+                mib(v.peak_send_q_bytes),
+                v.peak_socket_queued_bytes as f64 / 1024.0,
+                mib(v.window_first_half_peak_queued),
+                mib(v.window_second_half_peak_queued)
+            );
+            let _ = writeln!(
+                s,
+                "server       sockets peak established {}  closing {} [{}]  after {:?}",
+                v.peak_established,
+                v.peak_closing,
+                states.join(", "),
+                v.sockets_after
+            );
+            let kib =
+                |k: Option<u64>| k.map_or("-".to_string(), |k| format!("{:.1}", k as f64 / 1024.0));
+            let _ = writeln!(
+                s,
+                "server       RSS MiB before {} peak {} (VmHWM {}) after {}; window {} -> {}, slope {} KiB/min; fds before {} peak {} after {}; settled {} in {:.1} s",
+                kib(v.rss_before_kib),
+                kib(v.rss_peak_kib),
+                kib(v.rss_hwm_kib),
+                kib(v.rss_after_kib),
+                kib(v.rss_window_first_kib),
+                kib(v.rss_window_last_kib),
+                opt(v.rss_slope_kib_per_min),
+                v.fds_before.map_or("-".into(), |n| n.to_string()),
+                v.fds_peak.map_or("-".into(), |n| n.to_string()),
+                v.fds_after.map_or("-".into(), |n| n.to_string()),
+                if v.settled { "yes" } else { "NO" },
+                v.settle_secs
+            );
+            let _ = writeln!(
+                s,
+                "server       {} samples every {} ms (ss {}: dump mean {:.1} ms, max {:.1} ms); CPU of neither process mean {}% max {}%",
+                v.samples,
+                v.interval_ms,
+                v.ss,
+                v.ss_ms_mean,
+                v.ss_ms_max,
+                opt(v.other_cpu_pct_mean),
+                opt(v.other_cpu_pct_max)
+            );
+        }
+        for f in self.failed_checks() {
+            let _ = writeln!(s, "FAILED       {f}");
+        }
+    }
+
     /// Writes `report.json`, `latency.hgrm` (+ `latency-slow.hgrm`,
     /// `connect.hgrm`), `latency.svg` and `summary.txt` into `dir`.
     ///
@@ -404,6 +963,9 @@ impl Report {
             serde_json::to_string_pretty(self)?.as_bytes(),
         )?;
         write("summary.txt", self.table().as_bytes())?;
+        if !self.samples.is_empty() {
+            write("samples.csv", samples_csv(&self.samples).as_bytes())?;
+        }
         write("latency.hgrm", hgrm(&self.latency_hist).as_bytes())?;
         write("connect.hgrm", hgrm(&self.connect_hist).as_bytes())?;
         let mut series = vec![("fast clients", &self.latency_hist)];
@@ -431,6 +993,56 @@ impl Report {
         )?;
         Ok(())
     }
+}
+
+/// The sampler's samples as CSV: one row per sample, times in s after the
+/// run's start, bytes, KiB for RSS.
+pub fn samples_csv(samples: &[Sample]) -> String {
+    let mut s = String::from(
+        "t_s,ss_ms,established,closing,closing_states,recv_q,send_q,r,w,t,f,bl,queued,queued_established,queued_closing,max_socket_queued,rss_kib,fds,other_cpu_pct\n",
+    );
+    let opt = |v: Option<u64>| v.map_or(String::new(), |v| v.to_string());
+    for x in samples {
+        let _ = write!(
+            s,
+            "{:.3},{:.1},",
+            x.at_ns as f64 / 1e9,
+            x.ss_ns as f64 / 1e6
+        );
+        match &x.sockets {
+            Some(t) => {
+                let states: Vec<String> =
+                    t.closing.iter().map(|(k, n)| format!("{k}={n}")).collect();
+                let _ = write!(
+                    s,
+                    "{},{},{},{},{},{},{},{},{},{},{},{},{},",
+                    t.established,
+                    t.closing_count(),
+                    states.join(";"),
+                    t.recv_q,
+                    t.send_q,
+                    t.r,
+                    t.w,
+                    t.t,
+                    t.f,
+                    t.bl,
+                    t.queued(),
+                    t.queued_established,
+                    t.queued_closing
+                );
+                let _ = write!(s, "{},", t.max_socket_queued);
+            }
+            None => s.push_str(",,,,,,,,,,,,,,"),
+        }
+        let _ = writeln!(
+            s,
+            "{},{},{}",
+            opt(x.rss_kib),
+            opt(x.fds),
+            x.other_cpu_pct.map_or(String::new(), |p| format!("{p:.1}"))
+        );
+    }
+    s
 }
 
 /// Formats a nanosecond histogram as HdrHistogram's percentile-distribution
