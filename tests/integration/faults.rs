@@ -12,7 +12,9 @@ use std::sync::atomic::{AtomicBool, Ordering::SeqCst};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use crate::util::{Client, Got, SeqCheck, TestServer, WAIT, heavy, tick};
+use crate::util::{
+    Client, Got, SeqCheck, TestServer, WAIT, feed_every, heavy, read_in_background, tick,
+};
 use serde_json::json;
 
 /// A client that reads `sym`'s stream in a thread and checks every `seq`,
@@ -20,16 +22,7 @@ use serde_json::json;
 fn watcher(srv: &TestServer, sym: &str, stop: Arc<AtomicBool>) -> thread::JoinHandle<u64> {
     let mut c = Client::connect(srv.addr);
     c.subscribe(&[sym], &[], 1);
-    thread::spawn(move || {
-        let mut check = SeqCheck::default();
-        while !stop.load(SeqCst) {
-            match c.recv() {
-                Got::Json(v) => check.feed(&v),
-                other => panic!("a bystander lost its stream: {other:?}"),
-            }
-        }
-        check.ticks
-    })
+    read_in_background(c, stop)
 }
 
 /// Reads `c` in a thread until it has `sym`'s tick with `seq == target`
@@ -51,31 +44,6 @@ fn reader_until(
                 other => panic!("{other:?} after {} ticks", check.ticks),
             }
         }
-    })
-}
-
-/// Publishes `sym` every `every` until `stop`, then once more (so blocked
-/// readers wake up); returns how many were published.
-fn feed(
-    srv: &TestServer,
-    sym: &'static str,
-    every: Duration,
-    stop: Arc<AtomicBool>,
-) -> thread::JoinHandle<u64> {
-    let p = srv.b().publisher();
-    thread::spawn(move || {
-        let deadline = Instant::now() + WAIT * 2;
-        let mut i = 0;
-        while !stop.load(SeqCst) && Instant::now() < deadline {
-            if p.publish(tick(sym, i)).is_ok() {
-                i += 1;
-            }
-            thread::sleep(every);
-        }
-        if p.publish(tick(sym, i)).is_ok() {
-            i += 1;
-        }
-        i
     })
 }
 
@@ -103,7 +71,7 @@ fn a_reset_in_the_middle_of_a_frame_hurts_no_one() {
     let srv = TestServer::start(|c| c.io_threads = 1);
     let stop = Arc::new(AtomicBool::new(false));
     let bystander = watcher(&srv, "A", stop.clone());
-    let published = feed(&srv, "A", Duration::from_millis(1), stop.clone());
+    let published = feed_every(&srv, "A", Duration::from_millis(1), stop.clone());
     for _ in 0..20 {
         let mut s = raw_upgrade(&srv);
         // The header and mask of a 100-byte text frame, and 10 bytes of it.
@@ -130,7 +98,7 @@ fn a_half_closed_client_is_released_and_the_others_keep_streaming() {
     let srv = TestServer::start(|_| {});
     let stop = Arc::new(AtomicBool::new(false));
     let bystander = watcher(&srv, "H", stop.clone());
-    let published = feed(&srv, "H", Duration::from_millis(2), stop.clone());
+    let published = feed_every(&srv, "H", Duration::from_millis(2), stop.clone());
     let mut half = Client::connect(srv.addr);
     half.subscribe(&["H"], &[], 1);
     // The client shuts its write side without a close frame: for a
@@ -181,7 +149,7 @@ fn a_client_process_stopped_with_sigstop_is_evicted_for_lag() {
     });
     let stop = Arc::new(AtomicBool::new(false));
     let bystander = watcher(&srv, "P", stop.clone());
-    let published = feed(&srv, "P", Duration::from_micros(300), stop.clone());
+    let published = feed_every(&srv, "P", Duration::from_micros(300), stop.clone());
     let mut child = Command::new("python3")
         .arg("-c")
         .arg(PY_CLIENT)

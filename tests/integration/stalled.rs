@@ -8,46 +8,7 @@ use std::sync::atomic::{AtomicBool, Ordering::SeqCst};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use crate::util::{Client, Got, SeqCheck, TestServer, WAIT, heavy, tick};
-
-/// Publishes `sym` every `every` until `stop` (or `WAIT` passes), then one
-/// last tick, so a reader blocked on the stream wakes up and sees `stop`.
-fn feed(
-    srv: &TestServer,
-    sym: &'static str,
-    every: Duration,
-    stop: Arc<AtomicBool>,
-) -> thread::JoinHandle<u64> {
-    let p = srv.b().publisher();
-    thread::spawn(move || {
-        let deadline = Instant::now() + WAIT;
-        let mut i = 0;
-        while !stop.load(SeqCst) && Instant::now() < deadline {
-            if p.publish(tick(sym, i)).is_ok() {
-                i += 1;
-            }
-            thread::sleep(every);
-        }
-        if p.publish(tick(sym, i)).is_ok() {
-            i += 1;
-        }
-        i
-    })
-}
-
-/// Reads `c` until `stop`, checking every tick's `seq`; returns the ticks.
-fn reader(mut c: Client, stop: Arc<AtomicBool>) -> thread::JoinHandle<u64> {
-    thread::spawn(move || {
-        let mut check = SeqCheck::default();
-        while !stop.load(SeqCst) {
-            match c.recv() {
-                Got::Json(v) => check.feed(&v),
-                other => panic!("the healthy client lost its stream: {other:?}"),
-            }
-        }
-        check.ticks
-    })
-}
+use crate::util::{Client, Got, TestServer, feed_every, heavy, read_in_background};
 
 #[test]
 fn a_stalled_client_is_evicted_for_lag_and_its_socket_reset() {
@@ -65,10 +26,10 @@ fn a_stalled_client_is_evicted_for_lag_and_its_socket_reset() {
     let mut stalled = Client::connect(srv.addr);
     stalled.subscribe(&["S"], &[], 1);
     let stop = Arc::new(AtomicBool::new(false));
-    let reading = reader(healthy, stop.clone());
+    let reading = read_in_background(healthy, stop.clone());
     // ~2,000 ticks/s of ~200 bytes: the stalled side's kernel buffers fill
     // within a second, then frames wait in its queue and age.
-    let published = feed(&srv, "S", Duration::from_micros(500), stop.clone());
+    let published = feed_every(&srv, "S", Duration::from_micros(500), stop.clone());
     let stalled_at = Instant::now();
     let s = srv.wait_stats("a lag eviction", |s| s.evicted_lag == 1);
     let found_after = stalled_at.elapsed();
@@ -120,7 +81,7 @@ fn a_client_that_stops_answering_pings_is_evicted_at_a_trickle() {
     let mut stalled = Client::connect(srv.addr);
     stalled.subscribe(&["T"], &[], 1);
     let stop = Arc::new(AtomicBool::new(false));
-    let published = feed(&srv, "T", Duration::from_millis(100), stop.clone());
+    let published = feed_every(&srv, "T", Duration::from_millis(100), stop.clone());
     // A ping goes out after one heartbeat (300 ms); unanswered for 400 ms
     // it evicts, before three silent heartbeats (900 ms) would.
     let s = srv.wait_stats("a lag eviction", |s| s.evicted_lag == 1);
@@ -159,8 +120,8 @@ fn a_client_that_reads_is_never_evicted_for_lag() {
     let mut c = Client::connect(srv.addr);
     c.subscribe(&["U"], &[], 1);
     let stop = Arc::new(AtomicBool::new(false));
-    let published = feed(&srv, "U", Duration::from_millis(5), stop.clone());
-    let reading = reader(c, stop.clone());
+    let published = feed_every(&srv, "U", Duration::from_millis(5), stop.clone());
+    let reading = read_in_background(c, stop.clone());
     // Ten lag bounds and thirty pings (a measurement window, not a wait
     // for a condition): every ping answered in time.
     thread::sleep(Duration::from_secs(3));

@@ -3,7 +3,10 @@
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering::SeqCst};
 use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::thread;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
@@ -340,4 +343,45 @@ pub fn tick(sym: &str, i: u64) -> Tick {
         .ask_size(200)
         .last(100.0)
         .volume(i)
+}
+
+/// Publishes `sym` every `every` until `stop` (or `2 * WAIT` passes), then
+/// once more, so that a reader blocked on the stream wakes up and sees
+/// `stop`; returns how many ticks were published.
+pub fn feed_every(
+    srv: &TestServer,
+    sym: &'static str,
+    every: Duration,
+    stop: Arc<AtomicBool>,
+) -> thread::JoinHandle<u64> {
+    let p = srv.b().publisher();
+    thread::spawn(move || {
+        let deadline = Instant::now() + WAIT * 2;
+        let mut i = 0;
+        while !stop.load(SeqCst) && Instant::now() < deadline {
+            if p.publish(tick(sym, i)).is_ok() {
+                i += 1;
+            }
+            thread::sleep(every);
+        }
+        if p.publish(tick(sym, i)).is_ok() {
+            i += 1;
+        }
+        i
+    })
+}
+
+/// Reads `c` in a thread until `stop`, checking every tick's `seq`;
+/// returns the ticks it got. Panics if the stream ends.
+pub fn read_in_background(mut c: Client, stop: Arc<AtomicBool>) -> thread::JoinHandle<u64> {
+    thread::spawn(move || {
+        let mut check = SeqCheck::default();
+        while !stop.load(SeqCst) {
+            match c.recv() {
+                Got::Json(v) => check.feed(&v),
+                other => panic!("a reading client lost its stream: {other:?}"),
+            }
+        }
+        check.ticks
+    })
 }
