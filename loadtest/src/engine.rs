@@ -317,6 +317,8 @@ struct Conn {
     hangup_at: Option<u64>,
     /// Connect call to the last expected snapshot, ns.
     snapshots_ns: Option<u64>,
+    /// Storm newcomer with `--storm-leave`: when it closes (ns after `t0`).
+    leave_at: Option<u64>,
 }
 
 /// Static per-run facts every worker needs.
@@ -699,6 +701,9 @@ impl Worker {
             if self.stall_pending > 0 {
                 self.apply_stalls();
             }
+            if self.stormed && self.plan.opts.storm_leave.is_some() {
+                self.leave_after_snapshots();
+            }
 
             let now_rel = self.rel_ns();
             let start = self.shared.window_start.load(Ordering::Relaxed);
@@ -780,6 +785,39 @@ impl Worker {
                 Ok(()) => self.in_flight += 1,
                 Err(e) => self.connect_failed(spec, format!("connect: {}", io_reason(&e))),
             }
+        }
+    }
+
+    /// `--storm-leave`: newcomers that have had their snapshots for that
+    /// long close with 1000 (counted as churned).
+    fn leave_after_snapshots(&mut self) {
+        let Some(linger) = self.plan.opts.storm_leave else {
+            return;
+        };
+        let now = self.rel_ns();
+        let linger = linger.as_nanos() as u64;
+        let mut leaving = Vec::new();
+        for (k, c) in self.conns.iter_mut() {
+            if c.spec.role != Role::Newcomer || c.end.is_some() {
+                continue;
+            }
+            if c.leave_at.is_none()
+                && let Some(ns) = c.snapshots_ns
+            {
+                c.leave_at = Some(c.started_rel + ns + linger);
+            }
+            if c.leave_at.is_some_and(|t| now >= t) {
+                leaving.push(k);
+            }
+        }
+        for k in leaving {
+            if let Some(conn) = self.conns.get_mut(k) {
+                let mask = self.ctx.rng.mask();
+                frame::encode_close(&mut conn.out, 1000, "leave", mask);
+                flush(conn);
+                conn.end = Some(End::Churned);
+            }
+            self.reap(Token(k));
         }
     }
 
@@ -877,6 +915,7 @@ impl Worker {
             stalled_at: None,
             hangup_at: None,
             snapshots_ns: None,
+            leave_at: None,
         });
         Ok(())
     }

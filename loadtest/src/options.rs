@@ -227,6 +227,12 @@ pub struct Cli {
     /// storm starts (default 5).
     #[arg(long)]
     pub storm_at: Option<f64>,
+    /// connect-storm with --streaming: newcomers close (1000) this many
+    /// seconds after their last expected snapshot (default: they stay and
+    /// stream until the end), to tell the storm's cost from the steady
+    /// cost of the larger population.
+    #[arg(long)]
+    pub storm_leave: Option<f64>,
     /// Snapshots a client expects from its subscription (default: --symbols
     /// for '*', K for random:K); the time until a client has them all is
     /// reported.
@@ -308,6 +314,8 @@ pub struct Options {
     pub streaming: usize,
     /// connect-storm with `streaming`: storm start, after the window start.
     pub storm_at: Duration,
+    /// Newcomers close this long after their snapshots (None: they stay).
+    pub storm_leave: Option<Duration>,
     /// Snapshots each subscription should bring (None: unknown).
     pub expect_snapshots: Option<u64>,
     /// Server process id for RSS and descriptors.
@@ -471,6 +479,10 @@ impl Cli {
             stall_rcvbuf: self.stall_rcvbuf,
             streaming: self.streaming,
             storm_at,
+            storm_leave: self
+                .storm_leave
+                .map(|v| secs("storm-leave", v))
+                .transpose()?,
             expect_snapshots,
             server_pid: self.server_pid,
             sample_interval: Duration::from_millis(sample_ms),
@@ -694,6 +706,7 @@ mod tests {
         assert_eq!(o.subscribe, Subscription::All);
         assert_eq!(o.duration, Duration::from_secs(15));
         assert_eq!(o.storm_at, Duration::from_secs(5));
+        assert_eq!(o.storm_leave, None, "newcomers stay by default");
         assert_eq!(
             o.connect_concurrency, 256,
             "the streaming clients connect throttled"

@@ -137,3 +137,25 @@ fn soak_replaces_stalled_clients_and_churns_the_others() {
     let s = r.server.as_ref().expect("server side");
     assert!(s.rss_window_first_kib.is_some(), "{t}");
 }
+
+#[test]
+fn storm_newcomers_can_leave_once_they_have_their_snapshots() {
+    let rate = 1000;
+    let (addr, stop) = server(rate);
+    std::thread::sleep(Duration::from_millis(300));
+    let mut o = options(addr, Scenario::ConnectStorm, rate);
+    o.streaming = 2;
+    o.clients = 6;
+    o.subscribe = Subscription::All;
+    o.storm_at = Duration::from_millis(200);
+    o.storm_leave = Some(Duration::ZERO);
+    o.duration = Duration::from_millis(1500);
+    let r = run(&o).expect("run");
+    stop();
+    let t = r.table();
+    assert!(r.sequence_ok(), "{t}");
+    let st = r.storm.as_ref().expect("a storm summary");
+    assert_eq!(st.with_snapshots, 6, "{t}");
+    assert_eq!(r.clients.churned, 6, "every newcomer left: {t}");
+    assert_eq!(r.ends_fast.get("open at end"), Some(&2), "{t}");
+}
