@@ -5,7 +5,7 @@
 //! ```text
 //!  sampler thread ─ every ~150 ms ─┬─ ss -H -t -a -m -n '( sport = :PORT )'   (server side of every connection, any state)
 //!                                  ├─ /proc/PID/status VmRSS, VmHWM; /proc/PID/fd count
-//!                                  └─ /proc/stat, /proc/PID/stat, /proc/self/stat (CPU not ours nor the server's)
+//!                                  └─ /proc/stat, /proc/PID/stat, /proc/self/stat (CPU: server, us, others, irq, steal)
 //! ```
 //!
 //! What is summed: for every socket whose local port is the server's port
@@ -259,10 +259,24 @@ pub struct Sample {
     pub rss_kib: Option<u64>,
     /// Server open descriptors.
     pub fds: Option<u64>,
-    /// CPU busy on the machine since the previous sample but charged to
-    /// neither the server nor this process (other tenants, and softirq
-    /// work the kernel charged to nobody), in % of one core.
-    pub other_cpu_pct: Option<f64>,
+    /// CPU use since the previous sample, in % of one core.
+    pub cpu: Option<CpuUse>,
+}
+
+/// Where the machine's CPU went between two samples, % of one core.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
+pub struct CpuUse {
+    /// The server process (0 when it is this process).
+    pub server: f64,
+    /// This process (the load generator, with its `ss` children).
+    pub loadgen: f64,
+    /// Task time (user + system) of every other process: other tenants.
+    pub other: f64,
+    /// Interrupt and softirq time, charged to no process (loopback packet
+    /// processing, ours included, lands here).
+    pub irq: f64,
+    /// Time the hypervisor gave to other guests.
+    pub steal: f64,
 }
 
 /// The presence intervals of one peer address: `(first, last)` sample
@@ -307,8 +321,13 @@ impl MonitorData {
     }
 
     /// Records one dump's peers into the presence map as sample `idx`.
+    /// `TIME-WAIT` does not count: it is the kernel's memory of a closed
+    /// connection, without a descriptor or buffers.
     fn note_peers(&mut self, idx: u32, sockets: &[SsSocket]) {
-        for s in sockets.iter().filter(|s| s.state != "LISTEN") {
+        for s in sockets
+            .iter()
+            .filter(|s| s.state != "LISTEN" && s.state != "TIME-WAIT")
+        {
             let Some(peer) = s.peer else { continue };
             let runs = self.presence.entry(peer).or_default();
             match runs.last_mut() {
@@ -408,7 +427,7 @@ fn sample_once(cfg: &MonitorConfig, t0: Instant, data: &mut MonitorData, cpu: &m
         sample.rss_kib = status_kib(pid, "VmRSS:");
         sample.fds = fd_count(pid);
     }
-    sample.other_cpu_pct = cpu.other_pct();
+    sample.cpu = cpu.sample();
     data.samples.push(sample);
     data.sample_end_ns.push(end_ns);
 }
@@ -533,12 +552,12 @@ pub fn fd_count(pid: u32) -> Option<u64> {
     Some(dir.count() as u64)
 }
 
-/// CPU time the machine spent busy, minus the server's and this process's
-/// (children included: the `ss` runs), between two calls.
+/// CPU use of the machine, the server and this process (children
+/// included: the `ss` runs) between two calls.
 #[derive(Debug)]
 struct CpuMeter {
     pid: Option<u32>,
-    last: Option<(Instant, u64, u64)>,
+    last: Option<(Instant, CpuTicks, u64, u64)>,
 }
 
 impl CpuMeter {
@@ -546,8 +565,8 @@ impl CpuMeter {
         CpuMeter { pid, last: None }
     }
 
-    fn read(&self) -> Option<(u64, u64)> {
-        let busy = busy_ticks(&std::fs::read_to_string("/proc/stat").ok()?)?;
+    fn read(&self) -> Option<(CpuTicks, u64, u64)> {
+        let machine = cpu_ticks(&std::fs::read_to_string("/proc/stat").ok()?)?;
         let own = process_ticks(&std::fs::read_to_string("/proc/self/stat").ok()?, true)?;
         let server = match self.pid {
             Some(p) if p != std::process::id() => process_ticks(
@@ -556,46 +575,65 @@ impl CpuMeter {
             )?,
             _ => 0,
         };
-        Some((busy, own + server))
+        Some((machine, server, own))
     }
 
-    /// % of one core busy with neither process since the last call.
-    fn other_pct(&mut self) -> Option<f64> {
-        let (busy, ours) = self.read()?;
+    /// Use since the last call (`None` on the first).
+    fn sample(&mut self) -> Option<CpuUse> {
+        let (m, server, own) = self.read()?;
         let now = Instant::now();
-        let prev = self.last.replace((now, busy, ours));
-        let (t, b, o) = prev?;
+        let (t, m0, server0, own0) = self.last.replace((now, m, server, own))?;
         let secs = now.duration_since(t).as_secs_f64();
         if secs <= 0.0 {
             return None;
         }
-        let hz = clock_ticks_per_sec();
-        let other = busy.saturating_sub(b) as f64 - ours.saturating_sub(o) as f64;
-        Some((other.max(0.0) / hz / secs * 100.0).max(0.0))
+        let pct = |ticks: u64| ticks as f64 / clock_ticks_per_sec() / secs * 100.0;
+        let server = server.saturating_sub(server0);
+        let own = own.saturating_sub(own0);
+        Some(CpuUse {
+            server: pct(server),
+            loadgen: pct(own),
+            other: pct(m.task.saturating_sub(m0.task).saturating_sub(server + own)),
+            irq: pct(m.irq.saturating_sub(m0.irq)),
+            steal: pct(m.steal.saturating_sub(m0.steal)),
+        })
     }
 }
 
-fn clock_ticks_per_sec() -> f64 {
-    // SAFETY: sysconf has no preconditions.
-    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
-    if hz > 0 { hz as f64 } else { 100.0 }
+/// Clock ticks of all cores from `/proc/stat`'s `cpu` line.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CpuTicks {
+    /// user + nice + system.
+    pub task: u64,
+    /// irq + softirq.
+    pub irq: u64,
+    /// steal.
+    pub steal: u64,
 }
 
-/// Busy clock ticks of all cores from `/proc/stat`'s `cpu` line: the total
-/// minus `idle` and `iowait`.
-pub fn busy_ticks(stat: &str) -> Option<u64> {
+/// Parses `/proc/stat`'s `cpu` line (user nice system idle iowait irq
+/// softirq steal …).
+pub fn cpu_ticks(stat: &str) -> Option<CpuTicks> {
     let line = stat.lines().find(|l| l.starts_with("cpu "))?;
     let v: Vec<u64> = line
         .split_whitespace()
         .skip(1)
         .filter_map(|x| x.parse().ok())
         .collect();
-    if v.len() < 4 {
+    if v.len() < 7 {
         return None;
     }
-    let total: u64 = v.iter().take(8).sum();
-    let idle = v[3] + v.get(4).copied().unwrap_or(0);
-    Some(total.saturating_sub(idle))
+    Some(CpuTicks {
+        task: v[0] + v[1] + v[2],
+        irq: v[5] + v[6],
+        steal: v.get(7).copied().unwrap_or(0),
+    })
+}
+
+fn clock_ticks_per_sec() -> f64 {
+    // SAFETY: sysconf has no preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    if hz > 0 { hz as f64 } else { 100.0 }
 }
 
 /// `utime + stime` (plus `cutime + cstime` with `children`) from a
@@ -747,6 +785,24 @@ CLOSE-WAIT 28     0     [::ffff:127.0.0.1]:8080  [::ffff:127.0.0.1]:47522
     }
 
     #[test]
+    fn time_wait_is_gone() {
+        let mut d = MonitorData::default();
+        for (i, state) in ["ESTAB", "FIN-WAIT-2", "TIME-WAIT"].iter().enumerate() {
+            let text = format!("{state} 0 0 127.0.0.1:80 127.0.0.1:1000\n");
+            d.note_peers(i as u32, &parse_ss(&text));
+            d.samples.push(Sample {
+                at_ns: i as u64 * 100,
+                ..Sample::default()
+            });
+            d.sample_end_ns.push(i as u64 * 100 + 10);
+        }
+        let p: SocketAddr = "127.0.0.1:1000".parse().expect("addr");
+        // An orphan in FIN-WAIT-2 is still the server's socket; TIME-WAIT is not.
+        assert_eq!(d.presence[&p], vec![(0, 1)]);
+        assert_eq!(d.gone_at(&p, 0), Some(210));
+    }
+
+    #[test]
     fn slope_is_least_squares() {
         let pts: Vec<(f64, f64)> = (0..10).map(|i| (i as f64, 3.0 * i as f64 + 7.0)).collect();
         assert!((slope(&pts).expect("slope") - 3.0).abs() < 1e-9);
@@ -763,7 +819,15 @@ CLOSE-WAIT 28     0     [::ffff:127.0.0.1]:8080  [::ffff:127.0.0.1]:47522
         assert_eq!(parse_status_kib(status, "VmHWM:"), Some(20_480));
         assert_eq!(parse_status_kib(status, "VmSwap:"), None);
         let stat = "cpu  100 5 50 1000 20 1 2 3 0 0\ncpu0 50 0 0 0 0 0 0 0\n";
-        assert_eq!(busy_ticks(stat), Some(100 + 5 + 50 + 1 + 2 + 3));
+        assert_eq!(
+            cpu_ticks(stat),
+            Some(CpuTicks {
+                task: 155,
+                irq: 3,
+                steal: 3
+            })
+        );
+        assert_eq!(cpu_ticks("cpu  1 2 3\n"), None);
         // utime 14, stime 15, cutime 16, cstime 17; a name with ") (".
         let pstat = "42 (odd) (name) S 1 42 42 0 -1 4194560 10 0 0 0 70 30 4 6 20 0 1 0";
         assert_eq!(process_ticks(pstat, false), Some(100));

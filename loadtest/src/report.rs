@@ -232,10 +232,11 @@ pub struct ServerSide {
     pub settle_secs: f64,
     /// Its sockets left then, by state.
     pub sockets_after: BTreeMap<String, u64>,
-    /// CPU busy with neither the server nor the load generator, % of one
-    /// core: mean and highest sample (noise from other tenants).
-    pub other_cpu_pct_mean: Option<f64>,
-    /// See `other_cpu_pct_mean`.
+    /// Mean CPU use over the samples, % of one core: the server, the load
+    /// generator, other processes (other tenants of the machine: noise),
+    /// interrupts and softirq, steal.
+    pub cpu_mean: Option<crate::monitor::CpuUse>,
+    /// Highest sampled CPU use of other processes, % of one core.
     pub other_cpu_pct_max: Option<f64>,
 }
 
@@ -498,8 +499,8 @@ fn server_side(opts: &Options, m: &MonitorData, settled: &Settled, window: Windo
         if let Some(fds) = x.fds {
             s.fds_peak = Some(s.fds_peak.unwrap_or(0).max(fds));
         }
-        if let Some(p) = x.other_cpu_pct {
-            other.push(p);
+        if let Some(c) = x.cpu {
+            other.push(c);
         }
     }
     if ss_n > 0 {
@@ -512,8 +513,16 @@ fn server_side(opts: &Options, m: &MonitorData, settled: &Settled, window: Windo
         .map(|(sum, n)| sum / n)
         .collect();
     if !other.is_empty() {
-        s.other_cpu_pct_mean = Some(other.iter().sum::<f64>() / other.len() as f64);
-        s.other_cpu_pct_max = other.iter().copied().reduce(f64::max);
+        let n = other.len() as f64;
+        let mean = |f: fn(&crate::monitor::CpuUse) -> f64| other.iter().map(f).sum::<f64>() / n;
+        s.cpu_mean = Some(crate::monitor::CpuUse {
+            server: mean(|c| c.server),
+            loadgen: mean(|c| c.loadgen),
+            other: mean(|c| c.other),
+            irq: mean(|c| c.irq),
+            steal: mean(|c| c.steal),
+        });
+        s.other_cpu_pct_max = other.iter().map(|c| c.other).reduce(f64::max);
     }
     s
 }
@@ -932,14 +941,21 @@ impl Report {
             );
             let _ = writeln!(
                 s,
-                "server       {} samples every {} ms (ss {}: dump mean {:.1} ms, max {:.1} ms); CPU of neither process mean {}% max {}%",
+                "server       {} samples every {} ms (ss {}: dump mean {:.1} ms, max {:.1} ms); CPU % of a core: {}",
                 v.samples,
                 v.interval_ms,
                 v.ss,
                 v.ss_ms_mean,
                 v.ss_ms_max,
-                opt(v.other_cpu_pct_mean),
-                opt(v.other_cpu_pct_max)
+                v.cpu_mean.map_or("-".to_string(), |c| format!(
+                    "server {:.0}, loadgen {:.0}, other processes {:.0} (max {}), irq {:.0}, steal {:.0}",
+                    c.server,
+                    c.loadgen,
+                    c.other,
+                    opt(v.other_cpu_pct_max),
+                    c.irq,
+                    c.steal
+                ))
             );
         }
         for f in self.failed_checks() {
@@ -999,7 +1015,7 @@ impl Report {
 /// run's start, bytes, KiB for RSS.
 pub fn samples_csv(samples: &[Sample]) -> String {
     let mut s = String::from(
-        "t_s,ss_ms,established,closing,closing_states,recv_q,send_q,r,w,t,f,bl,queued,queued_established,queued_closing,max_socket_queued,rss_kib,fds,other_cpu_pct\n",
+        "t_s,ss_ms,established,closing,closing_states,recv_q,send_q,r,w,t,f,bl,queued,queued_established,queued_closing,max_socket_queued,rss_kib,fds,cpu_server,cpu_loadgen,cpu_other,cpu_irq,cpu_steal\n",
     );
     let opt = |v: Option<u64>| v.map_or(String::new(), |v| v.to_string());
     for x in samples {
@@ -1034,13 +1050,13 @@ pub fn samples_csv(samples: &[Sample]) -> String {
             }
             None => s.push_str(",,,,,,,,,,,,,,"),
         }
-        let _ = writeln!(
-            s,
-            "{},{},{}",
-            opt(x.rss_kib),
-            opt(x.fds),
-            x.other_cpu_pct.map_or(String::new(), |p| format!("{p:.1}"))
-        );
+        let cpu = x.cpu.map_or(",,,,".to_string(), |c| {
+            format!(
+                "{:.1},{:.1},{:.1},{:.1},{:.1}",
+                c.server, c.loadgen, c.other, c.irq, c.steal
+            )
+        });
+        let _ = writeln!(s, "{},{},{cpu}", opt(x.rss_kib), opt(x.fds));
     }
     s
 }
