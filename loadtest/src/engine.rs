@@ -61,6 +61,9 @@ pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(3);
 /// Receive buffer of slow clients, bytes (see `connect`).
 const SLOW_RCVBUF: usize = 64 * 1024;
 
+/// Connects started per turn of a worker's loop (see `start_connects`).
+pub const CONNECT_BURST: usize = 64;
+
 /// Upper bound on one `poll` wait: the loop re-checks deadlines, slow-reader
 /// budgets and the stop flag at least this often.
 const POLL_INTERVAL: Duration = Duration::from_millis(10);
@@ -668,7 +671,10 @@ impl Worker {
                 self.queue.extend(self.storm.drain(..));
             }
             self.start_connects();
-            let timeout = if self.again.is_empty() {
+            let limit = self.plan.opts.connect_concurrency;
+            let connects_ready =
+                !self.queue.is_empty() && (self.stormed || limit == 0 || self.in_flight < limit);
+            let timeout = if self.again.is_empty() && !connects_ready {
                 POLL_INTERVAL
             } else {
                 Duration::ZERO
@@ -771,16 +777,23 @@ impl Worker {
 
     /// Starts queued connects up to the concurrency limit (none once the
     /// storm has started: newcomers connect all at once).
+    ///
+    /// At most [`CONNECT_BURST`] per call: a loopback `connect` runs the
+    /// server kernel's SYN handling in this thread, so thousands in one go
+    /// would leave the open connections unread for a second (the loop comes
+    /// back at once while connects are queued).
     fn start_connects(&mut self) {
         let limit = if self.stormed {
             0
         } else {
             self.plan.opts.connect_concurrency
         };
-        while limit == 0 || self.in_flight < limit {
+        let mut started = 0;
+        while (limit == 0 || self.in_flight < limit) && started < CONNECT_BURST {
             let Some(spec) = self.queue.pop_front() else {
                 break;
             };
+            started += 1;
             match self.connect(spec.clone()) {
                 Ok(()) => self.in_flight += 1,
                 Err(e) => self.connect_failed(spec, format!("connect: {}", io_reason(&e))),
@@ -1241,7 +1254,12 @@ impl Worker {
                 draining = true;
                 self.again.push(Token(k));
             } else if c.end.is_none() {
-                c.end = Some(End::StillOpen);
+                // A connect still in progress did not connect in time.
+                c.end = Some(if c.state == State::Open {
+                    End::StillOpen
+                } else {
+                    End::ConnectFailed("window ended first".into())
+                });
                 self.reap(Token(k));
             }
         }
@@ -1335,7 +1353,17 @@ impl Worker {
             }
             self.reap(Token(k));
         }
-        // Queued connects that never started (churn at the very end).
+        // Connects of the run's own clients (storm newcomers included) that
+        // never started count as failed; churn and soak replacements that
+        // never started are not clients yet.
+        for spec in std::mem::take(&mut self.queue)
+            .into_iter()
+            .chain(std::mem::take(&mut self.storm))
+        {
+            if spec.initial || spec.role == Role::Newcomer {
+                self.connect_failed(spec, "never started".into());
+            }
+        }
         let interval = std::mem::replace(&mut self.ctx.fast_interval, latency_histogram());
         crate::stats::merge(&mut self.ctx.fast, &interval)?;
         Ok(WorkerResult {
