@@ -65,6 +65,9 @@ mod wire;
 mod auth;
 mod config;
 mod error;
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzzing;
 mod metrics;
 mod symbols;
 mod tick;
