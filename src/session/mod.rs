@@ -84,6 +84,9 @@ struct OpenSession {
     eof: bool,
     /// tungstenite's automatic replies (pong, close echo).
     sink: Vec<u8>,
+    /// An event that ends the WebSocket was reported: nothing more is
+    /// parsed, whatever the caller does next.
+    ended: bool,
 }
 
 /// What the shard must do after a session read client input.
@@ -313,6 +316,7 @@ impl Session {
             pos: 0,
             eof: false,
             sink: Vec::new(),
+            ended: false,
         }));
         self.last_rx = now;
         self.last_ping = now;
@@ -357,6 +361,9 @@ impl Session {
         let Phase::Open(open) = &mut self.phase else {
             return 0;
         };
+        if open.ended {
+            return 0;
+        }
         let mut parsed = 0;
         while parsed < max {
             let mut feed = Feed {
@@ -405,6 +412,7 @@ impl Session {
                 let ends = matches!(event, Event::PeerClose(_) | Event::Close(_) | Event::Drop);
                 out.push(event);
                 if ends {
+                    open.ended = true;
                     break;
                 }
             }

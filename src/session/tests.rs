@@ -139,6 +139,21 @@ fn a_client_close_is_echoed_and_ends_parsing() {
 }
 
 #[test]
+fn nothing_is_parsed_after_an_ending_event_even_if_the_caller_asks_again() {
+    // Found by the session_frames fuzz target: the guarantee held only
+    // within one read_messages call.
+    let (mut s, t0) = opened(&Config::default());
+    let mut input = b"\x81\x02hi".to_vec(); // unmasked: 1002
+    input.extend(text(r#"{"op":"ping"}"#));
+    let out = events(&mut s, t0, &input);
+    assert!(
+        matches!(&out[..], [Event::Close(CloseReason::Protocol(_))]),
+        "{out:?}"
+    );
+    assert!(events(&mut s, t0, &text(r#"{"op":"ping"}"#)).is_empty());
+}
+
+#[test]
 fn protocol_violations_become_close_reasons() {
     let c = Config {
         max_message_size: 128,
