@@ -120,6 +120,8 @@ pub struct ClientResult {
     pub local_addr: Option<SocketAddr>,
     /// When its connect started, ns after the run's start.
     pub started_ns: u64,
+    /// When its result was recorded (it ended), ns after the run's start.
+    pub ended_ns: u64,
     /// When a stalled client stopped reading, ns after the run's start.
     pub stalled_ns: Option<u64>,
     /// When a stalled client, after it stalled, first saw the server hang
@@ -835,19 +837,28 @@ impl Worker {
     }
 
     /// Stops the stalled clients whose moment has come: the scenario's one
-    /// moment (stalled), or `stall_after` after each one opened (soak).
+    /// moment (stalled), or `stall_after` after each one opened (soak, and
+    /// stalled with `--stall-each`).
     fn apply_stalls(&mut self) {
         let now = self.rel_ns();
-        let per_client = self.plan.opts.scenario == Scenario::Soak;
+        let per_client = self.plan.opts.stall_each || self.plan.opts.scenario == Scenario::Soak;
         let global = self.shared.stall_at.load(Ordering::Relaxed);
         let after = self.plan.opts.stall_after.as_nanos() as u64;
+        let lifetime = self.plan.opts.stall_for.map(|d| d.as_nanos() as u64);
         let mut pending = 0;
-        for (_, c) in self.conns.iter_mut() {
-            if c.spec.role != Role::Stalled
-                || c.state != State::Open
-                || c.end.is_some()
-                || c.stalled_at.is_some()
-            {
+        let mut leaving = Vec::new();
+        for (k, c) in self.conns.iter_mut() {
+            if c.spec.role != Role::Stalled || c.state != State::Open || c.end.is_some() {
+                continue;
+            }
+            if let Some(at) = c.stalled_at {
+                // `--stall-for`: the stalled client goes away (a closed
+                // tab), whether or not it saw the server drop it.
+                match lifetime {
+                    Some(l) if now >= at.saturating_add(l) => leaving.push(k),
+                    Some(_) => pending += 1,
+                    None => {}
+                }
                 continue;
             }
             let at = if per_client {
@@ -858,11 +869,17 @@ impl Worker {
             if now >= at {
                 c.paused = true;
                 c.stalled_at = Some(now);
-            } else {
-                pending += 1;
             }
+            pending += 1;
         }
         self.stall_pending = pending;
+        for k in leaving {
+            if let Some(c) = self.conns.get_mut(k) {
+                // Closed with unread data: the kernel resets the connection.
+                c.end = Some(End::Churned);
+            }
+            self.reap(Token(k));
+        }
     }
 
     fn connect(&mut self, spec: Spec) -> io::Result<()> {
@@ -944,6 +961,7 @@ impl Worker {
             role: spec.role,
             local_addr: None,
             started_ns: 0,
+            ended_ns: self.rel_ns(),
             stalled_ns: None,
             hangup_ns: None,
             snapshots_ns: None,
@@ -1325,6 +1343,7 @@ impl Worker {
             role: conn.spec.role,
             local_addr: conn.local,
             started_ns: conn.started_rel,
+            ended_ns: self.rel_ns(),
             stalled_ns: conn.stalled_at,
             hangup_ns: conn.hangup_at,
             snapshots_ns: conn.snapshots_ns,

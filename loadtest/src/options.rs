@@ -215,6 +215,18 @@ pub struct Cli {
     /// window opens), or after each one's own connect (soak; default 2).
     #[arg(long)]
     pub stall_after: Option<f64>,
+    /// Seconds a stalled client stays stalled before it closes its socket
+    /// itself (it is then replaced in soak); default 12 in soak (a
+    /// stalled client often never sees the server's reset), never in the
+    /// stalled scenario.
+    #[arg(long)]
+    pub stall_for: Option<f64>,
+    /// Stalled scenario: each stalled client stops --stall-after seconds
+    /// after its own connect (as in soak), not all at one moment; with
+    /// many clients, they stall as they arrive instead of reading through
+    /// a long connect phase.
+    #[arg(long)]
+    pub stall_each: bool,
     /// SO_RCVBUF of stalled clients, bytes (0 = kernel autotuning, which
     /// lets the client's kernel absorb a stream for a long time).
     #[arg(long, default_value_t = 65536)]
@@ -308,6 +320,12 @@ pub struct Options {
     pub stalled: usize,
     /// When stalled clients stop reading (see [`Cli::stall_after`]).
     pub stall_after: Duration,
+    /// Each stalled client stalls `stall_after` after its own connect
+    /// (always so in soak).
+    pub stall_each: bool,
+    /// A stalled client closes its socket this long after stalling (None:
+    /// it keeps it until the run ends or the server drops it).
+    pub stall_for: Option<Duration>,
     /// SO_RCVBUF of stalled clients (0 = autotuning).
     pub stall_rcvbuf: usize,
     /// connect-storm: clients streaming before the storm.
@@ -476,6 +494,12 @@ impl Cli {
             clients,
             stalled,
             stall_after,
+            stall_each: self.stall_each || soak,
+            stall_for: match self.stall_for {
+                Some(v) => Some(secs("stall-for", v)?),
+                None if soak => Some(Duration::from_secs(12)),
+                None => None,
+            },
             stall_rcvbuf: self.stall_rcvbuf,
             streaming: self.streaming,
             storm_at,
@@ -664,6 +688,8 @@ mod tests {
             "default: the warm-up"
         );
         assert_eq!(o.stall_rcvbuf, 65536);
+        assert!(!o.stall_each, "one moment for all by default");
+        assert_eq!(o.stall_for, None, "stalled clients keep their sockets");
         assert_eq!(o.sample_interval, Duration::from_millis(150));
         assert_eq!(o.expect_snapshots, Some(100));
         // Only stalled clients is fine; --stalled elsewhere is not.
@@ -681,6 +707,8 @@ mod tests {
         assert_eq!((o.clients, o.stalled), (1000, 10));
         assert_eq!(o.churn_rate, 10.0);
         assert_eq!(o.stall_after, Duration::from_secs(2));
+        assert!(o.stall_each);
+        assert_eq!(o.stall_for, Some(Duration::from_secs(12)));
         let o =
             opts(&["--scenario", "soak", "--clients", "50", "--duration", "30"]).expect("valid");
         assert_eq!((o.stalled, o.duration), (1, Duration::from_secs(30)));

@@ -99,7 +99,18 @@ pub struct Delivery {
     pub mean_pct: Option<f64>,
     /// See `min_pct`.
     pub max_pct: Option<f64>,
+    /// Healthy clients open for part of the window only (churn), at least
+    /// [`PARTIAL_MIN_SECS`] of it, and not cut by the server: their ticks
+    /// against rate x the time they were open in the window.
+    pub partial_clients: u64,
+    /// Lowest and mean of those, in %.
+    pub partial_min_pct: Option<f64>,
+    /// See `partial_min_pct`.
+    pub partial_mean_pct: Option<f64>,
 }
+
+/// Shortest stay in the window for a churned client's delivery to count.
+pub const PARTIAL_MIN_SECS: f64 = 10.0;
 
 /// Stalled clients (stalled and soak scenarios): time from each one's
 /// stall to its server-side socket being gone.
@@ -313,7 +324,13 @@ pub struct Report {
 }
 
 /// Healthy (fast, not newcomer) clients against the nominal rate.
-fn delivery(opts: &Options, secs: f64, clients: &[ClientResult], per_client: &[u64]) -> Delivery {
+fn delivery(
+    opts: &Options,
+    window: Window,
+    clients: &[ClientResult],
+    per_client: &[u64],
+) -> Delivery {
+    let secs = window.len.as_secs_f64();
     let share = match &opts.subscribe {
         Subscription::All => Some(1.0),
         Subscription::Random(k) => Some((*k as f64 / opts.symbols as f64).min(1.0)),
@@ -333,7 +350,28 @@ fn delivery(opts: &Options, secs: f64, clients: &[ClientResult], per_client: &[u
     };
     let pct = |n: u64| expected.filter(|&e| e > 0.0).map(|e| n as f64 / e * 100.0);
     let n = per_client.len() as u64;
+    let (start, end) = (
+        window.start.as_nanos() as u64,
+        (window.start + window.len).as_nanos() as u64,
+    );
+    let partial: Vec<f64> = healthy
+        .iter()
+        .filter(|c| !c.full_window && !cut(&c.end))
+        .filter_map(|c| {
+            let opened = c.started_ns + c.connect_ns?;
+            let from = opened.max(start);
+            let to = c.ended_ns.min(end);
+            let secs = to.saturating_sub(from) as f64 / 1e9;
+            let rate = share? * opts.rate as f64;
+            (secs >= PARTIAL_MIN_SECS && rate > 0.0)
+                .then(|| c.ticks_window as f64 / (rate * secs) * 100.0)
+        })
+        .collect();
     Delivery {
+        partial_clients: partial.len() as u64,
+        partial_min_pct: partial.iter().copied().reduce(f64::min),
+        partial_mean_pct: (!partial.is_empty())
+            .then(|| partial.iter().sum::<f64>() / partial.len() as f64),
         expected_per_client: expected,
         clients: n,
         healthy_connected: healthy.len() as u64,
@@ -618,7 +656,7 @@ pub fn build(
     }
     let secs = window.len.as_secs_f64();
     let per_sec = |n: u64| if secs > 0.0 { n as f64 / secs } else { 0.0 };
-    let delivery = delivery(opts, secs, &all_clients, &per_client);
+    let delivery = delivery(opts, window, &all_clients, &per_client);
     let (monitor, settled) = match server {
         Some((m, s)) => (Some(m), Some(s)),
         None => (None, None),
@@ -845,6 +883,15 @@ impl Report {
                 d.healthy_evicted,
                 d.healthy_connected
             );
+            if d.partial_clients > 0 {
+                let _ = writeln!(
+                    s,
+                    "delivery     healthy clients open {PARTIAL_MIN_SECS:.0}+ s of the window (churn) {}: min {}% mean {}% of rate x time open",
+                    d.partial_clients,
+                    opt(d.partial_min_pct),
+                    opt(d.partial_mean_pct)
+                );
+            }
         }
         if let Some(st) = &self.stalled {
             let e = &st.eviction_ms;
@@ -1114,6 +1161,57 @@ pub fn hgrm(h: &Histogram<u64>) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
+
+    fn client(role: Role, opened_s: u64, ended_s: u64, ticks: u64, end: End) -> ClientResult {
+        ClientResult {
+            index: 0,
+            slow: role == Role::Stalled,
+            role,
+            local_addr: None,
+            started_ns: opened_s * 1_000_000_000,
+            ended_ns: ended_s * 1_000_000_000,
+            stalled_ns: None,
+            hangup_ns: None,
+            snapshots_ns: None,
+            connect_ns: Some(1),
+            ticks_window: ticks,
+            ticks_total: ticks,
+            snapshots: 0,
+            seq: SeqCounts::default(),
+            full_window: opened_s == 0 && end == End::StillOpen,
+            end,
+        }
+    }
+
+    #[test]
+    fn delivery_counts_whole_window_and_churned_clients_by_time_open() {
+        let mut o = Options::fanout(
+            crate::options::parse_url("ws://127.0.0.1:1/ws").expect("url"),
+            3,
+        );
+        o.rate = 100;
+        let window = Window {
+            start: Duration::from_secs(1),
+            len: Duration::from_secs(30),
+        };
+        let clients = vec![
+            client(Role::Fast, 0, 40, 3000, End::StillOpen),
+            // Open 21 s of the window (10..31), 2,079 of 2,100 ticks.
+            client(Role::Fast, 10, 40, 2079, End::StillOpen),
+            // Churned after 5 s in the window: too short to count.
+            client(Role::Fast, 2, 6, 500, End::Churned),
+            // Cut by the server: counted apart.
+            client(Role::Fast, 0, 12, 1100, End::IoError("reset".into())),
+            client(Role::Stalled, 0, 9, 10, End::IoError("reset".into())),
+        ];
+        let d = delivery(&o, window, &clients, &[3000]);
+        assert_eq!(d.expected_per_client, Some(3000.0));
+        assert_eq!((d.clients, d.min_pct), (1, Some(100.0)));
+        assert_eq!((d.healthy_connected, d.healthy_evicted), (4, 1));
+        assert_eq!(d.partial_clients, 1);
+        assert!((d.partial_min_pct.expect("pct") - 99.0).abs() < 1e-6);
+    }
 
     #[test]
     fn hgrm_has_header_rows_and_footer() {

@@ -125,6 +125,9 @@ fn soak_replaces_stalled_clients_and_churns_the_others() {
     o.clients = 6;
     o.stalled = 1;
     o.stall_after = Duration::from_millis(300);
+    // The stalled client may never see the server's reset: it leaves
+    // after 1.5 s stalled (the server drops it within about 1 s).
+    o.stall_for = Some(Duration::from_millis(1500));
     o.churn_rate = 4.0;
     o.duration = Duration::from_secs(4);
     let r = run(&o).expect("run");
