@@ -98,15 +98,21 @@ fn a_subscription_to_ten_thousand_symbols_gets_every_snapshot_then_live_ticks() 
     // A request right behind the subscription waits for it, in order.
     star.send(json!({"op":"ping","id":2}));
     group.send(json!({"op":"subscribe","id":1,"groups":["big"]}));
+    // Both read at once: a client that does not read while its live
+    // ticks flow is evicted, as it should be.
+    let group_reader = thread::spawn(move || {
+        let (reply, _) = group.reply(1);
+        assert_eq!(reply["groups"], json!(["big"]));
+        read_everything(&mut group, 2_000, &[]);
+        group
+    });
     let (reply, before) = star.reply(1);
     assert_eq!(reply["groups"], json!(["*"]));
     assert!(before.is_empty(), "{before:?}");
     let pongs = read_everything(&mut star, 2_000, &["pong"]);
     assert_eq!(pongs.len(), 1, "the ping was answered: {pongs:?}");
     assert_eq!(pongs[0].0, SYMBOLS, "after the subscription it followed");
-    let (reply, _) = group.reply(1);
-    assert_eq!(reply["groups"], json!(["big"]));
-    read_everything(&mut group, 2_000, &[]);
+    let _group = group_reader.join().unwrap();
     stop.store(true, SeqCst);
     feed.join().unwrap();
     let s = srv.stats();
