@@ -90,16 +90,19 @@ fn a_client_that_stops_answering_pings_is_evicted_at_a_trickle() {
     stop.store(true, SeqCst);
     published.join().unwrap();
     // Its kernel holds the ticks, the pings and then the close frame (the
-    // server's buffers never filled). Read it raw: a WebSocket client would
-    // first answer the pings, to a socket the server has closed.
+    // server's buffers never filled), and then the reset that came when
+    // the close grace ran out. Read it raw: a WebSocket client would
+    // first answer the pings, to a socket the server has closed. The
+    // close frame is best effort: either it is there, or the read ends in
+    // a reset (Linux may drop unread data when the reset arrives).
     let mut raw = Vec::new();
-    let _ = stalled.ws.get_mut().read_to_end(&mut raw);
+    let end = stalled.ws.get_mut().read_to_end(&mut raw);
     let close = encode_close(4001, "slow consumer");
-    assert!(
-        raw.windows(close.len()).any(|w| w == close),
-        "the 4001 close frame reached the client ({} bytes)",
-        raw.len()
-    );
+    let has_close = raw.windows(close.len()).any(|w| w == close);
+    let reset = end
+        .as_ref()
+        .is_err_and(|e| e.kind() == std::io::ErrorKind::ConnectionReset);
+    assert!(has_close || reset, "{} bytes, then {end:?}", raw.len());
 }
 
 /// The bytes of a server close frame.
