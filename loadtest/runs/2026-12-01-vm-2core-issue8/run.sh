@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The issue-8 runs, one cell per argument (see SETUP.md for the list):
 #
-#   CARGO_TARGET_DIR=/tmp/lt-target bash loadtest/runs/2026-12-01-vm-2core-issue8/run.sh stalled stalled-ref
+#   bash loadtest/runs/2026-12-01-vm-2core-issue8/run.sh stalled stalled-ref
 #
 # Each cell starts tickcast on core 0 (taskset; default flags but the feed:
 # --synthetic-symbols 100 --synthetic-rate R), waits 1.5 s so every symbol
@@ -13,7 +13,7 @@
 set -euo pipefail
 
 here="$(cd "$(dirname "$0")" && pwd)"
-T="${CARGO_TARGET_DIR:-/tmp/lt-target}/release"
+T="${CARGO_TARGET_DIR:-$(cd "$(dirname "$0")/../../.." && pwd)/target}/release"
 ulimit -n "$(ulimit -Hn)"
 
 free_port() {
