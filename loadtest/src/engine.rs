@@ -1312,16 +1312,22 @@ impl Worker {
         }
         // Soak: a stalled client that is gone (evicted, reset) is replaced
         // by a new one while the window lasts, so the share of stalled
-        // clients holds for the whole run.
+        // clients holds for the whole run; a healthy client the server cut
+        // (evicted, reset) reconnects, as a real one would, so the
+        // population does too (churned ones are requeued by churn_one).
+        let replace = match (conn.spec.role, &end) {
+            (Role::Stalled, e) => *e != End::StillOpen,
+            (Role::Fast, e) => !matches!(e, End::StillOpen | End::Churned),
+            _ => false,
+        };
         if self.plan.opts.scenario == Scenario::Soak
-            && conn.spec.role == Role::Stalled
-            && end != End::StillOpen
+            && replace
             && self.rel_ns() < self.shared.window_end.load(Ordering::Relaxed)
             && !self.shared.stop.load(Ordering::Relaxed)
         {
             self.queue.push_back(Spec {
                 index: self.next_index,
-                role: Role::Stalled,
+                role: conn.spec.role,
                 initial: false,
             });
             self.next_index += self.plan.opts.threads.max(1);
