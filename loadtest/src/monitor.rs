@@ -3,7 +3,7 @@
 //! memory and descriptors from `/proc`.
 //!
 //! ```text
-//!  sampler thread ─ every ~150 ms ─┬─ ss -H -t -a -m -n '( sport = :PORT )'   (server side of every connection, any state)
+//!  sampler thread ─ every ~150 ms ─┬─ ss -H -t -a -m -n -e '( sport = :PORT )'   (server side of every connection, any state)
 //!                                  ├─ /proc/PID/status VmRSS, VmHWM; /proc/PID/fd count
 //!                                  └─ /proc/stat, /proc/PID/stat, /proc/self/stat (CPU: server, us, others, irq, steal)
 //! ```
@@ -128,10 +128,14 @@ pub struct SsSocket {
     pub peer: Option<SocketAddr>,
     /// Memory, when `-m` gave it (time-wait sockets have none).
     pub skmem: Option<SkMem>,
+    /// The socket's cookie (`sk:` with `-e`): tells two connections from
+    /// the same peer address apart when a port is reused.
+    pub cookie: Option<u64>,
 }
 
-/// Parses `ss -H -t -a -m -n` output: one line per socket (state, Recv-Q,
-/// Send-Q, local, peer), its `skmem:(…)` on the next, indented line.
+/// Parses `ss -H -t -a -m -n -e` output: one line per socket (state,
+/// Recv-Q, Send-Q, local, peer, then `ino:… sk:…`), its `skmem:(…)` on the
+/// next, indented line.
 /// Lines that are neither are skipped.
 pub fn parse_ss(text: &str) -> Vec<SsSocket> {
     let mut out: Vec<SsSocket> = Vec::new();
@@ -157,6 +161,10 @@ pub fn parse_ss(text: &str) -> Vec<SsSocket> {
             peer: parse_addr(cols[4]),
             // Some ss versions print skmem on the same line.
             skmem: SkMem::parse(line),
+            cookie: cols[5..]
+                .iter()
+                .find_map(|c| c.strip_prefix("sk:"))
+                .and_then(|h| u64::from_str_radix(h, 16).ok()),
         });
     }
     out
@@ -279,9 +287,10 @@ pub struct CpuUse {
     pub steal: f64,
 }
 
-/// The presence intervals of one peer address: `(first, last)` sample
-/// indexes of each run of consecutive samples that listed it.
-pub type Presence = Vec<(u32, u32)>;
+/// The presence intervals of one peer address: `(first, last, cookie)`, the
+/// sample indexes between which one server socket (`cookie`, 0 when `ss`
+/// gave none: then each run of consecutive samples) was listed.
+pub type Presence = Vec<(u32, u32, u64)>;
 
 /// Everything the sampler recorded.
 #[derive(Debug, Clone, Default)]
@@ -309,9 +318,9 @@ impl MonitorData {
         let runs = self.presence.get(peer)?;
         let last_ns = |i: u32| self.samples.get(i as usize).map(|s| s.at_ns);
         // The first incarnation still listed at or after `after_ns`.
-        let &(_, last) = runs
+        let &(_, last, _) = runs
             .iter()
-            .find(|&&(_, last)| last_ns(last).is_some_and(|t| t >= after_ns))
+            .find(|&&(_, last, _)| last_ns(last).is_some_and(|t| t >= after_ns))
             .or_else(|| runs.last())?;
         let next = last as usize + 1;
         if next >= self.samples.len() {
@@ -329,11 +338,15 @@ impl MonitorData {
             .filter(|s| s.state != "LISTEN" && s.state != "TIME-WAIT")
         {
             let Some(peer) = s.peer else { continue };
+            let cookie = s.cookie.unwrap_or(0);
             let runs = self.presence.entry(peer).or_default();
-            match runs.last_mut() {
+            let same = runs.iter_mut().rev().find(|r| r.2 == cookie);
+            match same {
+                // The same socket (a cookie is never reused while it lives).
+                Some(r) if cookie != 0 => r.1 = idx,
                 Some(r) if r.1 == idx => {}
                 Some(r) if r.1 + 1 == idx => r.1 = idx,
-                _ => runs.push((idx, idx)),
+                _ => runs.push((idx, idx, cookie)),
             }
         }
     }
@@ -438,7 +451,7 @@ fn sample_once(cfg: &MonitorConfig, t0: Instant, data: &mut MonitorData, cpu: &m
 /// A message if `ss` cannot start, fails, or takes over [`SS_TIMEOUT`].
 pub fn dump_ss(port: u16) -> Result<String, String> {
     let mut child = Command::new("ss")
-        .args(["-H", "-t", "-a", "-m", "-n"])
+        .args(["-H", "-t", "-a", "-m", "-n", "-e"])
         .arg(format!("( sport = :{port} )"))
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
@@ -771,8 +784,8 @@ CLOSE-WAIT 28     0     [::ffff:127.0.0.1]:8080  [::ffff:127.0.0.1]:47522
         let d = data_with(&[&[a, b], &[a, b], &[b], &[b], &[a, b], &[]]);
         let pa: SocketAddr = a.parse().expect("addr");
         let pb: SocketAddr = b.parse().expect("addr");
-        assert_eq!(d.presence[&pa], vec![(0, 1), (4, 4)]);
-        assert_eq!(d.presence[&pb], vec![(0, 4)]);
+        assert_eq!(d.presence[&pa], vec![(0, 1, 0), (4, 4, 0)]);
+        assert_eq!(d.presence[&pb], vec![(0, 4, 0)]);
         // Stalled at 50 ns: listed at 0 and 100, missing from dump 2.
         assert_eq!(d.gone_at(&pa, 50), Some(210));
         // A later incarnation (the port reused) is found by time.
@@ -798,8 +811,32 @@ CLOSE-WAIT 28     0     [::ffff:127.0.0.1]:8080  [::ffff:127.0.0.1]:47522
         }
         let p: SocketAddr = "127.0.0.1:1000".parse().expect("addr");
         // An orphan in FIN-WAIT-2 is still the server's socket; TIME-WAIT is not.
-        assert_eq!(d.presence[&p], vec![(0, 1)]);
+        assert_eq!(d.presence[&p], vec![(0, 1, 0)]);
         assert_eq!(d.gone_at(&p, 0), Some(210));
+    }
+
+    #[test]
+    fn a_reused_port_is_a_new_socket_when_cookies_say_so() {
+        let mut d = MonitorData::default();
+        // Socket 0x1a, then at once a new connection from the same port (0x2b).
+        for (i, cookie) in ["1a", "1a", "2b", "2b"].iter().enumerate() {
+            let text = format!(
+                "ESTAB 0 0 127.0.0.1:80 127.0.0.1:1000 ino:7 sk:{cookie} cgroup:/ <->\n\t skmem:(r1,w2)\n"
+            );
+            let socks = parse_ss(&text);
+            assert_eq!(socks[0].cookie, u64::from_str_radix(cookie, 16).ok());
+            d.note_peers(i as u32, &socks);
+            d.samples.push(Sample {
+                at_ns: i as u64 * 100,
+                ..Sample::default()
+            });
+            d.sample_end_ns.push(i as u64 * 100 + 10);
+        }
+        let p: SocketAddr = "127.0.0.1:1000".parse().expect("addr");
+        assert_eq!(d.presence[&p], vec![(0, 1, 0x1a), (2, 3, 0x2b)]);
+        // Stalled at 50: the first socket was gone by the end of dump 2.
+        assert_eq!(d.gone_at(&p, 50), Some(210));
+        assert_eq!(d.gone_at(&p, 250), None, "the second is still there");
     }
 
     #[test]
