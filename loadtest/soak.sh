@@ -17,8 +17,9 @@
 # folder [loadtest/out/soak-<UTC time>], CARGO_TARGET_DIR.
 #
 # Exit status: the load generator's (0 ok, 2 gap, 3 descriptor leak or
-# connections not let go), 4 if the server did not exit cleanly, 1 on
-# other errors. Only loopback is used; the server is always stopped.
+# connections not let go), 4 if the server did not exit cleanly, 5 if it
+# never served (no /healthz answer), 1 on other errors. Only loopback is
+# used; the server is always stopped.
 set -euo pipefail
 
 here="$(cd "$(dirname "$0")" && pwd)"
@@ -78,6 +79,14 @@ for _ in $(seq 100); do # bounded: 10 s
   if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then break; fi
   sleep 0.1
 done
+# The kernel accepts connections for a listening socket whether or not the
+# server serves them, so ask it for /healthz (bounded: 5 s).
+if ! timeout 5 bash -c "exec 3<>/dev/tcp/127.0.0.1/$port
+    printf 'GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n' >&3
+    head -c 12 <&3" 2>/dev/null | grep -q ' 200'; then
+  echo "soak: FAILED: the server does not answer GET /healthz within 5 s (started but not serving; see $OUT/server.log)" >&2
+  exit 5
+fi
 # Let every symbol get a value before clients connect.
 sleep 1.5
 
@@ -90,6 +99,9 @@ rc=0
 cat "$OUT/loadtest.txt"
 if [ "$rc" -ne 0 ]; then
   echo "soak: FAILED (load generator exit status $rc; 2 = sequence gap, 3 = descriptor leak or connections not let go)" >&2
+  if grep -q '^clients .* connected 0 ' "$OUT/loadtest.txt"; then
+    echo "soak: no client ever connected: the server stopped serving (connections left in its accept queue show as CLOSE-WAIT)" >&2
+  fi
   tail -n 20 "$OUT/loadtest.err" >&2 || true
 fi
 srv_rc=0
