@@ -2,13 +2,16 @@
 """Prints the key figures of every cell in cells/ (the tables of summary.md).
 
     python3 loadtest/runs/2026-12-01-vm-2core-issue8/figures.py [CELL...]
+    CELLS=cells-325d9fe python3 loadtest/runs/2026-12-01-vm-2core-issue8/figures.py
 """
 import json
+import os
 import sys
 from pathlib import Path
 
 here = Path(__file__).resolve().parent
-names = sys.argv[1:] or sorted(p.name for p in (here / "cells").iterdir() if (p / "report.json").exists())
+cells = here / os.environ.get("CELLS", "cells")
+names = sys.argv[1:] or sorted(p.name for p in cells.iterdir() if (p / "report.json").exists())
 
 
 def mib(b):
@@ -20,7 +23,7 @@ def ms(us):
 
 
 for name in names:
-    path = here / "cells" / name / "report.json"
+    path = cells / name / "report.json"
     if not path.exists():
         print(f"## {name}: no report")
         continue
@@ -92,7 +95,7 @@ for name in names:
                 f"other processes {cpu['other']:.0f} (max {s['other_cpu_pct_max']:.0f}), irq {cpu['irq']:.0f}, "
                 f"steal {cpu['steal']:.0f}; ss dump mean {s['ss_ms_mean']:.0f} ms"
             )
-    net = here / "cells" / name / "netstat-delta.txt"
+    net = cells / name / "netstat-delta.txt"
     if net.exists():
         nz = [l.strip() for l in net.read_text().splitlines() if not l.strip().endswith(" 0")]
         if nz:
