@@ -4,6 +4,7 @@
 //! the rest of the crate trusts it.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -15,6 +16,36 @@ use crate::{Authenticator, Error, Result};
 /// a queue smaller than that would evict a client for the server's own
 /// control traffic, before it could read a byte.
 pub const MIN_QUEUE_CAPACITY: usize = 16;
+
+/// Where TLS takes its certificate chain and private key, both PEM files.
+/// Read at start and again on `Broadcaster::reload_tls`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsFiles {
+    /// The certificate chain, leaf first.
+    pub cert: PathBuf,
+    /// The private key (PKCS#8, PKCS#1 or SEC1).
+    pub key: PathBuf,
+}
+
+/// How JWT access tokens are verified (docs/protocol.md, "Access tokens").
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JwtConfig {
+    /// The key, and with it the only algorithm accepted.
+    pub key: JwtKey,
+    /// When set, a token's `aud` must contain it.
+    pub audience: Option<String>,
+    /// When set, a token's `iss` must equal it.
+    pub issuer: Option<String>,
+}
+
+/// A JWT verification key file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum JwtKey {
+    /// A shared secret (the file's bytes, a trailing newline removed): HS256.
+    SecretFile(PathBuf),
+    /// A PEM public key: RS256 for an RSA key, ES256 for an EC P-256 key.
+    PublicKeyFile(PathBuf),
+}
 
 /// Broadcaster configuration. `Config::default()` is what
 /// `cargo run --release` uses.
@@ -110,6 +141,16 @@ pub struct Config {
     /// Checks access tokens. `None` (default): no authentication, every
     /// client may connect and subscribe to everything.
     pub auth: Option<Arc<dyn Authenticator>>,
+    /// Verify JWT access tokens with this key (the binary's
+    /// `--jwt-secret-file` / `--jwt-public-key-file`). `None` (default):
+    /// no JWT. Exclusive with `auth`.
+    pub jwt: Option<JwtConfig>,
+    /// Most open connections per user (the token's `sub`); past it upgrades
+    /// get HTTP 429. 0 (default): no limit.
+    pub max_connections_per_user: usize,
+    /// Serve `wss://` and `https://` with this certificate and key. `None`
+    /// (default): plain `ws://` and `http://`.
+    pub tls: Option<TlsFiles>,
     /// Symbols in the built-in synthetic feed. Default 300.
     pub synthetic_symbols: usize,
     /// Ticks per second of the built-in synthetic feed, over all symbols;
@@ -140,6 +181,9 @@ impl Default for Config {
             request_burst: 200,
             allowed_origins: Vec::new(),
             auth: None,
+            jwt: None,
+            max_connections_per_user: 0,
+            tls: None,
             synthetic_symbols: 300,
             synthetic_rate: 1_000,
         }
@@ -193,6 +237,19 @@ impl Config {
         }
         if self.synthetic_symbols > 100_000 {
             return bad("synthetic_symbols must be at most 100000");
+        }
+        if self.jwt.is_some() && self.auth.is_some() {
+            return bad("jwt and auth are exclusive: JWT is one Authenticator");
+        }
+        // Issue 9 in progress: refused until built, never silently ignored.
+        if self.jwt.is_some() {
+            return bad("jwt: not built yet");
+        }
+        if self.max_connections_per_user > 0 {
+            return bad("max_connections_per_user: not built yet");
+        }
+        if self.tls.is_some() {
+            return bad("tls: not built yet");
         }
         Ok(())
     }

@@ -74,7 +74,7 @@ mod tick;
 
 pub use auth::{Authenticator, Entitlements, Identity, StaticTokens};
 pub use broadcaster::Broadcaster;
-pub use config::{Config, MIN_QUEUE_CAPACITY};
+pub use config::{Config, JwtConfig, JwtKey, MIN_QUEUE_CAPACITY, TlsFiles};
 pub use error::{Error, Result};
 pub use feed::publisher::{PublishError, Publisher};
 pub use metrics::Stats;
