@@ -71,8 +71,12 @@ impl Broadcaster {
     /// let bad = Config { queue_capacity: 0, ..Config::default() };
     /// assert!(Broadcaster::start(bad).is_err());
     /// ```
-    pub fn start(config: Config) -> Result<Broadcaster> {
+    pub fn start(mut config: Config) -> Result<Broadcaster> {
         config.validate()?;
+        // JWT is one Authenticator: built here, from its key file.
+        if let Some(jwt) = &config.jwt {
+            config.auth = Some(Arc::new(crate::JwtAuthenticator::load(jwt)?));
+        }
         let listener = crate::acceptor::bind(config.listen)?;
         let local_addr = listener.local_addr().map_err(|source| Error::Bind {
             addr: config.listen,

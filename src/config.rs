@@ -242,12 +242,6 @@ impl Config {
             return bad("jwt and auth are exclusive: JWT is one Authenticator");
         }
         // Issue 9 in progress: refused until built, never silently ignored.
-        if self.jwt.is_some() {
-            return bad("jwt: not built yet");
-        }
-        if self.max_connections_per_user > 0 {
-            return bad("max_connections_per_user: not built yet");
-        }
         if self.tls.is_some() {
             return bad("tls: not built yet");
         }

@@ -146,6 +146,7 @@ impl Request {
             protocol::Request::Unsubscribe { .. } => "unsubscribe",
             protocol::Request::ListGroups { .. } => "list_groups",
             protocol::Request::Ping { .. } => "ping",
+            protocol::Request::Refresh { .. } => "refresh",
         }
     }
 

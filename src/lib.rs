@@ -72,7 +72,7 @@ mod metrics;
 mod symbols;
 mod tick;
 
-pub use auth::{Authenticator, Entitlements, Identity, StaticTokens};
+pub use auth::{Authenticator, Entitlements, Identity, JwtAuthenticator, StaticTokens};
 pub use broadcaster::Broadcaster;
 pub use config::{Config, JwtConfig, JwtKey, MIN_QUEUE_CAPACITY, TlsFiles};
 pub use error::{Error, Result};

@@ -72,7 +72,7 @@ impl Selection {
         self.symbols.len() + self.groups.len() + usize::from(self.all)
     }
 
-    fn is_empty(&self) -> bool {
+    pub(crate) fn is_empty(&self) -> bool {
         self.count() == 0
     }
 

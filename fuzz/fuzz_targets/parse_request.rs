@@ -30,7 +30,7 @@ fuzz_target!(|data: &[u8]| {
         Ok(req) => {
             let v = value.expect("a request is JSON");
             assert!(
-                ["subscribe", "unsubscribe", "list_groups", "ping"].contains(&req.op()),
+                ["subscribe", "unsubscribe", "list_groups", "ping", "refresh"].contains(&req.op()),
                 "{req:?}"
             );
             assert_eq!(v["op"], req.op());

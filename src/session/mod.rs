@@ -248,6 +248,14 @@ impl Session {
         self.entitlements.as_deref()
     }
 
+    /// A verified `refresh` for the same user: the new expiry and
+    /// entitlements replace the old ones.
+    pub(crate) fn refresh(&mut self, identity: Identity) {
+        debug_assert_eq!(self.user.as_deref(), Some(identity.user.as_str()));
+        self.expires_at = identity.expires_at;
+        self.entitlements = identity.entitlements.map(Box::new);
+    }
+
     // ---- handshake -----------------------------------------------------------
 
     /// How many bytes the session takes in its next read, at most `max`:

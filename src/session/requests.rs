@@ -10,7 +10,7 @@
 //! subscription never overflows its own queue).
 
 use crate::Config;
-use crate::auth::Entitlements;
+use crate::auth::{Entitlements, Identity, unix_seconds};
 use crate::subscriptions::{ConnKey, Index, Selection};
 use crate::symbols::{SymId, SymbolTable};
 use crate::wire::encode;
@@ -22,6 +22,8 @@ use crate::{Frame, tick};
 pub(crate) struct Context<'a> {
     pub(crate) key: ConnKey,
     pub(crate) entitlements: Option<&'a Entitlements>,
+    /// The user the connection was opened for (when auth is on).
+    pub(crate) user: Option<&'a str>,
     pub(crate) index: &'a mut Index,
     pub(crate) symbols: &'a SymbolTable,
     pub(crate) config: &'a Config,
@@ -31,11 +33,22 @@ pub(crate) struct Context<'a> {
     pub(crate) now_nanos: u64,
 }
 
-/// The reply to queue, then the subscription to join after it.
+/// The reply to queue, then what the shard does after it: the
+/// subscription to join, or the identity a `refresh` moves the connection
+/// to (with the `unsubscribed` notice of what it no longer allows).
 #[derive(Debug)]
 pub(crate) struct Reply {
     pub(crate) frame: Frame,
     pub(crate) join: Option<Join>,
+    pub(crate) refreshed: Option<Refreshed>,
+}
+
+/// A verified `refresh`: the new grant, already applied to the index.
+#[derive(Debug)]
+pub(crate) struct Refreshed {
+    pub(crate) identity: Identity,
+    /// `unsubscribed` (no `id`) for the subscriptions dropped, if any.
+    pub(crate) dropped: Option<Frame>,
 }
 
 /// A checked subscription: once the connection joins `selection`, it gets
@@ -50,6 +63,7 @@ pub(crate) struct Join {
 /// Handles `req`; never fails (a refused request becomes an error reply).
 pub(crate) fn handle(req: Request, cx: &mut Context<'_>) -> Reply {
     let mut join = None;
+    let mut refreshed = None;
     let reply = match req {
         Request::Subscribe {
             id,
@@ -67,12 +81,96 @@ pub(crate) fn handle(req: Request, cx: &mut Context<'_>) -> Reply {
         } => unsubscribe(cx, &id, &symbols, &groups, all),
         Request::ListGroups { id } => Ok(protocol::groups(&id, &cx.index.group_list())),
         Request::Ping { id } => Ok(protocol::pong(&id, cx.now_nanos)),
+        Request::Refresh { id, token } => refresh(cx, &id, &token).map(|(reply, r)| {
+            refreshed = Some(r);
+            reply
+        }),
     };
     let frame = match reply {
         Ok(v) => encode::json(&v),
         Err(e) => encode::json(&e.to_json()),
     };
-    Reply { frame, join }
+    Reply {
+        frame,
+        join,
+        refreshed,
+    }
+}
+
+/// `refresh`: verifies the new token (same user), then drops the
+/// subscriptions its entitlements no longer allow. An `unauthorized`
+/// refusal changes nothing: the old grant and its expiry stay.
+fn refresh(
+    cx: &mut Context<'_>,
+    id: &Id,
+    token: &str,
+) -> Result<(serde_json::Value, Refreshed), RequestError> {
+    let unauthorized = |m: String| RequestError::new(id, ErrorCode::Unauthorized, m);
+    let Some(auth) = &cx.config.auth else {
+        return Err(unauthorized(
+            "this server does not use access tokens".into(),
+        ));
+    };
+    let identity = auth.verify(token).map_err(unauthorized)?;
+    if cx.user != Some(identity.user.as_str()) {
+        return Err(unauthorized("the token is for another user".into()));
+    }
+    let mut dropped = None;
+    if let Some(ent) = &identity.entitlements {
+        let held = cx.index.selection(cx.key);
+        let lost = not_allowed(ent, cx.index, cx.symbols, &held);
+        if !lost.is_empty() {
+            cx.index.unsubscribe(cx.key, &lost);
+            let (names, groups) = names_of(&lost, cx.symbols);
+            let v = protocol::ack("unsubscribed", &None, &names, &groups);
+            dropped = Some(encode::json(&v));
+        }
+    }
+    let expires_at = identity.expires_at.map(unix_seconds);
+    Ok((
+        protocol::refreshed(id, expires_at),
+        Refreshed { identity, dropped },
+    ))
+}
+
+/// The parts of `held` that `ent` does not allow.
+fn not_allowed(
+    ent: &Entitlements,
+    index: &Index,
+    symbols: &SymbolTable,
+    held: &Selection,
+) -> Selection {
+    if ent.groups.contains("*") {
+        return Selection::default();
+    }
+    Selection {
+        all: held.all,
+        groups: held
+            .groups
+            .iter()
+            .filter(|g| !ent.groups.contains(&***g))
+            .cloned()
+            .collect(),
+        symbols: held
+            .symbols
+            .iter()
+            .copied()
+            .filter(|&s| {
+                let name = symbols.name(s).map(|n| n.to_string()).unwrap_or_default();
+                !allows_symbol(ent, index, &name, s)
+            })
+            .collect(),
+    }
+}
+
+/// Returns true if and only if `ent` allows subscribing to symbol `sym`
+/// (named `name`): by name, or through a group it allows.
+fn allows_symbol(ent: &Entitlements, index: &Index, name: &str, sym: SymId) -> bool {
+    ent.symbols.contains(name)
+        || ent
+            .groups
+            .iter()
+            .any(|g| index.group_symbols(g).binary_search(&sym).is_ok())
 }
 
 fn subscribe(
@@ -110,21 +208,28 @@ fn unsubscribe(
     if all {
         let sel = cx.index.selection(cx.key);
         cx.index.unsubscribe(cx.key, &sel);
-        let mut names: Vec<String> = sel
-            .symbols
-            .iter()
-            .filter_map(|&s| cx.symbols.name(s).map(|n| n.to_string()))
-            .collect();
-        names.sort();
-        let mut gnames: Vec<String> = sel.groups.iter().map(|g| g.to_string()).collect();
-        if sel.all {
-            gnames.insert(0, "*".to_string());
-        }
-        return Ok(protocol::ack("unsubscribed", id, &names, &gnames));
+        let (names, groups) = names_of(&sel, cx.symbols);
+        return Ok(protocol::ack("unsubscribed", id, &names, &groups));
     }
     let sel = resolve(cx, id, symbols, groups, false)?;
     cx.index.unsubscribe(cx.key, &sel);
     Ok(protocol::ack("unsubscribed", id, symbols, groups))
+}
+
+/// The names of `sel`'s symbols (sorted) and groups (`*` first), for an
+/// `unsubscribed` message.
+fn names_of(sel: &Selection, symbols: &SymbolTable) -> (Vec<String>, Vec<String>) {
+    let mut names: Vec<String> = sel
+        .symbols
+        .iter()
+        .filter_map(|&s| symbols.name(s).map(|n| n.to_string()))
+        .collect();
+    names.sort();
+    let mut groups: Vec<String> = sel.groups.iter().map(|g| g.to_string()).collect();
+    if sel.all {
+        groups.insert(0, "*".to_string());
+    }
+    (names, groups)
 }
 
 /// Resolves names to a [`Selection`], checking everything before anything
@@ -212,11 +317,7 @@ fn check_entitlements(
         return Err(forbidden(format!("not entitled to group '{g}'")));
     }
     for (name, &sym) in names.iter().zip(&sel.symbols) {
-        let in_group = ent
-            .groups
-            .iter()
-            .any(|g| index.group_symbols(g).binary_search(&sym).is_ok());
-        if !ent.symbols.contains(name) && !in_group {
+        if !allows_symbol(ent, index, name, sym) {
             return Err(forbidden(format!("not entitled to symbol '{name}'")));
         }
     }
@@ -237,6 +338,8 @@ mod tests {
         index: Index,
         symbols: SymbolTable,
         config: Config,
+        /// The last request's verified refresh, with its `unsubscribed`.
+        refreshed: Option<(Identity, Option<Value>)>,
     }
 
     impl World {
@@ -252,6 +355,7 @@ mod tests {
                 index,
                 symbols,
                 config: Config::default(),
+                refreshed: None,
             }
         }
 
@@ -264,6 +368,7 @@ mod tests {
             let mut cx = Context {
                 key,
                 entitlements: ent,
+                user: Some("ann"),
                 index: &mut self.index,
                 symbols: &self.symbols,
                 config: &self.config,
@@ -271,6 +376,13 @@ mod tests {
                 now_nanos: 7,
             };
             let r = handle(parse_request(req).unwrap(), &mut cx);
+            self.refreshed = r.refreshed.map(|r| {
+                let dropped = r.dropped.map(|f| {
+                    let p = crate::wire::ws::payload(f.as_bytes()).unwrap();
+                    serde_json::from_slice(p).unwrap()
+                });
+                (r.identity, dropped)
+            });
             let payload = crate::wire::ws::payload(r.frame.as_bytes()).unwrap();
             let snapshots = match r.join {
                 Some(j) => {
@@ -298,6 +410,60 @@ mod tests {
         assert_eq!(snaps, vec![0, 1, 2], "the group's two symbols and AAPL");
         let (_, snaps) = w.ask(2, None, r#"{"op":"subscribe","groups":["*"]}"#);
         assert_eq!(snaps.len(), 3, "every known symbol");
+    }
+
+    #[test]
+    fn refresh_moves_the_grant_and_drops_what_it_no_longer_allows() {
+        let mut w = World::new();
+        let later = std::time::UNIX_EPOCH + std::time::Duration::from_secs(4_000_000_000);
+        w.config.auth = Some(Arc::new(
+            crate::StaticTokens::default()
+                .with(
+                    "fx-only",
+                    Identity::new("ann")
+                        .entitled_to_groups(["fx"])
+                        .expires_at(later),
+                )
+                .with("bob", Identity::new("bob")),
+        ));
+        w.ask(
+            1,
+            None,
+            r#"{"op":"subscribe","symbols":["AAPL","EURUSD"],"groups":["fx","*"]}"#,
+        );
+        for (token, why) in [("bob", "another user"), ("guess", "invalid")] {
+            let req = format!(r#"{{"op":"refresh","id":3,"token":"{token}"}}"#);
+            let (v, _) = w.ask(1, None, &req);
+            assert_eq!(v["code"], "unauthorized", "{why}: {v}");
+            assert!(w.refreshed.is_none());
+        }
+        assert_eq!(w.index.count(1), 4, "a refused refresh changes nothing");
+        let (v, _) = w.ask(1, None, r#"{"op":"refresh","id":4,"token":"fx-only"}"#);
+        assert_eq!(
+            v,
+            json!({"type":"refreshed","id":4,"expires_at":4_000_000_000u64})
+        );
+        let (id, dropped) = w.refreshed.take().unwrap();
+        assert_eq!(id.user, "ann");
+        assert_eq!(
+            dropped,
+            Some(json!({"type":"unsubscribed","symbols":["AAPL"],"groups":["*"]})),
+            "EURUSD stays: the fx group allows it"
+        );
+        let held = w.index.selection(1);
+        assert!(!held.all && held.groups.len() == 1 && held.symbols.len() == 1);
+    }
+
+    #[test]
+    fn refresh_without_access_tokens_is_unauthorized() {
+        let mut w = World::new();
+        let (v, _) = w.ask(1, None, r#"{"op":"refresh","id":1,"token":"x"}"#);
+        assert_eq!(v["code"], "unauthorized");
+        let e = parse_request(r#"{"op":"refresh","id":2}"#).unwrap_err();
+        assert_eq!(
+            (e.code, e.message.as_str()),
+            (ErrorCode::BadRequest, "missing 'token'")
+        );
     }
 
     #[test]

@@ -26,10 +26,9 @@ pub(crate) fn authorize(up: &Upgrade, config: &Config) -> Result<Option<Identity
     let Some(token) = up.token.as_deref() else {
         return Err(Response::text(401, "missing token"));
     };
-    match auth.authenticate(token) {
-        Some(id) => Ok(Some(id)),
-        None => Err(Response::text(401, "invalid or expired token")),
-    }
+    auth.verify(token)
+        .map(Some)
+        .map_err(|reason| Response::text(401, &reason))
 }
 
 #[cfg(test)]

@@ -2,6 +2,8 @@
 //! bytes to the connection's [`Session`](crate::session::Session), and
 //! carry out the session's decisions (upgrade, replies, closes).
 
+use std::sync::Arc;
+
 use crate::metrics::count;
 use crate::runtime::unix_nanos;
 use crate::session::{CloseReason, Event, State, requests, upgrade};
@@ -98,7 +100,10 @@ impl Shard {
         let Some(conn) = self.conns.get_mut(key) else {
             return;
         };
-        let ticket = match self.admission.admit(conn.peer.ip()) {
+        let user = identity
+            .as_ref()
+            .map(|id| Arc::<str>::from(id.user.as_str()));
+        let ticket = match self.admission.admit(conn.peer.ip(), user.as_ref()) {
             Ok(ticket) => ticket,
             Err(refusal) => {
                 let (status, line) = refusal.response();
@@ -209,6 +214,7 @@ impl Shard {
         let mut cx = requests::Context {
             key: key as ConnKey,
             entitlements: conn.session.entitlements(),
+            user: conn.session.user().map(|u| &**u),
             index: &mut self.index,
             symbols: &self.runtime.symbols,
             config: &self.runtime.config,
@@ -216,6 +222,14 @@ impl Shard {
             now_nanos: unix_nanos(),
         };
         let reply = requests::handle(req, &mut cx);
+        if let Some(r) = reply.refreshed {
+            conn.session.refresh(r.identity);
+            self.push(key, reply.frame);
+            if let Some(notice) = r.dropped {
+                self.push(key, notice);
+            }
+            return;
+        }
         self.push(key, reply.frame);
         // Snapshots go out after the `subscribed` reply.
         if let Some(join) = reply.join {

@@ -29,6 +29,11 @@ pub(crate) enum Request {
     Ping {
         id: Id,
     },
+    /// 1.1: a new access token for the same user.
+    Refresh {
+        id: Id,
+        token: String,
+    },
 }
 
 impl Request {
@@ -37,7 +42,8 @@ impl Request {
             Request::Subscribe { id, .. }
             | Request::Unsubscribe { id, .. }
             | Request::ListGroups { id }
-            | Request::Ping { id } => id,
+            | Request::Ping { id }
+            | Request::Refresh { id, .. } => id,
         }
     }
 }
@@ -51,6 +57,7 @@ pub(crate) enum ErrorCode {
     Forbidden,
     TooManySubscriptions,
     RateLimited,
+    Unauthorized,
 }
 
 impl ErrorCode {
@@ -62,6 +69,7 @@ impl ErrorCode {
             ErrorCode::Forbidden => "forbidden",
             ErrorCode::TooManySubscriptions => "too_many_subscriptions",
             ErrorCode::RateLimited => "rate_limited",
+            ErrorCode::Unauthorized => "unauthorized",
         }
     }
 }
@@ -142,6 +150,14 @@ pub(crate) fn parse_request(text: &str) -> Result<Request, RequestError> {
         }
         "list_groups" => Ok(Request::ListGroups { id }),
         "ping" => Ok(Request::Ping { id }),
+        "refresh" => match obj.get("token") {
+            Some(Value::String(token)) => Ok(Request::Refresh {
+                id,
+                token: token.clone(),
+            }),
+            Some(_) => Err(RequestError::bad(&id, "'token' must be a string")),
+            None => Err(RequestError::bad(&id, "missing 'token'")),
+        },
         other => {
             let mut shown: String = other.chars().take(32).collect();
             if shown.len() < other.len() {
@@ -240,6 +256,18 @@ pub(crate) fn pong(id: &Id, ts: u64) -> Value {
         return Value::Null;
     };
     m.insert("ts".into(), ts.into());
+    Value::Object(m)
+}
+
+/// `refreshed`: the connection's grant now ends at `expires_at` (seconds
+/// since the epoch; `null` for a token that does not expire).
+pub(crate) fn refreshed(id: &Id, expires_at: Option<u64>) -> Value {
+    let mut m = Map::new();
+    m.insert("type".into(), "refreshed".into());
+    let Value::Object(mut m) = with_id(m, id) else {
+        return Value::Null;
+    };
+    m.insert("expires_at".into(), json!(expires_at));
     Value::Object(m)
 }
 

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant, SystemTime};
 use serde_json::json;
 use tickcast::{Identity, StaticTokens};
 
-use crate::util::{Client, TestServer, WAIT, raw_exchange, status_of, tick};
+use crate::util::{Client, TestServer, WAIT, raw_exchange, raw_exchange_first, status_of, tick};
 
 const KEY: &str = "dGhlIHNhbXBsZSBub25jZQ==";
 
@@ -141,18 +141,6 @@ fn a_foreign_origin_is_refused_with_403() {
         status_of(&raw_exchange_first(srv.addr, good.as_bytes())),
         101
     );
-}
-
-/// Like `raw_exchange`, but returns after the first read (a 101 keeps the
-/// connection open).
-fn raw_exchange_first(addr: std::net::SocketAddr, bytes: &[u8]) -> Vec<u8> {
-    let mut s = TcpStream::connect(addr).unwrap();
-    s.set_read_timeout(Some(WAIT)).unwrap();
-    s.write_all(bytes).unwrap();
-    let mut buf = vec![0u8; 4096];
-    let n = s.read(&mut buf).unwrap();
-    buf.truncate(n);
-    buf
 }
 
 /// A server with three tokens: alice (everything), bob (group `fx` and

@@ -18,6 +18,7 @@ mod board;
 mod broadcast;
 mod faults;
 mod handshake;
+mod jwt;
 mod large_subscriptions;
 mod lifecycle;
 mod requests;

@@ -308,6 +308,19 @@ pub fn raw_exchange(addr: SocketAddr, bytes: &[u8]) -> Vec<u8> {
     }
 }
 
+/// Sends raw bytes on a fresh TCP connection and returns the first read
+/// of the response (an accepted upgrade stays open, so reading to the end
+/// would wait).
+pub fn raw_exchange_first(addr: SocketAddr, bytes: &[u8]) -> Vec<u8> {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(WAIT)).unwrap();
+    s.write_all(bytes).unwrap();
+    let mut buf = vec![0u8; 4096];
+    let n = s.read(&mut buf).unwrap();
+    buf.truncate(n);
+    buf
+}
+
 /// The status code of a raw HTTP response.
 pub fn status_of(resp: &[u8]) -> u16 {
     let s = String::from_utf8_lossy(resp);

@@ -6,9 +6,18 @@
 //! connected closes the connection with 1008, and subscriptions outside the
 //! identity's entitlements get `forbidden`.
 
+mod jwt;
+
+pub use jwt::JwtAuthenticator;
+
 use std::collections::{HashMap, HashSet};
 use std::fmt;
-use std::time::SystemTime;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+/// Seconds since the epoch of `t` (the `expires_at` of `refreshed`).
+pub(crate) fn unix_seconds(t: SystemTime) -> u64 {
+    t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
+}
 
 /// Checks access tokens. Called on a shard thread during the upgrade, so it
 /// must be fast and must not block (look tokens up in memory).
@@ -31,6 +40,23 @@ use std::time::SystemTime;
 pub trait Authenticator: Send + Sync + fmt::Debug {
     /// The identity `token` grants, or `None` if it is unknown or invalid.
     fn authenticate(&self, token: &str) -> Option<Identity>;
+
+    /// The identity `token` grants, or the one-line reason it grants none
+    /// (the body of the HTTP 401, the message of an `unauthorized` error).
+    /// The default calls [`Authenticator::authenticate`].
+    ///
+    /// # Errors
+    /// The reason the token is refused.
+    fn verify(&self, token: &str) -> Result<Identity, String> {
+        self.authenticate(token)
+            .ok_or_else(|| "invalid or expired token".to_string())
+    }
+
+    /// What the startup summary says of it, e.g. `jwt HS256`. Must not
+    /// reveal a secret.
+    fn describe(&self) -> String {
+        "custom authenticator".to_string()
+    }
 }
 
 /// Who a token belongs to and what it may see.
@@ -128,6 +154,10 @@ impl StaticTokens {
 }
 
 impl Authenticator for StaticTokens {
+    fn describe(&self) -> String {
+        format!("static tokens ({})", self.tokens.len())
+    }
+
     fn authenticate(&self, token: &str) -> Option<Identity> {
         let id = self.tokens.get(token)?;
         if id.expires_at.is_some_and(|t| t <= SystemTime::now()) {
