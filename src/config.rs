@@ -148,8 +148,10 @@ pub struct Config {
     /// Most open connections per user (the token's `sub`); past it upgrades
     /// get HTTP 429. 0 (default): no limit.
     pub max_connections_per_user: usize,
-    /// Serve `wss://` and `https://` with this certificate and key. `None`
-    /// (default): plain `ws://` and `http://`.
+    /// Serve `wss://` and `https://` on `listen` with this certificate and
+    /// key (read by `Broadcaster::start`, again by
+    /// `Broadcaster::reload_tls`); a plaintext client on that port is
+    /// dropped. `None` (default): plain `ws://` and `http://`.
     pub tls: Option<TlsFiles>,
     /// Symbols in the built-in synthetic feed. Default 300.
     pub synthetic_symbols: usize,
@@ -248,8 +250,10 @@ impl Config {
         if self.max_connections_per_user > 0 {
             return bad("max_connections_per_user: not built yet");
         }
-        if self.tls.is_some() {
-            return bad("tls: not built yet");
+        if let Some(tls) = &self.tls
+            && (tls.cert.as_os_str().is_empty() || tls.key.as_os_str().is_empty())
+        {
+            return bad("tls needs both a certificate file and a key file");
         }
         Ok(())
     }

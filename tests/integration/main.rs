@@ -23,4 +23,5 @@ mod lifecycle;
 mod requests;
 mod slow_client;
 mod stalled;
+mod tls;
 mod util;
