@@ -95,8 +95,12 @@ fn read_chain(path: &Path) -> Result<Vec<CertificateDer<'static>>> {
 /// The first private key (PKCS#8, PKCS#1 or SEC1) of a PEM file.
 fn read_key(path: &Path) -> Result<PrivateKeyDer<'static>> {
     let pem = std::fs::read(path).map_err(|e| tls_error(path, e))?;
-    PrivateKeyDer::from_pem_slice(&pem)
-        .map_err(|e| tls_error(path, format!("no PEM private key: {e}")))
+    PrivateKeyDer::from_pem_slice(&pem).map_err(|e| {
+        tls_error(
+            path,
+            format!("holds no usable PEM private key (PKCS#8, PKCS#1 or SEC1): {e}"),
+        )
+    })
 }
 
 fn tls_error(path: &Path, reason: impl std::fmt::Display) -> Error {
