@@ -1435,6 +1435,8 @@ fn io_reason(e: &io::Error) -> String {
         Some(libc::ETIMEDOUT) => "timed out".into(),
         Some(libc::EADDRNOTAVAIL) => "no free source port".into(),
         Some(libc::EMFILE) | Some(libc::ENFILE) => "too many open files".into(),
+        // TLS failures: rustls's message says which (a certificate refused, ...).
+        None if e.kind() == io::ErrorKind::InvalidData => format!("TLS: {e}"),
         _ => e.kind().to_string(),
     }
 }
