@@ -294,6 +294,21 @@ mod tests {
     }
 
     #[test]
+    fn tls_needs_both_files_and_reads_them_at_start() {
+        let tls = |cert: &str, key: &str| Config {
+            tls: Some(TlsFiles {
+                cert: cert.into(),
+                key: key.into(),
+            }),
+            ..Config::default()
+        };
+        assert!(tls("cert.pem", "").validate().is_err());
+        assert!(tls("", "key.pem").validate().is_err());
+        // Whether the files exist is for `Broadcaster::start` to find out.
+        tls("cert.pem", "key.pem").validate().unwrap();
+    }
+
+    #[test]
     fn default_is_valid_and_zero_queue_is_refused() {
         Config::default().validate().unwrap();
         let c = Config {
