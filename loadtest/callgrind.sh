@@ -51,10 +51,15 @@
 # to RETRIES=2 more times; the closing table lists only runs that passed
 # (exit status 1 if a workload has none). results.csv keeps every attempt.
 # Optional SERVER_CPU / CLIENT_CPU pin the server / loadtest with taskset.
+# TLS=1 measures wss:// instead: a self-signed certificate for 127.0.0.1 is
+# made with openssl 3 in OUTDIR/tls, the server gets --tls-cert/--tls-key
+# and the loadtest --ca. The totals then include the clients' TLS
+# handshakes (one each): compare the marginal cost of two DURs to see the
+# per-frame cost alone.
 # Only loopback is used; the server is always stopped.
 set -euo pipefail
 
-[ $# -ge 1 ] || { sed -n '2,54p' "$0" >&2; exit 64; }
+[ $# -ge 1 ] || { sed -n '2,59p' "$0" >&2; exit 64; }
 TICKCAST="$(realpath "$1")"
 OUT="${2:-/tmp/callgrind-$(date -u +%Y%m%d-%H%M%S)}"
 LOADTEST="$(realpath "${LOADTEST:-$(dirname "$TICKCAST")/loadtest}")"
@@ -70,10 +75,21 @@ WORKLOADS="${WORKLOADS:-fanout distinct}"
 RETRIES="${RETRIES:-2}"
 MAX_LAT_MS="${MAX_LAT_MS:-50}"
 mkdir -p "$OUT"
+scheme=ws server_tls=() client_tls=()
+if [ -n "${TLS:-}" ]; then
+  mkdir -p "$OUT/tls"
+  openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 \
+    -subj /CN=127.0.0.1 -addext subjectAltName=IP:127.0.0.1 \
+    -addext basicConstraints=critical,CA:FALSE \
+    -keyout "$OUT/tls/key.pem" -out "$OUT/tls/cert.pem" 2>/dev/null
+  scheme=wss
+  server_tls=(--tls-cert "$OUT/tls/cert.pem" --tls-key "$OUT/tls/key.pem")
+  client_tls=(--ca "$OUT/tls/cert.pem")
+fi
 csv="$OUT/results.csv"
 [ -f "$csv" ] || echo "workload,run,try,clients,rate,ir_total,frames_sent,ticks_published,ir_per_frame,ir_per_tick,socket_writes,frames_per_write,connected,gaps,evictions,delivered_pct,latency_max_ms,loadtest_rc,check,dir" >"$csv"
 echo "tickcast $TICKCAST (sha256 $(sha256sum "$TICKCAST" | cut -c1-16)); loadtest $LOADTEST"
-echo "$(valgrind --version); CLIENTS=$CLIENTS FANOUT_RATE=$FANOUT_RATE DISTINCT_RATE=$DISTINCT_RATE DUR=$DUR WARM=$WARM RETRIES=$RETRIES MAX_LAT_MS=$MAX_LAT_MS; out $OUT"
+echo "$(valgrind --version); TLS=${TLS:-} CLIENTS=$CLIENTS FANOUT_RATE=$FANOUT_RATE DISTINCT_RATE=$DISTINCT_RATE DUR=$DUR WARM=$WARM RETRIES=$RETRIES MAX_LAT_MS=$MAX_LAT_MS; out $OUT"
 
 pin() { if [ -n "${1:-}" ]; then echo taskset -c "$1"; fi; }
 
@@ -106,7 +122,7 @@ measure() {
   $(pin "${SERVER_CPU:-}") valgrind --tool=callgrind --collect-atstart=yes ${VALGRIND_ARGS:-} \
     --callgrind-out-file="$dir/callgrind.out" --log-file="$dir/valgrind.log" \
     "$TICKCAST" --listen "127.0.0.1:$port" --io-threads 1 --no-pin \
-    --synthetic-symbols 100 --synthetic-rate "$rate" >"$dir/server.log" 2>&1 &
+    --synthetic-symbols 100 --synthetic-rate "$rate" "${server_tls[@]}" >"$dir/server.log" 2>&1 &
   srv_pid=$!
   local up=0
   for _ in $(seq 600); do # bounded: 60 s (valgrind starts slowly)
@@ -118,7 +134,7 @@ measure() {
   sleep 1.5 # every symbol gets a value before clients connect
   # shellcheck disable=SC2046
   timeout --kill-after=10 "$((DUR + WARM + 60))" $(pin "${CLIENT_CPU:-}") \
-    "$LOADTEST" --url "ws://127.0.0.1:$port/ws" --clients "$CLIENTS" --duration "$DUR" \
+    "$LOADTEST" --url "$scheme://127.0.0.1:$port/ws" "${client_tls[@]}" --clients "$CLIENTS" --duration "$DUR" \
     --warmup "$WARM" --subscribe "$sub" --quiet --out "$dir/report" \
     >"$dir/loadtest.txt" 2>"$dir/loadtest.err" || rc=$?
   stop_server

@@ -16,6 +16,7 @@ use crate::admission::Admission;
 use crate::feed::{publisher, synthetic};
 use crate::inbox::{ShardLink, ShardMsg};
 use crate::runtime::{Runtime, unix_nanos};
+use crate::transport::ServerTls;
 use crate::wire::{encode, protocol};
 use crate::{Config, Error, Publisher, Result, Stats, Tick};
 
@@ -43,6 +44,8 @@ pub struct Broadcaster {
     /// keep their own copy, resolved to symbol ids.
     groups: Mutex<Vec<(String, Vec<String>)>>,
     links: Vec<ShardLink>,
+    /// The certificate in force when the port speaks TLS.
+    tls: Option<Arc<ServerTls>>,
     tick_tx: Sender<(Tick, u64)>,
     local_addr: SocketAddr,
     threads: Option<Threads>,
@@ -63,7 +66,8 @@ impl Broadcaster {
     /// Validates `config`, binds the listener and starts every thread.
     ///
     /// # Errors
-    /// [`Error::InvalidConfig`], [`Error::Bind`], or an error creating a
+    /// [`Error::InvalidConfig`], [`Error::Tls`] naming a certificate or key
+    /// file that cannot be used, [`Error::Bind`], or an error creating a
     /// poll or thread. Nothing is left running on error.
     ///
     /// ```
@@ -77,6 +81,10 @@ impl Broadcaster {
         if let Some(jwt) = &config.jwt {
             config.auth = Some(Arc::new(crate::JwtAuthenticator::load(jwt)?));
         }
+        let tls = match &config.tls {
+            Some(files) => Some(Arc::new(ServerTls::load(files)?)),
+            None => None,
+        };
         let listener = crate::acceptor::bind(config.listen)?;
         let local_addr = listener.local_addr().map_err(|source| Error::Bind {
             addr: config.listen,
@@ -105,7 +113,7 @@ impl Broadcaster {
             let core = cores
                 .as_ref()
                 .and_then(|c| c.get(i % c.len().max(1)).copied());
-            match crate::shard::spawn(i, runtime.clone(), admission.clone(), core) {
+            match crate::shard::spawn(i, runtime.clone(), admission.clone(), tls.clone(), core) {
                 Ok((link, handle)) => {
                     links.push(link);
                     shards.push(handle);
@@ -144,6 +152,7 @@ impl Broadcaster {
             admission,
             groups: Mutex::new(Vec::new()),
             links,
+            tls,
             tick_tx,
             local_addr,
             threads: Some(Threads {
@@ -357,6 +366,28 @@ impl Broadcaster {
             sockets: self.admission.sockets(),
             refused_full: self.admission.refused_full(),
             ..self.runtime.counters.snapshot()
+        }
+    }
+
+    /// Reads the TLS certificate and key files (`Config::tls`) again and
+    /// serves every new connection with them; connections already open
+    /// keep theirs and are not disturbed. What the binary does on SIGHUP.
+    ///
+    /// # Errors
+    /// [`Error::Tls`] naming the file that cannot be used (the certificate
+    /// in force is kept), or [`Error::InvalidConfig`] if TLS is not
+    /// configured.
+    ///
+    /// ```
+    /// # let b = tickcast::Broadcaster::start(tickcast::Config {
+    /// #     listen: "127.0.0.1:0".parse().unwrap(), synthetic_rate: 0, pin_threads: false,
+    /// #     io_threads: 1, ..Default::default() }).unwrap();
+    /// assert!(b.reload_tls().is_err(), "a plain broadcaster has no certificate");
+    /// ```
+    pub fn reload_tls(&self) -> Result<()> {
+        match &self.tls {
+            Some(tls) => tls.reload(),
+            None => Err(Error::InvalidConfig("tls is not configured".into())),
         }
     }
 

@@ -148,8 +148,10 @@ pub struct Config {
     /// Most open connections per user (the token's `sub`); past it upgrades
     /// get HTTP 429. 0 (default): no limit.
     pub max_connections_per_user: usize,
-    /// Serve `wss://` and `https://` with this certificate and key. `None`
-    /// (default): plain `ws://` and `http://`.
+    /// Serve `wss://` and `https://` on `listen` with this certificate and
+    /// key (read by `Broadcaster::start`, again by
+    /// `Broadcaster::reload_tls`); a plaintext client on that port is
+    /// dropped. `None` (default): plain `ws://` and `http://`.
     pub tls: Option<TlsFiles>,
     /// Symbols in the built-in synthetic feed. Default 300.
     pub synthetic_symbols: usize,
@@ -241,9 +243,10 @@ impl Config {
         if self.jwt.is_some() && self.auth.is_some() {
             return bad("jwt and auth are exclusive: JWT is one Authenticator");
         }
-        // Issue 9 in progress: refused until built, never silently ignored.
-        if self.tls.is_some() {
-            return bad("tls: not built yet");
+        if let Some(tls) = &self.tls
+            && (tls.cert.as_os_str().is_empty() || tls.key.as_os_str().is_empty())
+        {
+            return bad("tls needs both a certificate file and a key file");
         }
         Ok(())
     }
@@ -281,6 +284,21 @@ mod tests {
             };
             assert_eq!(c.validate().is_ok(), ok, "queue_capacity {cap}");
         }
+    }
+
+    #[test]
+    fn tls_needs_both_files_and_reads_them_at_start() {
+        let tls = |cert: &str, key: &str| Config {
+            tls: Some(TlsFiles {
+                cert: cert.into(),
+                key: key.into(),
+            }),
+            ..Config::default()
+        };
+        assert!(tls("cert.pem", "").validate().is_err());
+        assert!(tls("", "key.pem").validate().is_err());
+        // Whether the files exist is for `Broadcaster::start` to find out.
+        tls("cert.pem", "key.pem").validate().unwrap();
     }
 
     #[test]

@@ -3,6 +3,7 @@
 
 use std::io;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 
 /// `Result` with this crate's [`Error`] as the default error type.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -50,6 +51,15 @@ pub enum Error {
     /// A configuration value is out of range; the message names the knob.
     #[error("invalid configuration: {0}")]
     InvalidConfig(String),
+    /// A TLS certificate or key file (`Config::tls`) is missing, unreadable
+    /// or unusable; the message names the file.
+    #[error("TLS file {}: {reason}", file.display())]
+    Tls {
+        /// The file at fault.
+        file: PathBuf,
+        /// What is wrong with it.
+        reason: String,
+    },
     /// A group name or symbol given to the API is not valid.
     #[error("invalid {what}: {reason}")]
     Invalid {

@@ -1,14 +1,16 @@
 //! The `tickcast` binary: parse flags, start a [`Broadcaster`] with the
-//! built-in synthetic feed, and shut down gracefully on SIGINT or SIGTERM.
+//! built-in synthetic feed, reload the TLS certificate on SIGHUP, and shut
+//! down gracefully on SIGINT or SIGTERM.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::Context;
 use clap::Parser;
-use signal_hook::consts::{SIGINT, SIGTERM};
+use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
-use tickcast::{Broadcaster, Config};
+use tickcast::{Broadcaster, Config, TlsFiles};
 
 /// A WebSocket broadcaster for market data (protocol v1 on /ws).
 #[derive(Debug, Parser)]
@@ -59,6 +61,13 @@ struct Args {
     /// Synthetic ticks per second over all symbols; 0 = no synthetic feed.
     #[arg(long, default_value_t = 1000)]
     synthetic_rate: u64,
+    /// TLS certificate chain, PEM, leaf first: the port serves wss:// and
+    /// https:// (plaintext clients are dropped). SIGHUP reloads it.
+    #[arg(long, requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// TLS private key, PEM (PKCS#8, PKCS#1 or SEC1), for --tls-cert.
+    #[arg(long, requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
 }
 
 impl Args {
@@ -79,6 +88,10 @@ impl Args {
             allowed_origins: self.allow_origin,
             synthetic_symbols: self.synthetic_symbols,
             synthetic_rate: self.synthetic_rate,
+            tls: self
+                .tls_cert
+                .zip(self.tls_key)
+                .map(|(cert, key)| TlsFiles { cert, key }),
             ..Config::default()
         }
     }
@@ -87,12 +100,14 @@ impl Args {
 fn main() -> anyhow::Result<()> {
     let config = Args::parse().into_config();
     // Install the handler before starting, so an early signal is not lost.
-    let mut signals = Signals::new([SIGINT, SIGTERM]).context("installing signal handlers")?;
+    let mut signals =
+        Signals::new([SIGINT, SIGTERM, SIGHUP]).context("installing signal handlers")?;
     let shards = config.shards();
     let b = Broadcaster::start(config).context("starting the broadcaster")?;
     let c = b.config();
+    let tls_s = if c.tls.is_some() { "s" } else { "" };
     println!(
-        "tickcast {} listening on ws://{}/ws ({} I/O threads{}, queue {} frames, heartbeat {} ms)",
+        "tickcast {} listening on ws{tls_s}://{}/ws ({} I/O threads{}, queue {} frames, heartbeat {} ms)",
         env!("CARGO_PKG_VERSION"),
         b.local_addr(),
         shards,
@@ -119,11 +134,19 @@ fn main() -> anyhow::Result<()> {
         println!("no synthetic feed (--synthetic-rate 0)");
     }
     println!(
-        "board: http://{0}/   health: http://{0}/healthz   stop: Ctrl-C",
+        "board: http{tls_s}://{0}/   health: http{tls_s}://{0}/healthz   stop: Ctrl-C",
         b.local_addr()
     );
-    if let Some(sig) = signals.forever().next() {
+    for sig in signals.forever() {
+        if sig == SIGHUP {
+            match b.reload_tls() {
+                Ok(()) => eprintln!("SIGHUP: TLS certificate reloaded for new connections"),
+                Err(e) => eprintln!("SIGHUP: no reload, the certificate in force is kept: {e}"),
+            }
+            continue;
+        }
         eprintln!("signal {sig}: closing connections (1001) and shutting down");
+        break;
     }
     let s = b.stats();
     b.shutdown().context("shutting down")?;

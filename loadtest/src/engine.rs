@@ -24,7 +24,7 @@
 //!   the measured window, the final drain by [`DRAIN_TIMEOUT`].
 
 use std::collections::{BTreeMap, VecDeque};
-use std::io::{self, Read, Write};
+use std::io;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -45,6 +45,7 @@ use crate::options::{Options, Scenario, SlowMode, Subscription, Target};
 use crate::scan::{Control, Kind, Scanned, Scanner, parse_control, scan_fast};
 use crate::seqcheck::{SeqCounts, SeqTracker};
 use crate::stats::latency_histogram;
+use crate::tls::Wire;
 
 /// Size of each worker's read buffer. 64 KiB reads amortize the syscall
 /// over hundreds of tick frames; larger reads did not help on loopback.
@@ -293,7 +294,7 @@ enum State {
 #[derive(Debug)]
 struct Conn {
     spec: Spec,
-    stream: TcpStream,
+    stream: Wire,
     state: State,
     started: Instant,
     hs: Option<ClientHandshake>,
@@ -330,6 +331,8 @@ struct Conn {
 #[derive(Debug)]
 struct Plan {
     target: Target,
+    /// `wss://`: what each connection's TLS starts from.
+    tls: Option<crate::tls::Client>,
     opts: Options,
     universe: Vec<String>,
     t0: Instant,
@@ -339,6 +342,7 @@ impl Plan {
     fn rebuilt(&self, opts: Options) -> Plan {
         Plan {
             target: self.target.clone(),
+            tls: self.tls.clone(),
             opts,
             universe: self.universe.clone(),
             t0: self.t0,
@@ -407,8 +411,14 @@ pub(crate) fn drive(
     universe: Vec<String>,
     t0: Instant,
 ) -> anyhow::Result<(Vec<WorkerResult>, Window)> {
+    let tls = match (target.tls, &opts.trust) {
+        (false, _) => None,
+        (true, Some(trust)) => Some(crate::tls::Client::new(target, trust)?),
+        (true, None) => anyhow::bail!("a wss:// target needs --ca FILE or --insecure"),
+    };
     let plan = Arc::new(Plan {
         target: target.clone(),
+        tls,
         opts: opts.clone(),
         universe,
         t0,
@@ -912,12 +922,16 @@ impl Worker {
                     || e.kind() == io::ErrorKind::WouldBlock => {}
             Err(e) => return Err(e),
         }
-        let mut stream = TcpStream::from_std(sock.into());
+        let tcp = TcpStream::from_std(sock.into());
+        let mut stream = match &self.plan.tls {
+            Some(tls) => Wire::tls(tcp, &tls.config, tls.server_name.clone())?,
+            None => Wire::plain(tcp),
+        };
         let started_rel = self.rel_ns();
         let entry = self.conns.vacant_entry();
         let token = Token(entry.key());
         self.poll.registry().register(
-            &mut stream,
+            stream.tcp(),
             token,
             Interest::READABLE | Interest::WRITABLE,
         )?;
@@ -983,14 +997,14 @@ impl Worker {
             return;
         }
         if conn.state == State::Connecting {
-            match conn.stream.take_error() {
+            match conn.stream.tcp().take_error() {
                 Ok(Some(e)) | Err(e) => {
                     conn.end = Some(End::ConnectFailed(format!("connect: {}", io_reason(&e))));
                     return;
                 }
                 Ok(None) => {}
             }
-            match conn.stream.peer_addr() {
+            match conn.stream.tcp().peer_addr() {
                 Ok(_) => {}
                 Err(e) if e.kind() == io::ErrorKind::NotConnected => return,
                 Err(e) => {
@@ -1016,7 +1030,7 @@ impl Worker {
         }
         if conn.state == State::Connecting {
             if hangup {
-                let reason = match conn.stream.take_error() {
+                let reason = match conn.stream.tcp().take_error() {
                     Ok(Some(e)) | Err(e) => io_reason(&e),
                     Ok(None) => "connection closed".to_string(),
                 };
@@ -1095,8 +1109,8 @@ impl Worker {
             conn.budget -= n as f64;
         }
         // TCP reads return everything queued up to the buffer size, so a
-        // short read means the socket is empty for now.
-        let more = if n < want {
+        // short read means the socket is empty for now (not so for TLS).
+        let more = if n < want && conn.stream.short_read_drains() {
             ReadOutcome::Drained
         } else {
             ReadOutcome::More
@@ -1138,7 +1152,7 @@ impl Worker {
                     if conn.spec.initial {
                         self.shared.settled.fetch_add(1, Ordering::Relaxed);
                     }
-                    conn.local = conn.stream.local_addr().ok();
+                    conn.local = conn.stream.tcp().local_addr().ok();
                     let sub = subscribe_message(&self.plan, &mut self.ctx.rng);
                     if let Some(msg) = sub {
                         let mask = self.ctx.rng.mask();
@@ -1298,7 +1312,7 @@ impl Worker {
         };
         let Some(end) = c.end.clone() else { return };
         let mut conn = self.conns.remove(token.0);
-        let _ = self.poll.registry().deregister(&mut conn.stream);
+        let _ = self.poll.registry().deregister(conn.stream.tcp());
         if let End::ConnectFailed(_) = end {
             self.in_flight = self.in_flight.saturating_sub(1);
             self.connect_failed(
@@ -1421,12 +1435,14 @@ fn io_reason(e: &io::Error) -> String {
         Some(libc::ETIMEDOUT) => "timed out".into(),
         Some(libc::EADDRNOTAVAIL) => "no free source port".into(),
         Some(libc::EMFILE) | Some(libc::ENFILE) => "too many open files".into(),
+        // TLS failures: rustls's message says which (a certificate refused, ...).
+        None if e.kind() == io::ErrorKind::InvalidData => format!("TLS: {e}"),
         _ => e.kind().to_string(),
     }
 }
 
-/// Writes as much of `conn.out` as the socket takes; the rest waits for
-/// the next writable event.
+/// Writes as much of `conn.out` as the socket takes; the rest (and any
+/// TLS records rustls still holds) waits for the next writable event.
 fn flush(conn: &mut Conn) {
     while !conn.out.is_empty() {
         match conn.stream.write(&conn.out) {
@@ -1438,6 +1454,8 @@ fn flush(conn: &mut Conn) {
             Err(_) => return,
         }
     }
+    // An error shows at the next read.
+    let _ = conn.stream.send_pending();
 }
 
 /// The subscribe request for one client, or `None` for no subscription.

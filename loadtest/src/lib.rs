@@ -17,7 +17,7 @@
 //! # Reading order
 //! [`options`] → [`engine`] → [`frame`] → [`scan`] → [`intern`] →
 //! [`seqcheck`] →
-//! [`stats`] → [`report`] → [`plot`].
+//! [`stats`] → [`report`] → [`plot`]; [`tls`] is the `wss://` wire.
 #![deny(
     missing_docs,
     missing_debug_implementations,
@@ -39,6 +39,7 @@ pub mod scan;
 pub mod seqcheck;
 pub mod stats;
 pub mod sys;
+pub mod tls;
 
 use std::time::Duration;
 
@@ -80,18 +81,19 @@ fn in_process_target(addr: std::net::SocketAddr) -> Target {
         addr,
         host: addr.to_string(),
         path: "/ws".into(),
+        tls: false,
     }
 }
 
 fn run_against(opts: &Options, target: &Target, pid: Option<u32>) -> anyhow::Result<Report> {
     let universe = match opts.subscribe {
         Subscription::Random(_) if opts.universe.is_empty() => {
-            probe::universe(target, PROBE_TIMEOUT)?
+            probe::universe(target, opts, PROBE_TIMEOUT)?
         }
         Subscription::Random(_) => opts.universe.clone(),
         _ => Vec::new(),
     };
-    let url = format!("ws://{}{}", target.host, target.path);
+    let url = target.url();
     let t0 = std::time::Instant::now();
     let watch = monitor::MonitorConfig {
         port: target.addr.port(),

@@ -124,16 +124,48 @@ pub struct Target {
     pub host: String,
     /// Path and query for the upgrade request, e.g. `/ws?client=lt`.
     pub path: String,
+    /// `wss://`: TLS, with the host (without port) as the server name.
+    pub tls: bool,
 }
 
-/// Parses `ws://HOST:PORT/PATH?QUERY` and refuses non-loopback targets.
+impl Target {
+    /// The URL, as it was given.
+    pub fn url(&self) -> String {
+        let scheme = if self.tls { "wss" } else { "ws" };
+        format!("{scheme}://{}{}", self.host, self.path)
+    }
+
+    /// The host without its port: the TLS server name.
+    pub fn server_name(&self) -> &str {
+        let host = match self.host.rsplit_once(':') {
+            Some((h, port)) if port.bytes().all(|b| b.is_ascii_digit()) => h,
+            _ => &self.host,
+        };
+        host.trim_start_matches('[').trim_end_matches(']')
+    }
+}
+
+/// How a `wss://` server's certificate is checked.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Trust {
+    /// Against the CA certificates of this PEM file (`--ca`).
+    Ca(PathBuf),
+    /// Not at all (`--insecure`).
+    Insecure,
+}
+
+/// Parses `ws://` or `wss://HOST:PORT/PATH?QUERY` and refuses non-loopback
+/// targets.
 ///
 /// # Errors
-/// On a scheme other than `ws`, an unresolvable host, or an address outside
-/// 127.0.0.0/8 and ::1.
+/// On a scheme other than `ws` and `wss`, an unresolvable host, or an
+/// address outside 127.0.0.0/8 and ::1.
 pub fn parse_url(url: &str) -> anyhow::Result<Target> {
-    let Some(rest) = url.strip_prefix("ws://") else {
-        bail!("only ws:// URLs are supported, got {url:?}");
+    let (rest, tls) = match (url.strip_prefix("ws://"), url.strip_prefix("wss://")) {
+        (Some(rest), _) => (rest, false),
+        (_, Some(rest)) => (rest, true),
+        _ => bail!("only ws:// and wss:// URLs are supported, got {url:?}"),
     };
     let (authority, path) = match rest.find('/') {
         Some(i) => (&rest[..i], &rest[i..]),
@@ -149,7 +181,7 @@ pub fn parse_url(url: &str) -> anyhow::Result<Target> {
     let with_port = if has_port {
         authority.to_string()
     } else {
-        format!("{authority}:80")
+        format!("{authority}:{}", if tls { 443 } else { 80 })
     };
     let addrs: Vec<SocketAddr> = with_port
         .to_socket_addrs()
@@ -162,6 +194,7 @@ pub fn parse_url(url: &str) -> anyhow::Result<Target> {
         addr,
         host: authority.to_string(),
         path: path.to_string(),
+        tls,
     })
 }
 
@@ -172,10 +205,17 @@ pub fn parse_url(url: &str) -> anyhow::Result<Target> {
     about = "WebSocket load generator for tickcast (PROTOCOL.md v1)"
 )]
 pub struct Cli {
-    /// Server URL, ws://HOST:PORT/ws (loopback only). Without it the
-    /// in-process server is started (see inprocess.rs).
+    /// Server URL, ws:// or wss://HOST:PORT/ws (loopback only). Without
+    /// it the in-process server is started (see inprocess.rs).
     #[arg(long)]
     pub url: Option<String>,
+    /// wss://: trust the CA certificates in this PEM file.
+    #[arg(long, conflicts_with = "insecure")]
+    pub ca: Option<PathBuf>,
+    /// wss://: accept any server certificate, unchecked (a loopback
+    /// benchmark whose CA the tool is not given).
+    #[arg(long)]
+    pub insecure: bool,
     /// Scenario to run.
     #[arg(long, value_enum, default_value = "fanout")]
     pub scenario: Scenario,
@@ -311,6 +351,8 @@ pub struct Cli {
 pub struct Options {
     /// Target server; `None` means the in-process server.
     pub target: Option<Target>,
+    /// How a `wss://` target's certificate is checked (`None` for `ws://`).
+    pub trust: Option<Trust>,
     /// Scenario to run.
     pub scenario: Scenario,
     /// Number of clients (healthy ones for stalled and soak; newcomers for
@@ -392,6 +434,16 @@ impl Cli {
     /// On any out-of-range or contradictory value.
     pub fn into_options(self) -> anyhow::Result<Options> {
         let target = self.url.as_deref().map(parse_url).transpose()?;
+        let trust = match (&self.ca, self.insecure) {
+            (Some(ca), _) => Some(Trust::Ca(ca.clone())),
+            (None, true) => Some(Trust::Insecure),
+            (None, false) => None,
+        };
+        match (target.as_ref().is_some_and(|t| t.tls), trust.is_some()) {
+            (true, false) => bail!("a wss:// URL needs --ca FILE (or --insecure)"),
+            (false, true) => bail!("--ca and --insecure are for wss:// URLs"),
+            _ => {}
+        }
         let storm = self.scenario == Scenario::ConnectStorm;
         let stalling = matches!(self.scenario, Scenario::Stalled | Scenario::Soak);
         let streaming_storm = storm && self.streaming > 0;
@@ -490,6 +542,7 @@ impl Cli {
         });
         Ok(Options {
             target,
+            trust,
             scenario: self.scenario,
             clients,
             stalled,
@@ -640,8 +693,10 @@ mod tests {
     fn non_loopback_and_non_ws_urls_are_refused() {
         assert!(parse_url("ws://10.0.0.1:80/ws").is_err());
         assert!(parse_url("ws://8.8.8.8:80/ws").is_err());
-        assert!(parse_url("wss://127.0.0.1:443/ws").is_err());
+        assert!(parse_url("wss://8.8.8.8:443/ws").is_err());
         assert!(parse_url("http://127.0.0.1/ws").is_err());
+        let t = parse_url("wss://[::1]/ws").expect("wss, v6 loopback");
+        assert_eq!((t.tls, t.addr.port(), t.server_name()), (true, 443, "::1"));
         let t = parse_url("ws://127.0.0.5:81/ws?client=x").expect("loopback");
         assert_eq!(t.path, "/ws?client=x");
         assert_eq!(t.host, "127.0.0.5:81");

@@ -17,8 +17,12 @@ use anyhow::{Context, bail};
 
 use crate::frame::{self, OP_CLOSE, OP_PING, OP_PONG, OP_TEXT, Parsed};
 use crate::handshake::ClientHandshake;
-use crate::options::Target;
+use crate::options::{Options, Target};
 use crate::scan::{Control, Scanned, Scanner, parse_control};
+
+/// The probe's connection: TCP, or TLS over it.
+trait Stream: Read + Write {}
+impl<S: Read + Write> Stream for S {}
 
 /// How long without a new symbol ends the probe once `subscribed` arrived.
 pub const QUIET_PERIOD: Duration = Duration::from_millis(300);
@@ -28,11 +32,21 @@ pub const QUIET_PERIOD: Duration = Duration::from_millis(300);
 /// # Errors
 /// On connect or handshake failure, a protocol error, or no symbols within
 /// `timeout`.
-pub fn universe(target: &Target, timeout: Duration) -> anyhow::Result<Vec<String>> {
+pub fn universe(target: &Target, opts: &Options, timeout: Duration) -> anyhow::Result<Vec<String>> {
     let deadline = Instant::now() + timeout;
-    let mut s = TcpStream::connect_timeout(&target.addr, timeout).context("probe connect")?;
-    s.set_nodelay(true)?;
-    s.set_read_timeout(Some(Duration::from_millis(50)))?;
+    let tcp = TcpStream::connect_timeout(&target.addr, timeout).context("probe connect")?;
+    tcp.set_nodelay(true)?;
+    tcp.set_read_timeout(Some(Duration::from_millis(50)))?;
+    let mut s: Box<dyn Stream> = match (target.tls, &opts.trust) {
+        (false, _) => Box::new(tcp),
+        (true, Some(trust)) => {
+            let tls = crate::tls::Client::new(target, trust)?;
+            let conn = rustls::ClientConnection::new(tls.config, tls.server_name)
+                .context("probe TLS client")?;
+            Box::new(rustls::StreamOwned::new(conn, tcp))
+        }
+        (true, None) => bail!("a wss:// target needs --ca FILE or --insecure"),
+    };
     let hs = ClientHandshake::new(&target.host, &target.path);
     s.write_all(&hs.request)?;
     let mut buf = Vec::new();

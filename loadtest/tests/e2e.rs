@@ -80,6 +80,7 @@ impl TestServer {
             addr: self.addr,
             host: self.addr.to_string(),
             path: "/ws".into(),
+            tls: false,
         }
     }
 }
@@ -234,6 +235,7 @@ fn refused_connects_are_counted_not_fatal() {
             addr,
             host: addr.to_string(),
             path: "/ws".into(),
+            tls: false,
         },
         5,
     );

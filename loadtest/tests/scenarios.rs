@@ -33,6 +33,7 @@ fn options(addr: SocketAddr, scenario: Scenario, rate: u64) -> Options {
             addr,
             host: addr.to_string(),
             path: "/ws".into(),
+            tls: false,
         },
         4,
     );

@@ -98,12 +98,21 @@ impl Connection {
     }
 
     /// Writes queued frames until the outbox is empty or the transport
-    /// would block.
+    /// would block. `drained` means every byte is with the kernel: the
+    /// outbox is empty and the transport holds nothing (TLS records).
     ///
     /// # Errors
     /// The transport failed: drop the connection.
     pub(crate) fn write(&mut self) -> io::Result<Progress> {
-        self.outbox.write_to(&mut self.transport)
+        let mut p = self.outbox.write_to(&mut self.transport)?;
+        if p.drained {
+            match self.transport.flush_pending() {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => p.drained = false,
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(p)
     }
 
     /// Ends our write side after the last byte (see [`Transport`]).

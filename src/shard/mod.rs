@@ -44,7 +44,7 @@ use crate::inbox::{ShardLink, ShardMsg};
 use crate::runtime::Runtime;
 use crate::session::{Due, Event, Settings, State};
 use crate::subscriptions::{ClassId, ConnKey, Index};
-use crate::transport::{PlainTcp, Stream};
+use crate::transport::{PlainTcp, ServerTls, Stream, TlsTcp};
 use crate::wake::Sleep;
 use crate::wire::encode;
 use crate::{Error, Frame, Result};
@@ -69,6 +69,7 @@ pub(crate) fn spawn(
     id: usize,
     runtime: Arc<Runtime>,
     admission: Arc<Admission>,
+    tls: Option<Arc<ServerTls>>,
     core: Option<core_affinity::CoreId>,
 ) -> Result<(ShardLink, JoinHandle<()>)> {
     let poll_err = |source| Error::CreatePoll {
@@ -81,7 +82,7 @@ pub(crate) fn spawn(
     let sleep = Arc::new(Sleep::default());
     let load = Arc::new(AtomicUsize::new(0));
     let link = ShardLink::new(tx, Arc::new(waker), sleep.clone(), load.clone());
-    let shard = Shard::new(poll, rx, sleep, load, runtime, admission);
+    let shard = Shard::new(poll, rx, sleep, load, runtime, admission, tls);
     let name = format!("tickcast-shard-{id}");
     let handle = std::thread::Builder::new()
         .name(name.clone())
@@ -136,6 +137,8 @@ struct Shard {
     bytes: u64,
     runtime: Arc<Runtime>,
     admission: Arc<Admission>,
+    /// Set when the port speaks TLS: every socket accepted is `wss://`.
+    tls: Option<Arc<ServerTls>>,
 }
 
 impl Shard {
@@ -146,6 +149,7 @@ impl Shard {
         load: Arc<AtomicUsize>,
         runtime: Arc<Runtime>,
         admission: Arc<Admission>,
+        tls: Option<Arc<ServerTls>>,
     ) -> Shard {
         let now = Instant::now();
         Shard {
@@ -173,6 +177,7 @@ impl Shard {
             bytes: 0,
             runtime,
             admission,
+            tls,
         }
     }
 
@@ -267,14 +272,20 @@ impl Shard {
     }
 
     fn accept(&mut self, stream: TcpStream, peer: SocketAddr) {
+        let transport = match &self.tls {
+            None => Some(Stream::Plain(PlainTcp::new(stream))),
+            // The certificate in force now; a reload later leaves it be.
+            Some(tls) => TlsTcp::new(stream, tls.current())
+                .ok()
+                .map(|t| Stream::Tls(Box::new(t))),
+        };
+        let Some(transport) = transport else {
+            self.admission.drop_socket(&self.load);
+            return;
+        };
         let entry = self.conns.vacant_entry();
         let key = entry.key();
-        let mut conn = Connection::new(
-            Stream::Plain(PlainTcp::new(stream)),
-            peer,
-            self.now,
-            &self.runtime.config,
-        );
+        let mut conn = Connection::new(transport, peer, self.now, &self.runtime.config);
         let registered =
             self.stopping.is_none() && conn.register(self.poll.registry(), Token(key + 1)).is_ok();
         if !registered {

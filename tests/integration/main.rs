@@ -24,4 +24,5 @@ mod lifecycle;
 mod requests;
 mod slow_client;
 mod stalled;
+mod tls;
 mod util;

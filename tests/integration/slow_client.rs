@@ -1,22 +1,14 @@
 //! Slow consumers: evicted with 4001 when their queue overflows, never
 //! silently skipped, and never delaying the others.
 
-use std::net::TcpStream;
 use std::thread;
 use std::time::{Duration, Instant};
 
 use tungstenite::Message;
 
-use crate::util::{Client, Got, SeqCheck, TestServer, WAIT, heavy, publish_retrying, tick};
-
-/// A TCP connection with a small receive buffer, so the server notices a
-/// stalled reader quickly.
-fn small_window(addr: std::net::SocketAddr, bytes: usize) -> TcpStream {
-    let s = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
-    s.set_recv_buffer_size(bytes).unwrap();
-    s.connect(&addr.into()).unwrap();
-    s.into()
-}
+use crate::util::{
+    Client, Got, SeqCheck, TestServer, WAIT, heavy, publish_retrying, small_window, tick,
+};
 
 #[test]
 fn slow_client_is_evicted_without_delaying_others() {

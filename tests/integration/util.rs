@@ -101,9 +101,10 @@ pub enum Got {
     End(String),
 }
 
-/// A blocking WebSocket client with a read timeout.
-pub struct Client {
-    pub ws: WebSocket<TcpStream>,
+/// A blocking WebSocket client with a read timeout, over TCP or (in
+/// `tls.rs`) TLS.
+pub struct Client<S: Read + Write = TcpStream> {
+    pub ws: WebSocket<S>,
     pub welcome: Value,
 }
 
@@ -121,8 +122,15 @@ impl Client {
     pub fn over(stream: TcpStream, addr: SocketAddr, path: &str) -> Client {
         stream.set_read_timeout(Some(WAIT)).unwrap();
         stream.set_nodelay(true).unwrap();
-        let url = format!("ws://{addr}{path}");
-        let (ws, _resp) = tungstenite::client::client(url.as_str(), stream).expect("handshake");
+        Client::handshake(&format!("ws://{addr}{path}"), stream)
+    }
+}
+
+impl<S: Read + Write> Client<S> {
+    /// Completes the upgrade to `url` over `stream` (whose reads time out)
+    /// and reads the `welcome`.
+    pub fn handshake(url: &str, stream: S) -> Client<S> {
+        let (ws, _resp) = tungstenite::client::client(url, stream).expect("handshake");
         let mut c = Client {
             ws,
             welcome: Value::Null,
@@ -239,6 +247,23 @@ impl Client {
         self.exchange(req, id).0
     }
 
+    /// For an evicted client reading at last: reads its backlog, then
+    /// asserts the end is the 4001, or a reset (its close frame could not
+    /// be sent within the close grace).
+    pub fn expect_eviction(&mut self) {
+        let end = loop {
+            match self.recv() {
+                Got::Json(_) => {}
+                other => break other,
+            }
+        };
+        match end {
+            Got::Close(code, _) => assert_eq!(code, 4001),
+            Got::End(e) => assert!(e.to_lowercase().contains("reset"), "{e}"),
+            Got::Json(_) => unreachable!(),
+        }
+    }
+
     pub fn subscribe(&mut self, symbols: &[&str], groups: &[&str], id: i64) -> Value {
         let r = self.request(
             json!({"op":"subscribe","symbols":symbols,"groups":groups}),
@@ -286,6 +311,15 @@ impl SeqCheck {
         }
         self.last.insert(sym, seq);
     }
+}
+
+/// A TCP connection with a small receive buffer, so the server notices a
+/// stalled reader quickly.
+pub fn small_window(addr: SocketAddr, bytes: usize) -> TcpStream {
+    let s = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    s.set_recv_buffer_size(bytes).unwrap();
+    s.connect(&addr.into()).unwrap();
+    s.into()
 }
 
 /// Sends raw bytes on a fresh TCP connection and returns everything the
@@ -386,7 +420,10 @@ pub fn feed_every(
 
 /// Reads `c` in a thread until `stop`, checking every tick's `seq`;
 /// returns the ticks it got. Panics if the stream ends.
-pub fn read_in_background(mut c: Client, stop: Arc<AtomicBool>) -> thread::JoinHandle<u64> {
+pub fn read_in_background<S: Read + Write + Send + 'static>(
+    mut c: Client<S>,
+    stop: Arc<AtomicBool>,
+) -> thread::JoinHandle<u64> {
     thread::spawn(move || {
         let mut check = SeqCheck::default();
         while !stop.load(SeqCst) {
