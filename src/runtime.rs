@@ -4,10 +4,10 @@
 //! tested from a `Runtime` alone, without the composition root.
 
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
-use std::time::SystemTime;
+use std::time::{Instant, SystemTime};
 
 use crate::Config;
-use crate::metrics::Counters;
+use crate::metrics::{Counters, Metrics, ShardCells};
 use crate::symbols::SymbolTable;
 
 /// Shared, read-mostly state of one broadcaster.
@@ -17,6 +17,9 @@ pub(crate) struct Runtime {
     pub(crate) config: Config,
     pub(crate) symbols: SymbolTable,
     pub(crate) counters: Counters,
+    /// Each shard's published metrics, by shard id.
+    pub(crate) shard_cells: ShardCells,
+    started: Instant,
     /// Set once shutdown begins.
     stopping: AtomicBool,
 }
@@ -24,9 +27,11 @@ pub(crate) struct Runtime {
 impl Runtime {
     pub(crate) fn new(config: Config) -> Runtime {
         Runtime {
+            shard_cells: ShardCells::new(config.shards()),
             config,
             symbols: SymbolTable::default(),
             counters: Counters::default(),
+            started: Instant::now(),
             stopping: AtomicBool::new(false),
         }
     }
@@ -34,6 +39,18 @@ impl Runtime {
     /// Returns true if and only if shutdown has begun.
     pub(crate) fn is_stopping(&self) -> bool {
         self.stopping.load(Relaxed)
+    }
+
+    /// Every metric, given the admission counts (connections open,
+    /// sockets held, refusals for the connection limit).
+    pub(crate) fn metrics(&self, connections: usize, sockets: usize, refused_full: u64) -> Metrics {
+        let figures = crate::metrics::ProcessFigures {
+            connections,
+            sockets,
+            refused_full,
+            uptime: self.started.elapsed(),
+        };
+        Metrics::collect(&self.counters, &self.shard_cells, figures)
     }
 
     /// Marks the start of shutdown; threads that wait on others give up.

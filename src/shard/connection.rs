@@ -36,6 +36,10 @@ pub(crate) struct Connection {
     pub(crate) admitted: Option<Admitted>,
     /// A large subscription joining as the socket drains (see `joins`).
     pub(super) pending: Option<Box<PendingJoin>>,
+    /// When the WebSocket opened (for the connection log).
+    pub(crate) opened_at: Option<Instant>,
+    /// Frames completely written (for the connection log).
+    pub(crate) frames_sent: u64,
 }
 
 /// What a read of the transport gave.
@@ -66,6 +70,8 @@ impl Connection {
             dirty: false,
             admitted: None,
             pending: None,
+            opened_at: None,
+            frames_sent: 0,
         }
     }
 
@@ -98,12 +104,14 @@ impl Connection {
     }
 
     /// Writes queued frames until the outbox is empty or the transport
-    /// would block.
+    /// would block; `delivered` is called for each batch of ticks written
+    /// (see `Outbox::write_recording`).
     ///
     /// # Errors
     /// The transport failed: drop the connection.
-    pub(crate) fn write(&mut self) -> io::Result<Progress> {
-        self.outbox.write_to(&mut self.transport)
+    #[inline]
+    pub(crate) fn write(&mut self, delivered: impl FnMut(u64, usize)) -> io::Result<Progress> {
+        self.outbox.write_recording(&mut self.transport, delivered)
     }
 
     /// Ends our write side after the last byte (see [`Transport`]).

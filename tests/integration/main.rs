@@ -16,11 +16,14 @@
 
 mod board;
 mod broadcast;
+mod browser;
 mod faults;
 mod handshake;
 mod large_subscriptions;
 mod lifecycle;
+mod metrics;
 mod requests;
 mod slow_client;
 mod stalled;
+mod status_page;
 mod util;
