@@ -124,7 +124,8 @@ impl Metrics {
         p.header(
             name,
             "histogram",
-            "From publish accepting a tick to the socket write that carried it.",
+            "From publish accepting a tick to the socket write that carried it \
+             (the ticks of one write in 8).",
         );
         let h = self.latency.histogram();
         for le in BUCKETS_US {
@@ -253,7 +254,7 @@ impl Prom<'_> {
 mod tests {
     use super::*;
     use crate::metrics::{Counters, Disconnect, ShardCells, ShardCounts, snapshot::ProcessFigures};
-    use std::time::{Duration, Instant};
+    use std::time::Duration;
 
     fn metrics() -> Metrics {
         let cells = ShardCells::new(2);
@@ -267,7 +268,7 @@ mod tests {
         let mut local = crate::metrics::Latency::default();
         local.record(0, 80_000, 3); // 80 µs, three ticks
         local.record(0, 2_000_000_000, 1); // 2 s
-        cells.get(0).merge_latency(&mut local, Instant::now());
+        cells.get(0).merge_latency(&mut local);
         assert!(local.is_empty(), "merged records leave the shard");
         Metrics::collect(
             &Counters::default(),

@@ -12,15 +12,15 @@
 //!     read_again()             // input.rs: connections that hit their per-turn read bound
 //!     flush_dirty()            // output.rs: write every connection with queued frames
 //!     housekeeping()           // every HOUSEKEEPING: session timers (pings, deadlines),
-//!                              //   outbox gauge, latency histogram to the shard's cell
+//!                              //   outbox gauge; each second, latencies to the shard's cell
 //!     publish_counters()       // the shard's counts to its cell, once per turn
 //! }
 //! ```
 //!
 //! Metrics are the shard's own plain integers and histogram
 //! (`crate::metrics`): no shared atomic is touched per frame, and the
-//! shard's cell is locked at most once per turn and once per
-//! housekeeping.
+//! shard's cell is locked at most once per turn, and once a second for
+//! the latency histogram.
 //!
 //! Snapshot consistency falls out of the thread model: the shard applies
 //! ticks to its last-value cache and to its connections' outboxes in one
@@ -48,7 +48,7 @@ use slab::Slab;
 
 use crate::admission::Admission;
 use crate::inbox::{ShardLink, ShardMsg};
-use crate::metrics::{Disconnect, HandshakeFailure, Latency, ShardCounts};
+use crate::metrics::{Disconnect, HandshakeFailure, Latency, Sampler, ShardCounts};
 use crate::runtime::Runtime;
 use crate::session::{Due, Event, Settings, State};
 use crate::subscriptions::{ClassId, ConnKey, Index};
@@ -143,9 +143,12 @@ struct Shard {
     /// The shard's counts, copied to its cell when `counts_changed`.
     counts: ShardCounts,
     counts_changed: bool,
-    /// Publish-to-write latencies since the last housekeeping, merged into
-    /// the cell there.
+    /// Publish-to-write latencies since the last merge into the cell
+    /// (every `metrics::MERGE_EVERY`, at a housekeeping pass).
     latency: Latency,
+    /// Which writes record their latency (one in `metrics::SAMPLE_EVERY`).
+    sampler: Sampler,
+    next_latency_merge: Instant,
     runtime: Arc<Runtime>,
     admission: Arc<Admission>,
 }
@@ -186,6 +189,8 @@ impl Shard {
             counts: ShardCounts::default(),
             counts_changed: false,
             latency: Latency::default(),
+            sampler: Sampler::default(),
+            next_latency_merge: now + crate::metrics::MERGE_EVERY,
             runtime,
             admission,
         }
@@ -371,7 +376,10 @@ impl Shard {
             }
         }
         self.set_count(|c| &mut c.outbox_frames, queued);
-        self.publish_latency();
+        if self.now >= self.next_latency_merge {
+            self.publish_latency();
+            self.next_latency_merge = self.now + crate::metrics::MERGE_EVERY;
+        }
         for (key, due) in timers.drain(..) {
             match due {
                 Due::LingerOver => self.linger_over(key),
@@ -429,7 +437,7 @@ impl Shard {
         self.runtime
             .shard_cells
             .get(self.id)
-            .merge_latency(&mut self.latency, self.now);
+            .merge_latency(&mut self.latency);
     }
 
     /// Debug builds, once per turn: a connection marked dirty is on the

@@ -60,15 +60,21 @@ impl Shard {
             return;
         }
         conn.dirty = false;
-        // One clock read per write that completes ticks, none otherwise.
+        // A sampled write reads the clock once, if it completes ticks.
+        let sampled = self.sampler.take();
         let latency = &mut self.latency;
         let mut written_ns = 0;
         let wrote = conn.write(|published_ns, frames| {
-            if written_ns == 0 {
-                written_ns = unix_nanos();
+            if sampled {
+                if written_ns == 0 {
+                    written_ns = unix_nanos();
+                }
+                latency.record(published_ns, written_ns, frames);
             }
-            latency.record(published_ns, written_ns, frames);
         });
+        if written_ns != 0 {
+            self.sampler.used();
+        }
         match wrote {
             Ok(p) => {
                 if p.bytes > 0 {

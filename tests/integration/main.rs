@@ -17,6 +17,7 @@
 mod board;
 mod broadcast;
 mod browser;
+mod conn_log;
 mod faults;
 mod handshake;
 mod large_subscriptions;

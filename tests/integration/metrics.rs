@@ -156,7 +156,8 @@ fn metrics_move_between_two_scrapes_and_parse_as_prometheus_text() {
             && ["404", "426"]
                 .iter()
                 .all(|r| sum(s, "tickcast_handshake_failures_total", &[("reason", r)]) >= 1.0)
-            && sum(s, "tickcast_publish_to_write_seconds_count", &[]) >= 50.0
+            // One write in 8 is sampled: 50 ticks in ~50 writes give ~6.
+            && sum(s, "tickcast_publish_to_write_seconds_count", &[]) >= 3.0
     });
     for (counter, at_least) in [
         ("tickcast_ticks_published_total", 150.0),
