@@ -1,6 +1,8 @@
 //! The operator page at `/status`, in headless Chromium (see `browser`):
 //! it polls `/stats` every second and its charts redraw with what the
-//! server does, without a console error.
+//! server does, without a console error. Its screenshot always goes to
+//! `target/tmp/status.png`, and also to `$TICKCAST_STATUS_SCREENSHOT` when
+//! set.
 
 use std::path::PathBuf;
 use std::sync::Arc;
