@@ -6,6 +6,7 @@ use std::fmt::Write;
 use serde_json::{Value, json};
 
 use super::snapshot::{LatencySummary, Metrics, ShardMetrics};
+use super::{Disconnect, HandshakeFailure};
 
 /// The `Content-Type` of [`Metrics::to_prometheus`].
 pub(crate) const PROMETHEUS_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
@@ -151,9 +152,13 @@ impl Metrics {
     pub fn to_json(&self) -> String {
         let s = &self.stats;
         let shards: Vec<Value> = self.shards.iter().map(shard_json).collect();
-        let total_closes: serde_json::Map<String, Value> = crate::metrics::Disconnect::ALL
+        let total_closes: serde_json::Map<String, Value> = Disconnect::ALL
             .iter()
             .map(|&d| (d.label().to_string(), json!(self.closes_for(d))))
+            .collect();
+        let total_failures: serde_json::Map<String, Value> = HandshakeFailure::ALL
+            .iter()
+            .map(|&h| (h.label().to_string(), json!(self.handshake_failures_for(h))))
             .collect();
         json!({
             "uptime_ms": self.uptime.as_millis() as u64,
@@ -169,6 +174,7 @@ impl Metrics {
             "refused_full": s.refused_full,
             "accept_errors": s.accept_errors,
             "closes": total_closes,
+            "handshake_failures": total_failures,
             "publish_to_write": latency_json(&self.publish_to_write),
             "publish_to_write_1s": latency_json(&self.publish_to_write_1s),
             "shards": shards,

@@ -172,6 +172,14 @@ impl Metrics {
         self.shards.iter().map(|s| s.closes_for(why)).sum()
     }
 
+    /// Failed handshakes for `why`, over every shard.
+    pub fn handshake_failures_for(&self, why: HandshakeFailure) -> u64 {
+        self.shards
+            .iter()
+            .map(|s| s.handshake_failures[why as usize].1)
+            .sum()
+    }
+
     /// Frames queued in every outbox (as of each shard's last
     /// housekeeping).
     pub fn outbox_frames(&self) -> u64 {

@@ -252,6 +252,13 @@ fn stats_is_json_with_ordered_percentiles_per_shard() {
     assert!(stats["ticks_published"].as_u64() >= Some(200));
     let closes: HashMap<String, Value> = serde_json::from_value(stats["closes"].clone()).unwrap();
     assert!(closes.contains_key("slow_consumer") && closes.contains_key("normal"));
+    assert!(
+        stats["handshake_failures"]["404"].as_u64().is_some(),
+        "{stats}"
+    );
+    let head = raw_exchange(srv.addr, b"HEAD /metrics HTTP/1.1\r\n\r\n");
+    assert_eq!(status_of(&head), 200);
+    assert!(head.ends_with(b"\r\n\r\n"), "HEAD has no body");
     let m = srv.b().metrics();
     assert!(m.publish_to_write.count >= l["count"].as_u64().unwrap());
     assert_eq!(srv.stats().connections, 1, "Stats still adds up");
