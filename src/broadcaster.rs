@@ -18,7 +18,7 @@ use crate::inbox::{ShardLink, ShardMsg};
 use crate::runtime::{Runtime, unix_nanos};
 use crate::transport::ServerTls;
 use crate::wire::{encode, protocol};
-use crate::{Config, Error, Publisher, Result, Stats, Tick};
+use crate::{Config, Error, Metrics, Publisher, Result, Stats, Tick};
 
 /// A running broadcaster: the acceptor, the publisher, the I/O shards and
 /// (if configured) the synthetic feed.
@@ -90,7 +90,6 @@ impl Broadcaster {
             addr: config.listen,
             source,
         })?;
-        let n = config.shards();
         let cores = if config.pin_threads {
             core_affinity::get_core_ids()
         } else {
@@ -98,6 +97,8 @@ impl Broadcaster {
         };
         let admission = Arc::new(Admission::new(&config));
         let runtime = Arc::new(Runtime::new(config));
+        // One shard per metrics cell (`shards()` may read the CPU count).
+        let n = runtime.shard_cells.len();
         let mut links = Vec::with_capacity(n);
         let mut shards = Vec::with_capacity(n);
         let stop_shards = |links: &[ShardLink], shards: Vec<JoinHandle<()>>| {
@@ -361,12 +362,24 @@ impl Broadcaster {
     /// assert_eq!((s.connections, s.evicted_slow), (0, 0));
     /// ```
     pub fn stats(&self) -> Stats {
-        Stats {
-            connections: self.admission.open(),
-            sockets: self.admission.sockets(),
-            refused_full: self.admission.refused_full(),
-            ..self.runtime.counters.snapshot()
-        }
+        self.metrics().stats
+    }
+
+    /// Every metric: the totals, the same per shard and by reason, and the
+    /// publish-to-write latency. What `/metrics` and `/stats` serve.
+    ///
+    /// ```
+    /// # let b = tickcast::Broadcaster::start(tickcast::Config {
+    /// #     listen: "127.0.0.1:0".parse().unwrap(), synthetic_rate: 0, pin_threads: false,
+    /// #     io_threads: 1, ..Default::default() }).unwrap();
+    /// let m = b.metrics();
+    /// assert_eq!(m.closes_for(tickcast::Disconnect::SlowConsumer), 0);
+    /// println!("p99 {} µs", m.publish_to_write.p99_us);
+    /// ```
+    pub fn metrics(&self) -> Metrics {
+        let a = &self.admission;
+        self.runtime
+            .metrics(a.open(), a.sockets(), a.refused_full())
     }
 
     /// Reads the TLS certificate and key files (`Config::tls`) again and

@@ -41,6 +41,12 @@ pub enum Route {
     Upgrade(Upgrade),
     /// Send this response and close.
     Respond(Response),
+    /// Send the metrics (`/metrics`, `/stats`) and close; `head_only`: the
+    /// headers only.
+    Report {
+        /// A HEAD request.
+        head_only: bool,
+    },
 }
 
 impl From<http::Route> for Route {
@@ -48,6 +54,7 @@ impl From<http::Route> for Route {
         match r {
             http::Route::Upgrade(up) => Route::Upgrade(Upgrade(up)),
             http::Route::Respond(resp) => Route::Respond(Response(resp)),
+            http::Route::Report { head_only, .. } => Route::Report { head_only },
         }
     }
 }

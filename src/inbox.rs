@@ -19,8 +19,14 @@ use crate::wake::Sleep;
 /// A message to one shard.
 #[derive(Debug)]
 pub(crate) enum ShardMsg {
-    /// A serialized tick of `sym` with sequence number `seq`.
-    Tick { sym: SymId, seq: u64, frame: Frame },
+    /// A serialized tick of `sym` with sequence number `seq`, accepted by
+    /// `publish` at `ts` (nanoseconds since the UNIX epoch).
+    Tick {
+        sym: SymId,
+        seq: u64,
+        ts: u64,
+        frame: Frame,
+    },
     /// A notice for every connection, or for one user's.
     Notice {
         user: Option<Arc<str>>,

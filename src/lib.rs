@@ -77,7 +77,7 @@ pub use broadcaster::Broadcaster;
 pub use config::{Config, JwtConfig, JwtKey, MIN_QUEUE_CAPACITY, TlsFiles};
 pub use error::{Error, Result};
 pub use feed::publisher::{PublishError, Publisher};
-pub use metrics::Stats;
+pub use metrics::{Disconnect, HandshakeFailure, LatencySummary, Metrics, ShardMetrics, Stats};
 pub use tick::Tick;
 pub use wire::encode;
 pub use wire::frame::Frame;

@@ -82,6 +82,10 @@ struct Entry {
     /// When it was queued: the head's is the age of the oldest byte the
     /// client has not taken yet (see [`Outbox::oldest`]).
     queued_at: Instant,
+    /// Ticks: when `publish` accepted the oldest of them, in nanoseconds
+    /// since the UNIX epoch; 0 for every other entry (see
+    /// [`Outbox::write_recording`]).
+    published_ns: u64,
 }
 
 /// A bounded FIFO of [`Frame`]s with a resume offset into the head entry.
@@ -145,6 +149,22 @@ impl Outbox {
         frames: usize,
         now: Instant,
     ) -> Result<(), PushError> {
+        self.try_push_ticks(batch, frames, 0, now)
+    }
+
+    /// Queues `batch`, `frames` ticks the oldest of which `publish`
+    /// accepted at `published_ns` (nanoseconds since the UNIX epoch), so
+    /// that [`Outbox::write_recording`] reports their delivery.
+    ///
+    /// # Errors
+    /// As [`Outbox::try_push_batch`].
+    pub(crate) fn try_push_ticks(
+        &mut self,
+        batch: Frame,
+        frames: usize,
+        published_ns: u64,
+        now: Instant,
+    ) -> Result<(), PushError> {
         if self.closed {
             return Err(PushError::Closed);
         }
@@ -158,6 +178,7 @@ impl Outbox {
             frames,
             http: false,
             queued_at: now,
+            published_ns,
         });
         self.check_invariants();
         Ok(())
@@ -199,6 +220,7 @@ impl Outbox {
             frames: 1,
             http,
             queued_at: now,
+            published_ns: 0,
         });
         self.check_invariants();
     }
@@ -249,6 +271,21 @@ impl Outbox {
     /// Any error of `w` other than `WouldBlock` and `Interrupted`, and
     /// `WriteZero` if `w` accepts nothing.
     pub fn write_to<W: Write>(&mut self, w: &mut W) -> io::Result<Progress> {
+        self.write_recording(w, |_, _| {})
+    }
+
+    /// [`Outbox::write_to`], calling `delivered(published_ns, frames)` for
+    /// each entry of ticks (queued by [`Outbox::try_push_ticks`]) as the
+    /// write that carries its last byte returns.
+    ///
+    /// # Errors
+    /// As [`Outbox::write_to`].
+    #[inline]
+    pub(crate) fn write_recording<W: Write>(
+        &mut self,
+        w: &mut W,
+        mut delivered: impl FnMut(u64, usize),
+    ) -> io::Result<Progress> {
         let mut progress = Progress::default();
         while !self.queue.is_empty() {
             let mut slices = [IoSlice::new(&[]); MAX_IOV];
@@ -263,7 +300,7 @@ impl Outbox {
                 Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
                 Ok(written) => {
                     progress.bytes += written;
-                    progress.frames += self.advance(written);
+                    progress.frames += self.advance(written, &mut delivered);
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
@@ -281,7 +318,7 @@ impl Outbox {
 
     /// Consumes `n` written bytes; returns how many frames completed.
     #[inline]
-    fn advance(&mut self, mut n: usize) -> usize {
+    fn advance(&mut self, mut n: usize, delivered: &mut impl FnMut(u64, usize)) -> usize {
         let mut done = 0;
         while n > 0 {
             let Some(head) = self.queue.front() else {
@@ -293,6 +330,9 @@ impl Outbox {
                 self.offset = 0;
                 done += head.frames;
                 self.frames -= head.frames;
+                if head.published_ns != 0 {
+                    delivered(head.published_ns, head.frames);
+                }
                 self.queue.pop_front();
             } else {
                 self.offset += n;
@@ -390,6 +430,33 @@ mod tests {
 
     fn f(s: &str) -> Frame {
         Frame::from(s.as_bytes())
+    }
+
+    #[test]
+    fn ticks_are_reported_once_by_the_write_that_completes_them() {
+        let mut o = Outbox::new(10);
+        o.try_push(f("reply"), t()).unwrap();
+        o.try_push_ticks(f("abcdef"), 2, 7, t()).unwrap();
+        o.try_push_ticks(f("gh"), 1, 9, t()).unwrap();
+        let mut delivered = Vec::new();
+        let mut w = Scripted {
+            out: Vec::new(),
+            per_call: 8,
+            calls_left: 1,
+        };
+        let p = o
+            .write_recording(&mut w, |ts, n| delivered.push((ts, n)))
+            .unwrap();
+        assert_eq!(p.frames, 1, "the reply and 3 bytes of the first batch");
+        assert!(
+            delivered.is_empty(),
+            "a half-written batch is not delivered"
+        );
+        w.calls_left = 2;
+        o.write_recording(&mut w, |ts, n| delivered.push((ts, n)))
+            .unwrap();
+        assert_eq!(delivered, [(7, 2), (9, 1)]);
+        assert_eq!(w.out, b"replyabcdefgh");
     }
 
     #[test]

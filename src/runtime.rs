@@ -4,10 +4,10 @@
 //! tested from a `Runtime` alone, without the composition root.
 
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
-use std::time::SystemTime;
+use std::time::Instant;
 
 use crate::Config;
-use crate::metrics::Counters;
+use crate::metrics::{Counters, Metrics, ShardCells};
 use crate::symbols::SymbolTable;
 
 /// Shared, read-mostly state of one broadcaster.
@@ -17,6 +17,9 @@ pub(crate) struct Runtime {
     pub(crate) config: Config,
     pub(crate) symbols: SymbolTable,
     pub(crate) counters: Counters,
+    /// Each shard's published metrics, by shard id.
+    pub(crate) shard_cells: ShardCells,
+    started: Instant,
     /// Set once shutdown begins.
     stopping: AtomicBool,
 }
@@ -24,9 +27,11 @@ pub(crate) struct Runtime {
 impl Runtime {
     pub(crate) fn new(config: Config) -> Runtime {
         Runtime {
+            shard_cells: ShardCells::new(config.shards()),
             config,
             symbols: SymbolTable::default(),
             counters: Counters::default(),
+            started: Instant::now(),
             stopping: AtomicBool::new(false),
         }
     }
@@ -36,15 +41,76 @@ impl Runtime {
         self.stopping.load(Relaxed)
     }
 
+    /// Every metric, given the admission counts (connections open,
+    /// sockets held, refusals for the connection limit).
+    pub(crate) fn metrics(&self, connections: usize, sockets: usize, refused_full: u64) -> Metrics {
+        let figures = crate::metrics::ProcessFigures {
+            connections,
+            sockets,
+            refused_full,
+            uptime: self.started.elapsed(),
+        };
+        Metrics::collect(&self.counters, &self.shard_cells, figures)
+    }
+
     /// Marks the start of shutdown; threads that wait on others give up.
     pub(crate) fn begin_stopping(&self) {
         self.stopping.store(true, Relaxed);
     }
 }
 
-/// Nanoseconds since the UNIX epoch: the clock of `ts` fields.
+/// Nanoseconds since the UNIX epoch: the clock of `ts` fields, read at
+/// publish and, for the publish-to-write latency, at each socket write
+/// that completes ticks (0 if the clock is before 1970).
+///
+/// On unix it calls `clock_gettime(CLOCK_REALTIME)`, the clock
+/// `SystemTime::now` reads, directly: `SystemTime::duration_since` adds
+/// checked `timespec` arithmetic that, under callgrind, cost ~60
+/// instructions per call, ~5% of all the server's instructions per frame
+/// when each write carries one tick.
+#[cfg(unix)]
+#[inline]
 pub(crate) fn unix_nanos() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a valid, exclusively borrowed timespec for the call
+    // to write; CLOCK_REALTIME is supported on every unix.
+    let rc = unsafe { libc::clock_gettime(libc::CLOCK_REALTIME, &mut ts) };
+    if rc != 0 || ts.tv_sec < 0 {
+        return 0;
+    }
+    (ts.tv_sec as u64)
+        .saturating_mul(1_000_000_000)
+        .saturating_add(ts.tv_nsec as u64)
+}
+
+/// Nanoseconds since the UNIX epoch (0 if the clock is before 1970).
+#[cfg(not(unix))]
+pub(crate) fn unix_nanos() -> u64 {
+    use std::time::SystemTime;
     SystemTime::now()
         .duration_since(SystemTime::UNIX_EPOCH)
         .map_or(0, |d| d.as_nanos() as u64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::SystemTime;
+
+    #[test]
+    fn unix_nanos_reads_the_system_clock() {
+        let before = SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos() as u64;
+        let t = unix_nanos();
+        let after = SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos() as u64;
+        assert!(before <= t && t <= after, "{before} <= {t} <= {after}");
+    }
 }

@@ -103,6 +103,10 @@ pub(crate) struct Class {
     pub(crate) members: IntSet,
     /// Frames for this class since the last flush, in fan-out order.
     pub(crate) pending: Vec<crate::Frame>,
+    /// When `publish` accepted the first of `pending` (its `ts`, in
+    /// nanoseconds since the UNIX epoch): the batch's age for the
+    /// publish-to-write latency.
+    pub(crate) pending_since: u64,
 }
 
 /// A named group of symbols as one shard knows it.
@@ -127,13 +131,15 @@ pub(crate) struct Index {
 }
 
 impl Index {
-    /// Appends `frame` to the pending batch of every class that receives
-    /// a tick of `sym` (each once); classes whose batch was empty are
-    /// pushed onto `started`. Returns the longest of those batches after.
+    /// Appends `frame`, published at `ts` (nanoseconds since the UNIX
+    /// epoch), to the pending batch of every class that receives a tick of
+    /// `sym` (each once); classes whose batch was empty are pushed onto
+    /// `started`. Returns the longest of those batches after.
     pub(crate) fn push_pending(
         &mut self,
         sym: SymId,
         frame: &crate::Frame,
+        ts: u64,
         started: &mut Vec<ClassId>,
     ) -> usize {
         let mut longest = 0;
@@ -147,6 +153,7 @@ impl Index {
             if let Some(class) = self.classes.get_mut(c as usize) {
                 if class.pending.is_empty() {
                     started.push(c);
+                    class.pending_since = ts;
                 }
                 class.pending.push(frame.clone());
                 longest = longest.max(class.pending.len());
@@ -307,6 +314,7 @@ impl Index {
             key: key.clone(),
             members: IntSet::default(),
             pending: Vec::new(),
+            pending_since: 0,
         }) as ClassId;
         self.by_key.insert(key.clone(), c);
         if key.all {

@@ -21,6 +21,10 @@ fuzz_target!(|data: &[u8]| {
         None => assert!(data.len() < MAX_HEAD, "a full buffer is decided"),
         Some(Route::Upgrade(up)) => check_upgrade(data, &up),
         Some(Route::Respond(resp)) => check_response(&resp),
+        Some(Route::Report { .. }) => {
+            let head = String::from_utf8_lossy(data);
+            assert!(head.contains(" /metrics") || head.contains(" /stats"), "{head}");
+        }
     }
 });
 

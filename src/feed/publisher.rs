@@ -187,6 +187,7 @@ impl PublisherThread {
                 ShardMsg::Tick {
                     sym,
                     seq,
+                    ts,
                     frame: frame.clone(),
                 },
                 &give_up,

@@ -37,6 +37,7 @@ use tungstenite::{Message, error::ProtocolError};
 
 use crate::Frame;
 use crate::auth::{Entitlements, Identity};
+use crate::metrics::Disconnect;
 use crate::wire::encode;
 use crate::wire::http::{self, Route};
 use crate::wire::protocol::{self, ErrorCode, Request, RequestError};
@@ -119,6 +120,15 @@ pub(crate) enum CloseReason {
 }
 
 impl CloseReason {
+    /// The metrics' and logs' name for it.
+    pub(crate) fn disconnect(&self) -> Disconnect {
+        match self {
+            CloseReason::Oversize => Disconnect::Oversize,
+            CloseReason::InvalidUtf8 | CloseReason::Protocol(_) => Disconnect::Protocol,
+            CloseReason::RateLimited => Disconnect::RateLimited,
+        }
+    }
+
     /// The close code and reason sent to the client.
     pub(crate) fn code_and_reason(&self) -> (u16, String) {
         match self {
@@ -202,6 +212,8 @@ pub(crate) struct Session {
     unanswered_ping: Option<Instant>,
     bucket: TokenBucket,
     user: Option<Arc<str>>,
+    /// The `client` query parameter of the upgrade (at most 64 bytes).
+    client: Option<Box<str>>,
     expires_at: Option<SystemTime>,
     entitlements: Option<Box<Entitlements>>,
 }
@@ -219,6 +231,7 @@ impl Session {
             unanswered_ping: None,
             bucket: TokenBucket::new(config.request_rate, config.request_burst, now),
             user: None,
+            client: None,
             expires_at: None,
             entitlements: None,
         }
@@ -241,6 +254,11 @@ impl Session {
     /// The user of the identity the connection was opened with.
     pub(crate) fn user(&self) -> Option<&Arc<str>> {
         self.user.as_ref()
+    }
+
+    /// The client name the upgrade gave (`?client=`), for logs.
+    pub(crate) fn client(&self) -> Option<&str> {
+        self.client.as_deref()
     }
 
     /// What the connection may subscribe to; `None`: everything.
@@ -313,6 +331,7 @@ impl Session {
             Phase::Handshake { head, .. } => head.split_off(up.consumed.min(head.len())),
             _ => Vec::new(),
         };
+        self.client = up.client.as_deref().map(Box::from);
         if let Some(id) = identity {
             self.user = Some(Arc::from(id.user));
             self.expires_at = id.expires_at;

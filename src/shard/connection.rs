@@ -36,6 +36,10 @@ pub(crate) struct Connection {
     pub(crate) admitted: Option<Admitted>,
     /// A large subscription joining as the socket drains (see `joins`).
     pub(super) pending: Option<Box<PendingJoin>>,
+    /// When the WebSocket opened (for the connection log).
+    pub(crate) opened_at: Option<Instant>,
+    /// Frames completely written (for the connection log).
+    pub(crate) frames_sent: u64,
 }
 
 /// What a read of the transport gave.
@@ -49,6 +53,9 @@ pub(crate) enum ReadOutcome {
     Eof,
     /// The stream failed (reset, or another error).
     Failed,
+    /// Bytes that are not TLS on a TLS port (a plaintext client, garbage
+    /// records, a failed TLS handshake): the alert is sent, drop it.
+    NotTls,
 }
 
 impl Connection {
@@ -66,6 +73,8 @@ impl Connection {
             dirty: false,
             admitted: None,
             pending: None,
+            opened_at: None,
+            frames_sent: 0,
         }
     }
 
@@ -92,19 +101,27 @@ impl Connection {
                 Ok(n) => return ReadOutcome::Data(n),
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return ReadOutcome::WouldBlock,
+                // Only the TLS transport reports InvalidData.
+                Err(e) if e.kind() == io::ErrorKind::InvalidData => return ReadOutcome::NotTls,
                 Err(_) => return ReadOutcome::Failed,
             }
         }
     }
 
     /// Writes queued frames until the outbox is empty or the transport
-    /// would block. `drained` means every byte is with the kernel: the
-    /// outbox is empty and the transport holds nothing (TLS records).
+    /// would block; `delivered` is called for each batch of ticks written
+    /// (see `Outbox::write_recording`; over TLS, written means handed to
+    /// rustls, which takes plaintext only once its earlier records are
+    /// with the kernel). `drained` means every byte is with the kernel:
+    /// the outbox is empty and the transport holds nothing (TLS records).
     ///
     /// # Errors
     /// The transport failed: drop the connection.
-    pub(crate) fn write(&mut self) -> io::Result<Progress> {
-        let mut p = self.outbox.write_to(&mut self.transport)?;
+    #[inline]
+    pub(crate) fn write(&mut self, delivered: impl FnMut(u64, usize)) -> io::Result<Progress> {
+        let mut p = self
+            .outbox
+            .write_recording(&mut self.transport, delivered)?;
         if p.drained {
             match self.transport.flush_pending() {
                 Ok(()) => {}
@@ -135,7 +152,7 @@ impl Connection {
             match self.read(scratch) {
                 ReadOutcome::Data(_) => {}
                 ReadOutcome::WouldBlock => return false,
-                ReadOutcome::Eof | ReadOutcome::Failed => return true,
+                ReadOutcome::Eof | ReadOutcome::Failed | ReadOutcome::NotTls => return true,
             }
         }
         false

@@ -43,7 +43,7 @@ impl Shard {
     /// The hot path, part 1: the tick becomes the symbol's last value and
     /// is appended to the pending batch of every class that covers it (one
     /// `Arc` clone per class, not per connection).
-    pub(super) fn fan_out(&mut self, sym: SymId, seq: u64, frame: Frame) {
+    pub(super) fn fan_out(&mut self, sym: SymId, seq: u64, ts: u64, frame: Frame) {
         let i = sym as usize;
         if self.lvc.len() <= i {
             self.lvc.resize(i + 1, None);
@@ -55,7 +55,7 @@ impl Shard {
         );
         let longest = self
             .index
-            .push_pending(sym, &frame, &mut self.pending_classes);
+            .push_pending(sym, &frame, ts, &mut self.pending_classes);
         self.lvc[i] = Some(LastValue {
             seq,
             tick: frame,
@@ -89,11 +89,12 @@ impl Shard {
             let Some(class) = self.index.class(c) else {
                 continue;
             };
+            let published = class.pending_since;
             for &key in &class.members {
                 let Some(conn) = self.conns.get_mut(key as usize) else {
                     continue;
                 };
-                match conn.outbox.try_push_batch(batch.clone(), n, now) {
+                match conn.outbox.try_push_ticks(batch.clone(), n, published, now) {
                     Ok(()) => {
                         if !conn.dirty {
                             conn.dirty = true;

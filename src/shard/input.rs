@@ -4,9 +4,9 @@
 
 use std::sync::Arc;
 
-use crate::metrics::count;
+use crate::metrics::{Disconnect, HandshakeFailure, PROMETHEUS_CONTENT_TYPE};
 use crate::runtime::unix_nanos;
-use crate::session::{CloseReason, Event, State, requests, upgrade};
+use crate::session::{Event, State, requests, upgrade};
 use crate::subscriptions::ConnKey;
 use crate::wire::http::{self, Route};
 
@@ -77,7 +77,10 @@ impl Shard {
                     got = true;
                 }
                 ReadOutcome::WouldBlock => break,
-                ReadOutcome::Eof | ReadOutcome::Failed => return self.handshake_failed(key),
+                ReadOutcome::Eof | ReadOutcome::Failed => {
+                    return self.handshake_failed(key, HandshakeFailure::Dropped);
+                }
+                ReadOutcome::NotTls => return self.handshake_failed(key, HandshakeFailure::Tls),
             }
         }
         if !got {
@@ -86,8 +89,29 @@ impl Shard {
         match conn.session.route() {
             None => {}
             Some(Route::Respond(resp)) => self.respond(key, &resp),
+            Some(Route::Report { report, head_only }) => self.report(key, report, head_only),
             Some(Route::Upgrade(up)) => self.upgrade(key, &up),
         }
+    }
+
+    /// Answers `/metrics` or `/stats` with every shard's published metrics.
+    fn report(&mut self, key: usize, report: http::Report, head_only: bool) {
+        let a = &self.admission;
+        let m = self
+            .runtime
+            .metrics(a.open(), a.sockets(), a.refused_full());
+        let (content_type, body) = match report {
+            http::Report::Prometheus => (PROMETHEUS_CONTENT_TYPE, m.to_prometheus()),
+            http::Report::Json => ("application/json", m.to_json()),
+        };
+        let resp = http::Response {
+            status: 200,
+            content_type,
+            body: body.into_bytes(),
+            extra: Vec::new(),
+            head_only,
+        };
+        self.respond(key, &resp);
     }
 
     /// The upgrade's policy checks, admission, then the `101` and the
@@ -113,7 +137,11 @@ impl Shard {
         let opened = conn
             .session
             .open(up, ticket.conn_id, identity, self.now, &self.settings);
+        super::log::opened(self.id, conn, ticket.conn_id);
         conn.admitted = Some(ticket);
+        conn.opened_at = Some(self.now);
+        self.counts.connections += 1;
+        self.counts_changed = true;
         // The capacity is at least MIN_QUEUE_CAPACITY frames (validated),
         // so an empty outbox takes both.
         let _ = conn
@@ -159,7 +187,7 @@ impl Shard {
                 ReadOutcome::Data(n) => conn.session.receive(&self.read_buf[..n], self.now),
                 ReadOutcome::WouldBlock => break,
                 ReadOutcome::Eof => conn.session.receive_eof(),
-                ReadOutcome::Failed => {
+                ReadOutcome::Failed | ReadOutcome::NotTls => {
                     self.remove(key);
                     break;
                 }
@@ -176,7 +204,7 @@ impl Shard {
             }
             Event::Request(req) => self.on_request(key, req),
             Event::PeerClose(reply) => {
-                self.leave_open(key);
+                self.leave_open(key, Disconnect::Normal);
                 let now = self.now;
                 let deadline = now + self.runtime.config.close_linger;
                 if let Some(conn) = self.conns.get_mut(key) {
@@ -186,17 +214,8 @@ impl Shard {
                 self.mark_dirty(key);
             }
             Event::Close(reason) => {
-                let counters = &self.runtime.counters;
-                let counter = match reason {
-                    CloseReason::Oversize => &counters.closed_oversize,
-                    CloseReason::InvalidUtf8 | CloseReason::Protocol(_) => {
-                        &counters.closed_protocol
-                    }
-                    CloseReason::RateLimited => &counters.closed_rate_limit,
-                };
-                count(counter);
                 let (code, text) = reason.code_and_reason();
-                self.close(key, code, &text, false);
+                self.close(key, reason.disconnect(), code, &text, false);
             }
             Event::Drop => self.remove(key),
         }
@@ -238,8 +257,8 @@ impl Shard {
     }
 
     /// A socket that never completed its upgrade is dropped and counted.
-    pub(super) fn handshake_failed(&mut self, key: usize) {
-        count(&self.runtime.counters.handshakes_failed);
+    pub(super) fn handshake_failed(&mut self, key: usize, why: HandshakeFailure) {
+        self.count_handshake_failure(why);
         self.remove(key);
     }
 }

@@ -11,10 +11,16 @@
 //!     drain_inbox()            // ticks fan out into outboxes (fanout.rs), notices, groups, sockets
 //!     read_again()             // input.rs: connections that hit their per-turn read bound
 //!     flush_dirty()            // output.rs: write every connection with queued frames
-//!     housekeeping()           // every HOUSEKEEPING: session timers (pings, deadlines)
-//!     publish_counters()       // frames and bytes, once per turn
+//!     housekeeping()           // every HOUSEKEEPING: session timers (pings, deadlines),
+//!                              //   outbox gauge; each second, latencies to the shard's cell
+//!     publish_counters()       // the shard's counts to its cell, once per turn
 //! }
 //! ```
+//!
+//! Metrics are the shard's own plain integers and histogram
+//! (`crate::metrics`): no shared atomic is touched per frame, and the
+//! shard's cell is locked at most once per turn, and once a second for
+//! the latency histogram.
 //!
 //! Snapshot consistency falls out of the thread model: the shard applies
 //! ticks to its last-value cache and to its connections' outboxes in one
@@ -26,6 +32,7 @@ mod connection;
 mod fanout;
 mod input;
 mod joins;
+mod log;
 mod output;
 
 use std::net::SocketAddr;
@@ -41,6 +48,7 @@ use slab::Slab;
 
 use crate::admission::Admission;
 use crate::inbox::{ShardLink, ShardMsg};
+use crate::metrics::{Disconnect, HandshakeFailure, Latency, Sampler, ShardCounts};
 use crate::runtime::Runtime;
 use crate::session::{Due, Event, Settings, State};
 use crate::subscriptions::{ClassId, ConnKey, Index};
@@ -82,7 +90,8 @@ pub(crate) fn spawn(
     let sleep = Arc::new(Sleep::default());
     let load = Arc::new(AtomicUsize::new(0));
     let link = ShardLink::new(tx, Arc::new(waker), sleep.clone(), load.clone());
-    let shard = Shard::new(poll, rx, sleep, load, runtime, admission, tls);
+    let inbox = InboxEnd { rx, sleep, load };
+    let shard = Shard::new(id, poll, inbox, runtime, admission, tls);
     let name = format!("tickcast-shard-{id}");
     let handle = std::thread::Builder::new()
         .name(name.clone())
@@ -98,6 +107,8 @@ pub(crate) fn spawn(
 }
 
 struct Shard {
+    /// The shard's index: its thread's name and its metrics' `shard` label.
+    id: usize,
     poll: Poll,
     rx: Receiver<ShardMsg>,
     sleep: Arc<Sleep>,
@@ -131,28 +142,42 @@ struct Shard {
     stopping: Option<Instant>,
     /// Request heads routed this turn (see `input::HANDSHAKES_PER_TURN`).
     handshakes_this_turn: usize,
-    /// Frames and bytes written this turn (added to the shared counters
-    /// once per turn).
-    frames: u64,
-    bytes: u64,
+    /// The shard's counts, copied to its cell when `counts_changed`.
+    counts: ShardCounts,
+    counts_changed: bool,
+    /// Publish-to-write latencies since the last merge into the cell
+    /// (every `metrics::MERGE_EVERY`, at a housekeeping pass).
+    latency: Latency,
+    /// Which writes record their latency (one in `metrics::SAMPLE_EVERY`).
+    sampler: Sampler,
+    next_latency_merge: Instant,
     runtime: Arc<Runtime>,
     admission: Arc<Admission>,
     /// Set when the port speaks TLS: every socket accepted is `wss://`.
     tls: Option<Arc<ServerTls>>,
 }
 
+/// The shard's end of its [`ShardLink`]: the inbox, the flag the
+/// publisher reads to know whether to wake it, and its share of the load.
+struct InboxEnd {
+    rx: Receiver<ShardMsg>,
+    sleep: Arc<Sleep>,
+    load: Arc<AtomicUsize>,
+}
+
 impl Shard {
     fn new(
+        id: usize,
         poll: Poll,
-        rx: Receiver<ShardMsg>,
-        sleep: Arc<Sleep>,
-        load: Arc<AtomicUsize>,
+        inbox: InboxEnd,
         runtime: Arc<Runtime>,
         admission: Arc<Admission>,
         tls: Option<Arc<ServerTls>>,
     ) -> Shard {
+        let InboxEnd { rx, sleep, load } = inbox;
         let now = Instant::now();
         Shard {
+            id,
             poll,
             rx,
             sleep,
@@ -173,8 +198,11 @@ impl Shard {
             next_housekeeping: now + HOUSEKEEPING,
             stopping: None,
             handshakes_this_turn: 0,
-            frames: 0,
-            bytes: 0,
+            counts: ShardCounts::default(),
+            counts_changed: false,
+            latency: Latency::default(),
+            sampler: Sampler::default(),
+            next_latency_merge: now + crate::metrics::MERGE_EVERY,
             runtime,
             admission,
             tls,
@@ -209,6 +237,7 @@ impl Shard {
             }
         }
         self.publish_counters();
+        self.publish_latency();
         // Sockets still in the inbox were counted by the acceptor.
         for msg in self.rx.try_iter() {
             if let ShardMsg::Accept { .. } = msg {
@@ -258,7 +287,12 @@ impl Shard {
                 self.flush_classes();
             }
             match msg {
-                ShardMsg::Tick { sym, seq, frame } => self.fan_out(sym, seq, frame),
+                ShardMsg::Tick {
+                    sym,
+                    seq,
+                    ts,
+                    frame,
+                } => self.fan_out(sym, seq, ts, frame),
                 ShardMsg::Notice { user, frame } => self.notice(user.as_deref(), &frame),
                 ShardMsg::Accept { stream, peer } => self.accept(stream, peer),
                 ShardMsg::SetGroup { name, symbols } => self.set_group(name, &symbols),
@@ -304,7 +338,15 @@ impl Shard {
         for key in keys {
             match self.conns.get(key).map(|c| c.session.state()) {
                 Some(State::Handshake) => self.remove(key),
-                Some(State::Open) => self.close(key, 1001, "server shutting down", false),
+                Some(State::Open) => {
+                    self.close(
+                        key,
+                        Disconnect::Shutdown,
+                        1001,
+                        "server shutting down",
+                        false,
+                    );
+                }
                 _ => {}
             }
         }
@@ -332,7 +374,9 @@ impl Shard {
         let wall = SystemTime::now();
         let max_lag = self.settings.max_lag;
         let mut timers = std::mem::take(&mut self.timers);
+        let mut queued = 0;
         for (key, conn) in self.conns.iter() {
+            queued += conn.outbox.len() as u64;
             // The oldest frame still queued is the lag the shard sees
             // first; the session's unanswered ping covers what the kernel's
             // buffers hide.
@@ -350,12 +394,15 @@ impl Shard {
                 timers.push((key, due));
             }
         }
-        let runtime = self.runtime.clone();
-        let counters = &runtime.counters;
+        self.set_count(|c| &mut c.outbox_frames, queued);
+        if self.now >= self.next_latency_merge {
+            self.publish_latency();
+            self.next_latency_merge = self.now + crate::metrics::MERGE_EVERY;
+        }
         for (key, due) in timers.drain(..) {
             match due {
                 Due::LingerOver => self.linger_over(key),
-                Due::HandshakeTimeout => self.handshake_failed(key),
+                Due::HandshakeTimeout => self.handshake_failed(key, HandshakeFailure::Timeout),
                 Due::Ping => {
                     if let Some(conn) = self.conns.get_mut(key) {
                         conn.session.pinged(self.now);
@@ -364,13 +411,9 @@ impl Shard {
                 }
                 Due::Lagging => self.evict(key, Eviction::Lag),
                 Due::HeartbeatTimeout => {
-                    crate::metrics::count(&counters.heartbeat_timeouts);
-                    self.close(key, 4002, "heartbeat timeout", false);
+                    self.close(key, Disconnect::Heartbeat, 4002, "heartbeat timeout", false);
                 }
-                Due::Expired => {
-                    crate::metrics::count(&counters.closed_expired);
-                    self.close(key, 1008, "token expired", false);
-                }
+                Due::Expired => self.close(key, Disconnect::Expired, 1008, "token expired", false),
             }
         }
         self.timers = timers;
@@ -386,16 +429,34 @@ impl Shard {
         self.reset(key);
     }
 
-    fn publish_counters(&mut self) {
-        if self.frames > 0 {
-            let c = &self.runtime.counters;
-            c.frames_sent
-                .fetch_add(self.frames, std::sync::atomic::Ordering::Relaxed);
-            c.bytes_sent
-                .fetch_add(self.bytes, std::sync::atomic::Ordering::Relaxed);
-            self.frames = 0;
-            self.bytes = 0;
+    /// Sets a gauge of the shard's counts.
+    fn set_count(&mut self, field: impl FnOnce(&mut ShardCounts) -> &mut u64, value: u64) {
+        let f = field(&mut self.counts);
+        if *f != value {
+            *f = value;
+            self.counts_changed = true;
         }
+    }
+
+    /// Copies the shard's counts to its cell if they changed this turn: one
+    /// uncontended lock per busy turn, none per frame.
+    fn publish_counters(&mut self) {
+        self.set_count(|c| &mut c.sockets, self.conns.len() as u64);
+        if self.counts_changed {
+            self.runtime
+                .shard_cells
+                .get(self.id)
+                .set_counts(&self.counts);
+            self.counts_changed = false;
+        }
+    }
+
+    /// Moves the latencies recorded since the last call into the cell.
+    fn publish_latency(&mut self) {
+        self.runtime
+            .shard_cells
+            .get(self.id)
+            .merge_latency(&mut self.latency);
     }
 
     /// Debug builds, once per turn: a connection marked dirty is on the

@@ -4,8 +4,9 @@
 use std::time::Instant;
 
 use crate::Frame;
-use crate::metrics::count;
+use crate::metrics::{Disconnect, HandshakeFailure};
 use crate::outbox::PushError;
+use crate::runtime::unix_nanos;
 use crate::subscriptions::ConnKey;
 use crate::wire::{encode, http};
 
@@ -59,10 +60,29 @@ impl Shard {
             return;
         }
         conn.dirty = false;
-        match conn.write() {
+        // A sampled write reads the clock once, if it completes ticks.
+        let sampled = self.sampler.take();
+        let latency = &mut self.latency;
+        let mut written_ns = 0;
+        let wrote = conn.write(|published_ns, frames| {
+            if sampled {
+                if written_ns == 0 {
+                    written_ns = unix_nanos();
+                }
+                latency.record(published_ns, written_ns, frames);
+            }
+        });
+        if written_ns != 0 {
+            self.sampler.used();
+        }
+        match wrote {
             Ok(p) => {
-                self.frames += p.frames as u64;
-                self.bytes += p.bytes as u64;
+                if p.bytes > 0 {
+                    self.counts.frames_sent += p.frames as u64;
+                    self.counts.bytes_sent += p.bytes as u64;
+                    self.counts_changed = true;
+                    conn.frames_sent += p.frames as u64;
+                }
                 if conn.pending.is_some() {
                     self.serve_join(key);
                     return;
@@ -113,7 +133,7 @@ impl Shard {
     /// request).
     pub(super) fn respond(&mut self, key: usize, resp: &http::Response) {
         if resp.status >= 400 {
-            count(&self.runtime.counters.handshakes_failed);
+            self.count_handshake_failure(HandshakeFailure::from_status(resp.status));
         }
         let deadline = self.now + self.runtime.config.close_linger;
         let Some(conn) = self.conns.get_mut(key) else {
@@ -127,19 +147,26 @@ impl Shard {
     /// Close 4001: the backlog is dropped so the close frame goes next.
     pub(super) fn evict(&mut self, key: usize, why: Eviction) {
         if self.conns.get(key).is_some_and(|c| c.session.is_open()) {
-            let counters = &self.runtime.counters;
-            count(match why {
-                Eviction::Overflow => &counters.evicted_slow,
-                Eviction::Lag => &counters.evicted_lag,
-            });
-            self.close(key, 4001, "slow consumer", true);
+            let why = match why {
+                Eviction::Overflow => Disconnect::SlowConsumer,
+                Eviction::Lag => Disconnect::Lag,
+            };
+            self.close(key, why, 4001, "slow consumer", true);
         }
     }
 
-    /// Starts a server-initiated close with `code`. With `drop_backlog`,
-    /// unsent frames are discarded first.
-    pub(super) fn close(&mut self, key: usize, code: u16, reason: &str, drop_backlog: bool) {
-        self.leave_open(key);
+    /// Starts a server-initiated close for `why`, with `code` and `reason`
+    /// in the close frame. With `drop_backlog`, unsent frames are discarded
+    /// first.
+    pub(super) fn close(
+        &mut self,
+        key: usize,
+        why: Disconnect,
+        code: u16,
+        reason: &str,
+        drop_backlog: bool,
+    ) {
+        self.leave_open(key, why);
         let c = &self.runtime.config;
         let Some(conn) = self.conns.get_mut(key) else {
             return;
@@ -157,16 +184,28 @@ impl Shard {
     }
 
     /// Bookkeeping for a connection that stops being an open WebSocket:
-    /// out of the subscription index, its admission ticket back.
-    pub(super) fn leave_open(&mut self, key: usize) {
+    /// out of the subscription index, its admission ticket back, and (the
+    /// one place a connection's end is counted and logged, once, because
+    /// the ticket is taken once) `why` in the metrics and the log.
+    pub(super) fn leave_open(&mut self, key: usize, why: Disconnect) {
         let Some(conn) = self.conns.get_mut(key) else {
             return;
         };
         conn.pending = None;
         if let Some(ticket) = conn.admitted.take() {
+            super::log::closed(self.id, conn, ticket.conn_id, why, self.now);
             self.index.remove(key as ConnKey);
             self.admission.release(ticket);
+            self.counts.disconnected(why);
+            self.counts.connections = self.counts.connections.saturating_sub(1);
+            self.counts_changed = true;
         }
+    }
+
+    /// Counts a socket that will not become a WebSocket.
+    pub(super) fn count_handshake_failure(&mut self, why: HandshakeFailure) {
+        self.counts.handshake_failed(why);
+        self.counts_changed = true;
     }
 
     /// Drops the socket now with a reset, releasing whatever the kernel
@@ -178,9 +217,10 @@ impl Shard {
         self.remove(key);
     }
 
-    /// Drops the socket now.
+    /// Drops the socket now. An open connection ends as
+    /// [`Disconnect::Dropped`] (no close handshake).
     pub(super) fn remove(&mut self, key: usize) {
-        self.leave_open(key);
+        self.leave_open(key, Disconnect::Dropped);
         let Some(mut conn) = self.conns.try_remove(key) else {
             return;
         };

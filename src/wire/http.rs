@@ -101,6 +101,18 @@ pub(crate) enum Route {
     Upgrade(Upgrade),
     /// Send this response and close.
     Respond(Response),
+    /// Send the current metrics in this form and close (`head_only`: the
+    /// headers only).
+    Report { report: Report, head_only: bool },
+}
+
+/// The forms the metrics are served in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Report {
+    /// `/metrics`: the Prometheus text format.
+    Prometheus,
+    /// `/stats`: JSON.
+    Json,
 }
 
 /// Parses the request head at the start of `buf`. `Ok(None)`: incomplete,
@@ -136,6 +148,20 @@ pub(crate) fn route(buf: &[u8]) -> Option<Route> {
     };
     match path {
         "/ws" => {}
+        "/metrics" | "/stats" => {
+            let report = if path == "/metrics" {
+                Report::Prometheus
+            } else {
+                Report::Json
+            };
+            return Some(match method {
+                "GET" | "HEAD" => Route::Report {
+                    report,
+                    head_only: method == "HEAD",
+                },
+                _ => Route::Respond(Response::text(405, "use GET").with("Allow", "GET, HEAD")),
+            });
+        }
         "/healthz" => {
             return Some(Route::Respond(match method {
                 "GET" => Response::text(200, "ok"),
@@ -297,6 +323,7 @@ mod tests {
     fn status(buf: &str) -> u16 {
         match route(buf.as_bytes()) {
             Some(Route::Respond(r)) => r.status,
+            Some(Route::Report { .. }) => 200,
             Some(Route::Upgrade(_)) => 101,
             None => 0,
         }
@@ -334,6 +361,21 @@ mod tests {
         assert_eq!(status("GET /nope HTTP/1.1\r\n\r\n"), 404);
         assert_eq!(status("GET /healthz HTTP/1.1\r\n\r\n"), 200);
         assert_eq!(status("POST /healthz HTTP/1.1\r\n\r\n"), 405);
+        assert_eq!(status("POST /metrics HTTP/1.1\r\n\r\n"), 405);
+        assert_eq!(
+            route(b"GET /metrics?x=1 HTTP/1.1\r\n\r\n"),
+            Some(Route::Report {
+                report: Report::Prometheus,
+                head_only: false
+            })
+        );
+        assert_eq!(
+            route(b"HEAD /stats HTTP/1.1\r\n\r\n"),
+            Some(Route::Report {
+                report: Report::Json,
+                head_only: true
+            })
+        );
         assert_eq!(status("\x16\x03\x01garbage\r\n\r\n"), 400);
         assert_eq!(status(&upgrade_req("/ws", "").replace(KEY, "short")), 400);
         assert_eq!(

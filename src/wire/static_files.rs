@@ -1,8 +1,10 @@
 //! Files served over plain HTTP on the broadcaster's port, embedded in the
 //! binary: the live trading board in `web/` (`/` is `web/index.html`, plus
-//! `/app.js` and `/style.css`). It is the reference browser client of
-//! protocol v1 and needs nothing from the network but this server.
-//! `/healthz` and `/ws` are handled in `http`, which also answers
+//! `/app.js` and `/style.css`), the reference browser client of protocol
+//! v1, and the operator page `/status` (`web/status.html`, one file that
+//! polls `/stats`). Neither needs anything from the network but this
+//! server. `/healthz`, `/metrics`, `/stats` and `/ws` are handled in
+//! `http`, which also answers
 //! GET/HEAD for every path [`lookup`] knows and 404 for the rest.
 
 /// One embedded file.
@@ -22,6 +24,7 @@ const FILES: &[(&str, &str, &[u8])] = &[
     ("/index.html", HTML, include_bytes!("../../web/index.html")),
     ("/app.js", JS, include_bytes!("../../web/app.js")),
     ("/style.css", CSS, include_bytes!("../../web/style.css")),
+    ("/status", HTML, include_bytes!("../../web/status.html")),
 ];
 
 /// The embedded file served at `path` (without the query string), if any.
@@ -48,6 +51,9 @@ mod tests {
         assert!(js.content_type.starts_with("text/javascript"));
         assert!(std::str::from_utf8(js.body).is_ok_and(|s| s.contains("requestAnimationFrame")));
         assert!(lookup("/style.css").is_some_and(|f| f.content_type.starts_with("text/css")));
+        let status = lookup("/status").expect("/status");
+        let html = std::str::from_utf8(status.body).expect("UTF-8");
+        assert!(html.contains("fetch(\"/stats\"") && !html.contains("<script src"));
         for missing in ["/nope", "/web/app.js", "/../Cargo.toml", "", "/app.js/"] {
             assert!(lookup(missing).is_none(), "{missing}");
         }

@@ -16,13 +16,17 @@
 
 mod board;
 mod broadcast;
+mod browser;
+mod conn_log;
 mod faults;
 mod handshake;
 mod jwt;
 mod large_subscriptions;
 mod lifecycle;
+mod metrics;
 mod requests;
 mod slow_client;
 mod stalled;
+mod status_page;
 mod tls;
 mod util;

@@ -273,6 +273,12 @@ fn plaintext_and_garbage_are_dropped_while_a_wss_client_streams() {
     );
 
     let s = srv.wait_stats("five handshake failures", |s| s.handshakes_failed == 5);
+    let m = srv.b().metrics();
+    assert_eq!(
+        m.handshake_failures_for(tickcast::HandshakeFailure::Tls),
+        5,
+        "each counted as not TLS"
+    );
     assert_eq!(
         (s.connections, s.sockets),
         (1, 1),
