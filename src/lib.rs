@@ -52,6 +52,7 @@ mod feed;
 mod shard;
 // What the threads share.
 mod admission;
+mod groups;
 mod inbox;
 mod runtime;
 pub mod wake;
@@ -77,6 +78,7 @@ pub use broadcaster::Broadcaster;
 pub use config::{Config, JwtConfig, JwtKey, MIN_QUEUE_CAPACITY, TlsFiles};
 pub use error::{Error, Result};
 pub use feed::publisher::{PublishError, Publisher};
+pub use groups::GroupSpec;
 pub use metrics::Stats;
 pub use tick::Tick;
 pub use wire::encode;

@@ -20,6 +20,7 @@ mod faults;
 mod handshake;
 mod large_subscriptions;
 mod lifecycle;
+mod prefix_groups;
 mod requests;
 mod slow_client;
 mod stalled;
