@@ -22,6 +22,7 @@ mod large_subscriptions;
 mod lifecycle;
 mod prefix_groups;
 mod requests;
+mod settings;
 mod slow_client;
 mod stalled;
 mod util;
