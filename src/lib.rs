@@ -33,9 +33,9 @@
 //! The modules are listed below in data-flow order. Dependencies point one
 //! way: [`Broadcaster`] (the composition root) → the threads (`feed`,
 //! `acceptor`, `shard`) → what they share (`inbox`, `wake`, `runtime`,
-//! `admission`) → the sans-I/O core (`session`, `subscriptions`,
-//! [`outbox`], `wire`) → leaves (`config`, `tick`, `symbols`, `metrics`,
-//! `auth`, `error`). No module imports one above it.
+//! `groups`, `admission`) → the sans-I/O core (`session`,
+//! `subscriptions`, [`outbox`], `wire`) → leaves (`config`, `tick`,
+//! `symbols`, `metrics`, `auth`, `error`). No module imports one above it.
 #![deny(
     missing_docs,
     missing_debug_implementations,

@@ -227,11 +227,18 @@ fn json_logs_are_json_lines_with_the_startup_summary() {
 }
 
 #[test]
-fn text_logs_say_the_server_is_open() {
+fn text_logs_say_the_server_is_open_and_name_a_stray_variable() {
     let mut cmd = binary(None);
     cmd.args(["--synthetic-rate", "0"])
-        .env("TICKCAST_LOG_FORMAT", "text");
+        .env("TICKCAST_LOG_FORMAT", "text")
+        .env("TICKCAST_NOT_A_SETTING", "1");
     let lines = stderr_until(cmd, |l| l.contains("tickcast started"));
+    assert!(
+        lines.iter().any(|l| l.contains("WARN")
+            && l.contains("TICKCAST_NOT_A_SETTING")
+            && l.contains("ignored")),
+        "{lines:?}"
+    );
     let start = lines.last().unwrap();
     assert!(start.contains("INFO"), "{start}");
     assert!(start.contains("open: no token required"), "{start}");
