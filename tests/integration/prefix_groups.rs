@@ -1,10 +1,12 @@
 //! Groups defined by prefix (`EUR*`): they take the symbols already
 //! published and every symbol first published later, from its `seq` 1.
 
+use std::time::Duration;
+
 use serde_json::json;
 use tickcast::GroupSpec;
 
-use crate::util::{Client, TestServer, tick};
+use crate::util::{Client, SeqCheck, TestServer, tick};
 
 /// `(symbol, seq)` of every tick and snapshot in `msgs`, by type.
 fn seqs(msgs: &[serde_json::Value], ty: &str) -> Vec<(String, u64)> {
@@ -92,4 +94,67 @@ fn a_group_redefined_without_its_prefix_takes_no_new_symbol() {
     let before = c.until_tick("EURUSD");
     assert!(seqs(&before, "tick").is_empty(), "{before:?}");
     assert_eq!(group_count(&mut c, "eur", 3), Some(2));
+}
+
+/// New symbols appear while the group is redefined with the same prefix
+/// and clients subscribe: the book's lock orders each definition and each
+/// new symbol the same way on every shard, so no subscriber misses the
+/// start of a symbol or sees a gap.
+#[test]
+fn new_symbols_during_redefinitions_arrive_whole() {
+    const SYMBOLS: u64 = 200;
+    const TICKS: u64 = 3;
+    let srv = TestServer::start(|_| {});
+    let spec = || GroupSpec::from_entries(["NEW*"]);
+    srv.b().set_group_spec("new", spec()).unwrap();
+    let mut early = Client::connect(srv.addr);
+    early.subscribe(&["DONE"], &["new"], 1);
+    let p = srv.b().publisher();
+    let feed = std::thread::spawn(move || {
+        for round in 0..TICKS {
+            for i in 0..SYMBOLS {
+                crate::util::publish_retrying(&p, tick(&format!("NEW{i:03}"), round));
+                // Pacing, so that new symbols keep appearing while the
+                // group is being redefined (round 0, 200 symbols, ~30 ms).
+                if round == 0 {
+                    std::thread::sleep(Duration::from_micros(100));
+                }
+            }
+        }
+    });
+    // Redefine and subscribe while the feed is creating symbols.
+    let mut late: Vec<Client> = Vec::new();
+    let mut redefined = 0;
+    while !feed.is_finished() && redefined < 2000 {
+        srv.b().set_group_spec("new", spec()).unwrap();
+        redefined += 1;
+        if redefined % 8 == 0 && late.len() < 6 {
+            let mut c = Client::connect(srv.addr);
+            c.subscribe(&["DONE"], &["new"], redefined);
+            late.push(c);
+        }
+    }
+    feed.join().unwrap();
+    srv.publish(tick("DONE", 0));
+    for c in std::iter::once(&mut early).chain(&mut late) {
+        let got = c.until_tick("DONE");
+        let mut check = SeqCheck::default();
+        let mut last = std::collections::HashMap::new();
+        for v in &got {
+            check.feed(v);
+            if v["type"] == "tick" || v["type"] == "snapshot" {
+                let sym = v["symbol"].as_str().unwrap_or_default().to_string();
+                let seq = v["seq"].as_u64().unwrap_or_default();
+                let first = last.insert(sym.clone(), seq).is_none();
+                assert!(
+                    !first || v["type"] == "snapshot" || seq == 1,
+                    "{sym} starts at {v}"
+                );
+            }
+        }
+        assert_eq!(last.len() as u64, SYMBOLS, "every symbol");
+        assert!(last.values().all(|&s| s == TICKS), "every tick: {last:?}");
+        assert_eq!(group_count(c, "new", 100), Some(SYMBOLS));
+    }
+    assert_eq!(srv.b().groups()[0].1.len() as u64, SYMBOLS);
 }
