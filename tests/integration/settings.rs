@@ -3,7 +3,8 @@
 //! and line; `[groups]` from the file; the log format.
 
 use std::collections::HashSet;
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::mpsc;
@@ -12,7 +13,7 @@ use std::time::Instant;
 
 use serde_json::{Value, json};
 
-use crate::util::{Client, SeqCheck, WAIT, spawn_binary};
+use crate::util::{Client, SeqCheck, WAIT, raw_exchange, spawn_binary, status_of};
 
 /// A temp dir for one test, removed on drop.
 struct TempDir(PathBuf);
@@ -243,4 +244,38 @@ fn text_logs_say_the_server_is_open_and_name_a_stray_variable() {
     assert!(start.contains("INFO"), "{start}");
     assert!(start.contains("open: no token required"), "{start}");
     assert!(serde_json::from_str::<Value>(start).is_err(), "{start}");
+}
+
+/// An upgrade request from `origin`.
+fn upgrade_from(origin: &str) -> Vec<u8> {
+    format!(
+        "GET /ws HTTP/1.1\r\nHost: t\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\
+         Origin: {origin}\r\n\r\n"
+    )
+    .into_bytes()
+}
+
+#[test]
+fn the_origin_allowlist_and_the_per_ip_limit_come_from_the_settings() {
+    let dir = TempDir::new("admission");
+    let f = dir.settings_file("synthetic_rate = 0\nallow_origin = [\"https://ui.example\"]\n");
+    let mut cmd = binary(Some(&f));
+    cmd.env("TICKCAST_MAX_CONNECTIONS_PER_IP", "1");
+    let (mut child, addr) = spawn_binary(cmd, Stdio::null());
+    let bad = raw_exchange(addr, &upgrade_from("https://evil.example"));
+    assert_eq!(status_of(&bad), 403);
+    // One connection from the allowed origin, kept open…
+    let mut held = TcpStream::connect(addr).unwrap();
+    held.set_read_timeout(Some(WAIT)).unwrap();
+    held.write_all(&upgrade_from("https://ui.example")).unwrap();
+    let mut buf = [0u8; 4096];
+    let n = held.read(&mut buf).unwrap();
+    assert_eq!(status_of(&buf[..n]), 101);
+    // …and the second from the same IP is refused.
+    let second = raw_exchange(addr, &upgrade_from("https://ui.example"));
+    assert_eq!(status_of(&second), 429);
+    drop(held);
+    child.term();
+    assert!(child.exit_status().success());
 }
