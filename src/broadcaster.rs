@@ -10,7 +10,6 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::Sender;
 use mio::Waker;
-use parking_lot::Mutex;
 
 use crate::admission::Admission;
 use crate::feed::{publisher, synthetic};
@@ -18,7 +17,7 @@ use crate::inbox::{ShardLink, ShardMsg};
 use crate::runtime::{Runtime, unix_nanos};
 use crate::transport::ServerTls;
 use crate::wire::{encode, protocol};
-use crate::{Config, Error, Metrics, Publisher, Result, Stats, Tick};
+use crate::{Config, Error, GroupSpec, Metrics, Publisher, Result, Stats, Tick};
 
 /// A running broadcaster: the acceptor, the publisher, the I/O shards and
 /// (if configured) the synthetic feed.
@@ -40,9 +39,6 @@ use crate::{Config, Error, Metrics, Publisher, Result, Stats, Tick};
 pub struct Broadcaster {
     runtime: Arc<Runtime>,
     admission: Arc<Admission>,
-    /// Groups as last defined, for [`Broadcaster::groups`]; the shards
-    /// keep their own copy, resolved to symbol ids.
-    groups: Mutex<Vec<(String, Vec<String>)>>,
     links: Vec<ShardLink>,
     /// The certificate in force when the port speaks TLS.
     tls: Option<Arc<ServerTls>>,
@@ -151,7 +147,6 @@ impl Broadcaster {
         let mut b = Broadcaster {
             runtime: runtime.clone(),
             admission,
-            groups: Mutex::new(Vec::new()),
             links,
             tls,
             tick_tx,
@@ -244,20 +239,46 @@ impl Broadcaster {
         I: IntoIterator<Item = S>,
         S: AsRef<str>,
     {
+        self.set_group_spec(name, GroupSpec::exact(symbols))
+    }
+
+    /// Defines group `name` as `spec`, or replaces its definition. A
+    /// prefix takes every symbol published so far that starts with it,
+    /// and each symbol published later from its first tick (`seq` 1), so
+    /// subscribers of the group miss none of it. Subscribers follow a new
+    /// definition at once, as with [`Broadcaster::set_group`].
+    ///
+    /// # Errors
+    /// [`Error::Invalid`] for a bad name, symbol or prefix (an empty prefix
+    /// is refused: the group `*` is every symbol), [`Error::Stopped`] after
+    /// shutdown.
+    ///
+    /// ```
+    /// use tickcast::{GroupSpec, Tick};
+    /// # let b = tickcast::Broadcaster::start(tickcast::Config {
+    /// #     listen: "127.0.0.1:0".parse().unwrap(), synthetic_rate: 0, pin_threads: false,
+    /// #     io_threads: 1, ..Default::default() }).unwrap();
+    /// b.set_group_spec("all-eur", GroupSpec::from_entries(["EUR*"])).unwrap();
+    /// b.publisher().publish(Tick::new("EURUSD").bid(1.08)).unwrap();
+    /// # let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    /// # while b.groups()[0].1.is_empty() && std::time::Instant::now() < deadline {
+    /// #     std::thread::sleep(std::time::Duration::from_millis(1));
+    /// # }
+    /// assert_eq!(b.groups(), [("all-eur".to_string(), vec!["EURUSD".to_string()])]);
+    /// assert!(b.set_group_spec("x", GroupSpec::from_entries(["*"])).is_err());
+    /// ```
+    pub fn set_group_spec(&self, name: &str, spec: GroupSpec) -> Result<()> {
         crate::tick::validate_group(name).map_err(|reason| Error::Invalid {
             what: "group name",
             reason,
         })?;
-        let names: Vec<String> = symbols
-            .into_iter()
-            .map(|s| s.as_ref().to_string())
-            .collect();
-        for s in &names {
-            crate::tick::validate_symbol(s).map_err(|reason| Error::Invalid {
-                what: "symbol",
-                reason,
-            })?;
-        }
+        spec.validate().map_err(|reason| Error::Invalid {
+            what: "group",
+            reason,
+        })?;
+        // Locked until every shard has the definition: see `crate::groups`.
+        let mut book = self.runtime.groups.lock();
+        let names = book.resolve(&spec);
         let ids: Arc<[u32]> = names
             .iter()
             .map(|s| self.runtime.symbols.intern(s))
@@ -267,10 +288,7 @@ impl Broadcaster {
             name: name_arc.clone(),
             symbols: ids.clone(),
         })?;
-        let mut groups = self.groups.lock();
-        groups.retain(|(n, _)| n != name);
-        groups.push((name.to_string(), names));
-        groups.sort();
+        book.define(name, spec, names);
         Ok(())
     }
 
@@ -290,12 +308,8 @@ impl Broadcaster {
     /// assert!(!b.remove_group("crypto").unwrap());
     /// ```
     pub fn remove_group(&self, name: &str) -> Result<bool> {
-        let existed = {
-            let mut groups = self.groups.lock();
-            let before = groups.len();
-            groups.retain(|(n, _)| n != name);
-            groups.len() != before
-        };
+        let mut book = self.runtime.groups.lock();
+        let existed = book.remove(name);
         if existed {
             let name: Arc<str> = Arc::from(name);
             self.to_every_shard(|| ShardMsg::RemoveGroup { name: name.clone() })?;
@@ -303,7 +317,9 @@ impl Broadcaster {
         Ok(existed)
     }
 
-    /// The groups as last defined: `(name, symbols)`, sorted by name.
+    /// The groups as last defined: `(name, symbols)`, sorted by name. A
+    /// group defined with prefixes lists the symbols it holds now: its
+    /// exact symbols, then those its prefixes took, in publishing order.
     ///
     /// ```
     /// # let b = tickcast::Broadcaster::start(tickcast::Config {
@@ -315,7 +331,7 @@ impl Broadcaster {
     /// assert_eq!(names, ["a", "b"]);
     /// ```
     pub fn groups(&self) -> Vec<(String, Vec<String>)> {
-        self.groups.lock().clone()
+        self.runtime.groups.lock().list()
     }
 
     /// Sends a `notice` to every open connection.

@@ -211,10 +211,10 @@ impl Config {
             return bad("queue_capacity must be at most 1048576 frames");
         }
         if self.heartbeat < Duration::from_millis(10) {
-            return bad("heartbeat must be at least 10 ms");
+            return bad("heartbeat (heartbeat_ms) must be at least 10 ms");
         }
         if self.max_lag < Duration::from_millis(100) {
-            return bad("max_lag must be at least 100 ms");
+            return bad("max_lag (max_lag_ms) must be at least 100 ms");
         }
         if self.max_connections == 0 {
             return bad("max_connections must be at least 1");
@@ -226,7 +226,7 @@ impl Config {
             return bad("max_subscriptions must be at least 1");
         }
         if self.handshake_timeout.is_zero() {
-            return bad("handshake_timeout must be positive");
+            return bad("handshake_timeout (handshake_timeout_ms) must be positive");
         }
         if self.publish_queue == 0 || self.shard_inbox == 0 {
             return bad("publish_queue and shard_inbox must be at least 1");

@@ -43,6 +43,9 @@ pub(crate) enum ShardMsg {
         name: Arc<str>,
         symbols: Arc<[SymId]>,
     },
+    /// A prefix of group `name` took `sym`, a new symbol; sent before the
+    /// symbol's first tick.
+    AddToGroup { name: Arc<str>, sym: SymId },
     /// Remove a group.
     RemoveGroup { name: Arc<str> },
     /// Close every connection with 1001 and exit.

@@ -33,9 +33,9 @@
 //! The modules are listed below in data-flow order. Dependencies point one
 //! way: [`Broadcaster`] (the composition root) → the threads (`feed`,
 //! `acceptor`, `shard`) → what they share (`inbox`, `wake`, `runtime`,
-//! `admission`) → the sans-I/O core (`session`, `subscriptions`,
-//! [`outbox`], `wire`) → leaves (`config`, `tick`, `symbols`, `metrics`,
-//! `auth`, `error`). No module imports one above it.
+//! `groups`, `admission`) → the sans-I/O core (`session`,
+//! `subscriptions`, [`outbox`], `wire`) → leaves (`config`, `tick`,
+//! `symbols`, `metrics`, `auth`, `error`). No module imports one above it.
 #![deny(
     missing_docs,
     missing_debug_implementations,
@@ -52,6 +52,7 @@ mod feed;
 mod shard;
 // What the threads share.
 mod admission;
+mod groups;
 mod inbox;
 mod runtime;
 pub mod wake;
@@ -77,6 +78,7 @@ pub use broadcaster::Broadcaster;
 pub use config::{Config, JwtConfig, JwtKey, MIN_QUEUE_CAPACITY, TlsFiles};
 pub use error::{Error, Result};
 pub use feed::publisher::{PublishError, Publisher};
+pub use groups::GroupSpec;
 pub use metrics::{Disconnect, HandshakeFailure, LatencySummary, Metrics, ShardMetrics, Stats};
 pub use tick::Tick;
 pub use wire::encode;

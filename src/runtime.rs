@@ -1,12 +1,16 @@
 //! [`Runtime`]: the little state every thread may read: the validated
-//! configuration, the symbol table, the counters and the stop flag. A leaf:
+//! configuration, the symbol table, the group book, the counters and the
+//! stop flag. A leaf:
 //! it depends on nothing but its parts, so a thread module can be built and
 //! tested from a `Runtime` alone, without the composition root.
 
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::time::Instant;
 
+use parking_lot::Mutex;
+
 use crate::Config;
+use crate::groups::GroupBook;
 use crate::metrics::{Counters, Metrics, ShardCells};
 use crate::symbols::SymbolTable;
 
@@ -16,6 +20,10 @@ pub(crate) struct Runtime {
     /// Validated once by `Broadcaster::start`; trusted from then on.
     pub(crate) config: Config,
     pub(crate) symbols: SymbolTable,
+    /// The groups and the symbols published so far. Locked by the API and
+    /// by the publisher (once per new symbol) while they send a change to
+    /// the shards, so every shard sees group changes in the book's order.
+    pub(crate) groups: Mutex<GroupBook>,
     pub(crate) counters: Counters,
     /// Each shard's published metrics, by shard id.
     pub(crate) shard_cells: ShardCells,
@@ -30,6 +38,7 @@ impl Runtime {
             shard_cells: ShardCells::new(config.shards()),
             config,
             symbols: SymbolTable::default(),
+            groups: Mutex::new(GroupBook::default()),
             counters: Counters::default(),
             started: Instant::now(),
             stopping: AtomicBool::new(false),

@@ -404,6 +404,29 @@ impl Index {
         gained
     }
 
+    /// Adds `sym` to group `name` (a prefix of it took a new symbol).
+    /// Returns the connections that newly receive `sym`, sorted. An
+    /// unknown group (removed meanwhile) is left alone.
+    pub(crate) fn add_to_group(&mut self, name: &str, sym: SymId) -> Vec<ConnKey> {
+        let Some(group) = self.groups.get_mut(name) else {
+            return Vec::new();
+        };
+        let Err(at) = group.symbols.binary_search(&sym) else {
+            return Vec::new();
+        };
+        group.symbols.insert(at, sym);
+        let classes: Vec<ClassId> = group.classes.iter().copied().collect();
+        let mut gained = Vec::new();
+        for c in classes {
+            if self.set_mut(sym).insert(c) {
+                gained.extend(self.classes[c as usize].members.iter().copied());
+            }
+        }
+        gained.sort_unstable();
+        self.check_invariants();
+        gained
+    }
+
     /// Removes group `name`; returns the connections that were subscribed
     /// to it (their subscription to it is dropped).
     pub(crate) fn remove_group(&mut self, name: &str) -> Vec<ConnKey> {
@@ -590,6 +613,23 @@ mod tests {
         assert_eq!(ix.remove_group("g"), vec![1]);
         assert!(ix.recipients(3).is_empty());
         assert!(!ix.has_group("g"));
+    }
+
+    #[test]
+    fn a_symbol_added_to_a_group_reaches_its_subscribers_once() {
+        let mut ix = Index::default();
+        ix.set_group("g".into(), vec![1]);
+        ix.subscribe(1, &group("g"));
+        ix.subscribe(2, &group("g"));
+        ix.subscribe(2, &syms(&[5]));
+        ix.subscribe(3, &syms(&[5]));
+        assert_eq!(ix.add_to_group("g", 5), vec![1], "2 had it already");
+        assert_eq!(ix.recipients(5), vec![1, 2, 3]);
+        assert_eq!(ix.group_list(), vec![("g".to_string(), 2)]);
+        assert!(ix.add_to_group("g", 5).is_empty(), "held already");
+        assert!(ix.add_to_group("nope", 6).is_empty());
+        ix.unsubscribe(1, &group("g"));
+        assert_eq!(ix.recipients(5), vec![2, 3]);
     }
 
     #[test]

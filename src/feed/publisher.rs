@@ -165,6 +165,27 @@ impl PublisherThread {
         }
     }
 
+    /// The first tick of `symbol`: the groups whose prefixes take it learn
+    /// it on every shard before the tick is sent, so their subscribers get
+    /// it from `seq` 1. The book stays locked until the shards have the
+    /// message (see [`crate::groups`]).
+    fn announce(&self, symbol: &str, sym: SymId) {
+        let runtime = &self.runtime;
+        let give_up = || runtime.is_stopping();
+        let mut book = runtime.groups.lock();
+        for name in book.first_tick(symbol) {
+            for link in &self.links {
+                let _ = link.send(
+                    ShardMsg::AddToGroup {
+                        name: name.clone(),
+                        sym,
+                    },
+                    &give_up,
+                );
+            }
+        }
+    }
+
     fn handle(&mut self, tick: &Tick, ts: u64) {
         let (sym, seq) = match self.state.get_mut(tick.symbol.as_str()) {
             Some(st) => {
@@ -174,6 +195,7 @@ impl PublisherThread {
             None => {
                 let id = self.runtime.symbols.intern(&tick.symbol);
                 self.state.insert(tick.symbol.clone(), (id, 1));
+                self.announce(&tick.symbol, id);
                 (id, 1)
             }
         };

@@ -164,6 +164,15 @@ impl Shard {
         }
     }
 
+    /// A prefix of group `name` took the new symbol `sym`: the group's
+    /// subscribers receive it from its first tick on (a snapshot too, if
+    /// the symbol already has a value here).
+    pub(super) fn add_to_group(&mut self, name: &str, sym: SymId) {
+        for key in self.index.add_to_group(name, sym) {
+            self.send_snapshots(key as usize, &[sym]);
+        }
+    }
+
     /// A group was removed: its subscribers are told, without an `id`.
     pub(super) fn remove_group(&mut self, name: &str) {
         let notified: Vec<ConnKey> = self.index.remove_group(name);

@@ -296,6 +296,7 @@ impl Shard {
                 ShardMsg::Notice { user, frame } => self.notice(user.as_deref(), &frame),
                 ShardMsg::Accept { stream, peer } => self.accept(stream, peer),
                 ShardMsg::SetGroup { name, symbols } => self.set_group(name, &symbols),
+                ShardMsg::AddToGroup { name, sym } => self.add_to_group(&name, sym),
                 ShardMsg::RemoveGroup { name } => self.remove_group(&name),
                 ShardMsg::Shutdown => self.begin_shutdown(),
             }

@@ -1,16 +1,14 @@
 //! Connection lifecycle: heartbeats, shutdown, the binary's signals, and
 //! churn leaving nothing behind.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
+use std::process::{Command, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
 
 use serde_json::json;
 use tungstenite::Message;
 
-use crate::util::{Client, Got, SeqCheck, TestServer, WAIT, heavy, tick};
+use crate::util::{Client, Got, SeqCheck, TestServer, WAIT, heavy, spawn_binary, tick};
 
 #[test]
 fn a_silent_client_is_closed_with_4002() {
@@ -75,79 +73,12 @@ fn shutdown_sends_1001_and_joins() {
     drop(half);
 }
 
-/// The running binary; killed and reaped on drop if still running, so a
-/// failing test does not leave it behind.
-struct Binary(Child);
-
-impl Binary {
-    /// Sends SIGTERM.
-    fn term(&self) {
-        let kill = Command::new("kill")
-            .args(["-TERM", &self.0.id().to_string()])
-            .status()
-            .unwrap();
-        assert!(kill.success());
-    }
-
-    /// Waits for the binary to exit, at most `WAIT`.
-    fn exit_status(&mut self) -> std::process::ExitStatus {
-        let deadline = Instant::now() + WAIT;
-        loop {
-            if let Some(s) = self.0.try_wait().unwrap() {
-                return s;
-            }
-            assert!(Instant::now() < deadline, "the binary did not exit");
-            thread::sleep(Duration::from_millis(20));
-        }
-    }
-}
-
-impl Drop for Binary {
-    fn drop(&mut self) {
-        if let Ok(None) = self.0.try_wait() {
-            let _ = self.0.kill();
-            let _ = self.0.wait();
-        }
-    }
-}
-
-/// Starts the binary (`cmd`, with `--listen 127.0.0.1:0`) and reads the
-/// address it prints on its first line (within `WAIT`).
-fn spawn_binary(mut cmd: Command) -> (Binary, std::net::SocketAddr) {
-    let mut child = Binary(
-        cmd.stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
-    let mut out = BufReader::new(child.0.stdout.take().unwrap());
-    let (tx, rx) = mpsc::channel();
-    thread::spawn(move || {
-        let mut line = String::new();
-        let _ = out.read_line(&mut line);
-        let _ = tx.send(line);
-        // Keep reading: a closed pipe would make the binary's later prints
-        // fail. Ends when the binary exits.
-        std::io::copy(&mut out, &mut std::io::sink())
-    });
-    let line = rx
-        .recv_timeout(WAIT)
-        .expect("the binary printed its address");
-    let addr = line
-        .split("ws://")
-        .nth(1)
-        .and_then(|s| s.split("/ws").next())
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| panic!("no address in {line:?}"));
-    (child, addr)
-}
-
 #[test]
 fn the_binary_serves_the_synthetic_feed_and_stops_on_sigterm() {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_tickcast"));
     cmd.args(["--listen", "127.0.0.1:0", "--no-pin", "--io-threads", "2"])
         .args(["--synthetic-symbols", "50", "--synthetic-rate", "500"]);
-    let (mut child, addr) = spawn_binary(cmd);
+    let (mut child, addr) = spawn_binary(cmd, Stdio::null());
     let mut c = Client::connect(addr);
     let g = c.request(json!({"op":"list_groups"}), 1);
     let names: Vec<&str> = g["groups"]
@@ -312,7 +243,7 @@ fn running_out_of_file_descriptors_does_not_spin_the_acceptor() {
         "ulimit -n 48 && exec {} --listen 127.0.0.1:0 --no-pin --io-threads 1 --synthetic-rate 0",
         env!("CARGO_BIN_EXE_tickcast")
     ));
-    let (mut child, addr) = spawn_binary(cmd);
+    let (mut child, addr) = spawn_binary(cmd, Stdio::null());
     let flood: Vec<std::net::TcpStream> = (0..120)
         .filter_map(|_| std::net::TcpStream::connect(addr).ok())
         .collect();

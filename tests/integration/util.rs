@@ -1,10 +1,12 @@
 //! Shared helpers for the integration tests: a real broadcaster on
 //! `127.0.0.1:0` and a blocking tungstenite client with bounded waits.
 
-use std::io::{Read, Write};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
+use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering::SeqCst};
+use std::sync::mpsc;
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -434,4 +436,67 @@ pub fn read_in_background<S: Read + Write + Send + 'static>(
         }
         check.ticks
     })
+}
+
+/// The running binary; killed and reaped on drop if still running, so a
+/// failing test does not leave it behind.
+pub struct Binary(pub Child);
+
+impl Binary {
+    /// Sends SIGTERM.
+    pub fn term(&self) {
+        let kill = Command::new("kill")
+            .args(["-TERM", &self.0.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(kill.success());
+    }
+
+    /// Waits for the binary to exit, at most `WAIT`.
+    pub fn exit_status(&mut self) -> std::process::ExitStatus {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            if let Some(s) = self.0.try_wait().unwrap() {
+                return s;
+            }
+            assert!(Instant::now() < deadline, "the binary did not exit");
+            thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Binary {
+    fn drop(&mut self) {
+        if let Ok(None) = self.0.try_wait() {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+}
+
+/// Starts the binary (`cmd`, with `--listen 127.0.0.1:0`) and reads the
+/// address it prints on its first line (within `WAIT`); its stderr goes
+/// to `stderr`.
+pub fn spawn_binary(mut cmd: Command, stderr: Stdio) -> (Binary, SocketAddr) {
+    let mut child = Binary(cmd.stdout(Stdio::piped()).stderr(stderr).spawn().unwrap());
+    let mut out = BufReader::new(child.0.stdout.take().unwrap());
+    let (tx, rx) = mpsc::channel();
+    thread::spawn(move || {
+        let mut line = String::new();
+        let _ = out.read_line(&mut line);
+        let _ = tx.send(line);
+        // Keep reading: a closed pipe would make the binary's later prints
+        // fail. Ends when the binary exits.
+        std::io::copy(&mut out, &mut std::io::sink())
+    });
+    let line = rx
+        .recv_timeout(WAIT)
+        .expect("the binary printed its address");
+    let addr = line
+        .split("ws://")
+        .nth(1)
+        .and_then(|s| s.split("/ws").next())
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("no address in {line:?}"));
+    (child, addr)
 }
