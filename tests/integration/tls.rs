@@ -18,8 +18,8 @@ use rustls::{ClientConfig, ClientConnection, RootCertStore, StreamOwned};
 use tickcast::{Broadcaster, Config, Error, TlsFiles};
 
 use crate::util::{
-    Client, Got, TestServer, WAIT, feed_every, heavy, raw_exchange, read_in_background,
-    small_window, status_of,
+    Client, Got, SeqCheck, TestServer, WAIT, feed_every, heavy, raw_exchange, read_in_background,
+    small_window, spawn_binary, status_of,
 };
 
 /// A client's TLS stream over TCP.
@@ -381,6 +381,66 @@ fn a_reload_serves_new_connections_the_new_certificate_without_dropping_any() {
     stream.finish(&srv, "the connection open across the reloads");
     drop(fresh);
     assert_eq!(srv.stats().handshakes_failed, 0);
+}
+
+/// Reads `c` until `n` ticks arrived, each the next `seq` of its symbol.
+fn ticks_without_gap<S: Read + Write>(c: &mut Client<S>, n: u64, what: &str) {
+    let mut check = SeqCheck::default();
+    while check.ticks < n {
+        match c.recv() {
+            Got::Json(v) => check.feed(&v),
+            other => panic!("{what}: {other:?} after {} ticks", check.ticks),
+        }
+    }
+}
+
+#[test]
+fn sighup_reloads_the_binarys_certificate_without_dropping_connections() {
+    let pki = Pki::new();
+    let first = pki.issue();
+    let files = pki.files();
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_tickcast"));
+    cmd.args(["--listen", "127.0.0.1:0", "--io-threads", "1", "--no-pin"])
+        .args(["--synthetic-symbols", "20", "--synthetic-rate", "500"])
+        .arg("--tls-cert")
+        .arg(&files.cert)
+        .arg("--tls-key")
+        .arg(&files.key);
+    let (mut child, addr) = spawn_binary(cmd, std::process::Stdio::null());
+    let client = pki.client();
+    let mut old = wss(addr, &client);
+    assert_eq!(peer_cert(old.ws.get_ref()), first);
+    old.subscribe(&[], &["*"], 1);
+    ticks_without_gap(&mut old, 20, "before the reload");
+    let hup = || {
+        let kill = std::process::Command::new("kill")
+            .args(["-HUP", &child.0.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(kill.success());
+    };
+    let second = pki.issue();
+    hup();
+    // The signal is handled on the binary's main thread: new connections
+    // get the new certificate soon after, not at once.
+    let deadline = Instant::now() + WAIT;
+    while peer_cert(&tls_connect(addr, &client)) != second {
+        assert!(Instant::now() < deadline, "no new certificate after SIGHUP");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    ticks_without_gap(&mut old, 50, "the connection open across the reload");
+    // A broken key: the binary keeps running and serving the second one.
+    std::fs::write(&files.key, "-----BEGIN PRIVATE KEY-----\nnot base64!\n").unwrap();
+    hup();
+    std::thread::sleep(Duration::from_millis(200));
+    assert_eq!(peer_cert(&tls_connect(addr, &client)), second);
+    ticks_without_gap(&mut old, 20, "after a refused reload");
+    assert!(
+        child.0.try_wait().unwrap().is_none(),
+        "the binary is still up"
+    );
+    child.term();
+    assert!(child.exit_status().success());
 }
 
 #[test]

@@ -475,7 +475,7 @@ impl Drop for Binary {
 }
 
 /// Starts the binary (`cmd`, with `--listen 127.0.0.1:0`) and reads the
-/// address it prints on its first line (within `WAIT`); its stderr goes
+/// address it prints on its first line (`ws://` or `wss://`) (within `WAIT`); its stderr goes
 /// to `stderr`.
 pub fn spawn_binary(mut cmd: Command, stderr: Stdio) -> (Binary, SocketAddr) {
     let mut child = Binary(cmd.stdout(Stdio::piped()).stderr(stderr).spawn().unwrap());
@@ -492,8 +492,9 @@ pub fn spawn_binary(mut cmd: Command, stderr: Stdio) -> (Binary, SocketAddr) {
     let line = rx
         .recv_timeout(WAIT)
         .expect("the binary printed its address");
+    // `ws://ADDR/ws`, or `wss://ADDR/ws` with TLS.
     let addr = line
-        .split("ws://")
+        .split("://")
         .nth(1)
         .and_then(|s| s.split("/ws").next())
         .and_then(|s| s.parse().ok())

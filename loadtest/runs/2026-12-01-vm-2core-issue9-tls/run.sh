@@ -6,7 +6,7 @@
 #
 # For each rate R (ticks/s over 100 symbols, so deliveries/s = 1,000 x R) and
 # each transport, in alternation (ws-R, wss-R, ...) so that noise from other
-# tenants falls on both alike: tickcast on core 0 (taskset -c 0, one pinned
+# tenants falls on both alike: tickcast on core 0 (taskset -c 0, --io-threads 1 as in bench.sh: one pinned
 # shard; `--tls-cert/--tls-key` for wss), 1.5 s for every symbol to get a
 # value, then the load generator on core 1 for a 10 s window after a 2 s
 # warm-up (--sample-ms 500: CPU of server, load generator and everything
@@ -59,7 +59,7 @@ cell() {
   rm -rf "$dir"
   mkdir -p "$dir"
   port="$(free_port)"
-  local server=(taskset -c 0 "$T/tickcast" --listen "127.0.0.1:$port" --synthetic-symbols 100
+  local server=(taskset -c 0 "$T/tickcast" --listen "127.0.0.1:$port" --io-threads 1 --synthetic-symbols 100
     --synthetic-rate "$rate")
   local url="ws://127.0.0.1:$port/ws" trust=()
   if [ "$transport" = wss ]; then
