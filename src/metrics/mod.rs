@@ -390,7 +390,9 @@ impl ShardCells {
 
 /// A point-in-time copy of the broadcaster's counters. Counts are since
 /// start; `connections` and `sockets` are current. [`Metrics`] has the
-/// same per shard, by reason, and the latency.
+/// same per shard, by reason, and the latency. Each shard publishes its
+/// counts at the end of a loop turn, so a count may trail by one turn what
+/// a client has already seen (a close frame, say).
 ///
 /// ```
 /// # let b = tickcast::Broadcaster::start(tickcast::Config {

@@ -410,7 +410,8 @@ fn an_expiring_token_closes_with_1008_unless_refreshed() {
         (Some("tick"), Some("EURUSD"))
     );
     assert_eq!(fresh.request(json!({"op":"ping"}), 4)["type"], "pong");
-    assert_eq!(srv.stats().closed_expired, 1);
+    // Shards publish their counts once a turn: wait for it.
+    srv.wait_stats("the expiry to be counted", |s| s.closed_expired == 1);
 }
 
 #[test]
