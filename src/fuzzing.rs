@@ -391,7 +391,7 @@ impl Session {
     ) -> Opened {
         let o = self
             .inner
-            .open(&up.0, conn_id, identity, now, &self.settings);
+            .open(&up.0, conn_id, identity, now, &self.settings, "e-fuzz");
         Opened {
             switching_protocols: o.switching_protocols,
             welcome: o.welcome,

@@ -134,9 +134,15 @@ impl Shard {
                 return self.respond(key, &http::Response::text(status, line));
             }
         };
-        let opened = conn
-            .session
-            .open(up, ticket.conn_id, identity, self.now, &self.settings);
+        let epoch = self.runtime.epoch();
+        let opened = conn.session.open(
+            up,
+            ticket.conn_id,
+            identity,
+            self.now,
+            &self.settings,
+            &epoch,
+        );
         super::log::opened(self.id, conn, ticket.conn_id);
         conn.admitted = Some(ticket);
         conn.opened_at = Some(self.now);

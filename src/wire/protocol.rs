@@ -272,7 +272,7 @@ pub(crate) fn refreshed(id: &Id, expires_at: Option<u64>) -> Value {
 }
 
 /// `welcome`.
-pub(crate) fn welcome(conn_id: u64, heartbeat_ms: u64, max_queue: usize) -> Value {
+pub(crate) fn welcome(conn_id: u64, heartbeat_ms: u64, max_queue: usize, epoch: &str) -> Value {
     json!({
         "type": "welcome",
         "conn_id": format!("c-{conn_id}"),
@@ -280,6 +280,7 @@ pub(crate) fn welcome(conn_id: u64, heartbeat_ms: u64, max_queue: usize) -> Valu
         "protocol": 1,
         "heartbeat_ms": heartbeat_ms,
         "max_queue": max_queue,
+        "epoch": epoch,
     })
 }
 
@@ -393,7 +394,8 @@ mod tests {
             json!({"type":"groups","id":3,"groups":[{"name":"fx-majors","symbols":7}]})
         );
         assert_eq!(pong(&None, 9), json!({"type":"pong","ts":9}));
-        let w = welcome(17, 5000, 4096);
+        let w = welcome(17, 5000, 4096, "e-5f3a9c");
+        assert_eq!(w["epoch"], "e-5f3a9c");
         assert_eq!(w["conn_id"], "c-17");
         assert_eq!(w["protocol"], 1);
     }
