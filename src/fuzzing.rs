@@ -154,6 +154,7 @@ impl Request {
             protocol::Request::ListGroups { .. } => "list_groups",
             protocol::Request::Ping { .. } => "ping",
             protocol::Request::Refresh { .. } => "refresh",
+            protocol::Request::History { .. } => "history",
         }
     }
 

@@ -236,6 +236,7 @@ impl Shard {
             pending.defer(req);
             return;
         }
+        let epoch = self.runtime.epoch();
         let mut cx = requests::Context {
             key: key as ConnKey,
             entitlements: conn.session.entitlements(),
@@ -245,6 +246,8 @@ impl Shard {
             config: &self.runtime.config,
             known_symbols: self.lvc.len(),
             now_nanos: unix_nanos(),
+            history: &self.history,
+            epoch: &epoch,
         };
         let reply = requests::handle(req, &mut cx);
         if let Some(r) = reply.refreshed {
