@@ -50,7 +50,10 @@ impl History {
     }
 
     /// Records tick `seq` of `sym`, dropping the oldest beyond the depth.
-    /// Ticks of a symbol arrive in `seq` order (the publisher numbers them).
+    /// Ticks of a symbol arrive in `seq` order; a `seq` that does not follow
+    /// the newest (a feed that renumbered, an upstream whose first entries
+    /// were trimmed) starts the ring afresh, so it always holds one
+    /// contiguous run and never replays ticks of another numbering.
     pub(crate) fn push(&mut self, sym: SymId, seq: u64, frame: &Frame) {
         if self.depth == 0 {
             return;
@@ -63,7 +66,9 @@ impl History {
         if ring.frames.capacity() == 0 {
             ring.frames.reserve_exact(self.depth);
         }
-        if ring.frames.len() == self.depth {
+        if ring.newest.checked_add(1) != Some(seq) {
+            ring.frames.clear();
+        } else if ring.frames.len() == self.depth {
             ring.frames.pop_front();
         }
         ring.frames.push_back(frame.clone());
@@ -153,6 +158,21 @@ mod tests {
         assert_eq!(last, vec![9, 10]);
         assert_eq!(h.last(2, 100).count(), 4);
         assert_eq!(h.last(9, 5).count(), 0);
+    }
+
+    #[test]
+    fn a_seq_that_does_not_follow_starts_the_ring_afresh() {
+        let mut h = History::new(8);
+        fill(&mut h, 0, 5);
+        let mut enc = TickEncoder::new();
+        let f = enc.encode("S", 40, 1, &Tick::new("S"));
+        h.push(0, 40, &f);
+        assert_eq!(frames(&h, 0, 39), Some(vec![40]));
+        assert_eq!(frames(&h, 0, 4), None, "seqs 5..39 were never here");
+        let f = enc.encode("S", 2, 1, &Tick::new("S"));
+        h.push(0, 2, &f);
+        assert_eq!(frames(&h, 0, 1), Some(vec![2]), "renumbered from 1");
+        assert_eq!(h.held(), 1);
     }
 
     #[test]

@@ -423,6 +423,8 @@ mod tests {
         symbols: SymbolTable,
         config: Config,
         history: History,
+        /// The last subscription's resume entries.
+        resume: Vec<(SymId, Option<u64>)>,
         /// The last request's verified refresh, with its `unsubscribed`.
         refreshed: Option<(Identity, Option<Value>)>,
     }
@@ -441,6 +443,7 @@ mod tests {
                 symbols,
                 config: Config::default(),
                 history: History::new(8),
+                resume: Vec::new(),
                 refreshed: None,
             }
         }
@@ -475,6 +478,7 @@ mod tests {
             let snapshots = match r.join {
                 Some(j) => {
                     self.index.subscribe(key, &j.selection);
+                    self.resume = j.resume;
                     j.snapshots
                 }
                 None => Vec::new(),
@@ -498,6 +502,31 @@ mod tests {
         assert_eq!(snaps, vec![0, 1, 2], "the group's two symbols and AAPL");
         let (_, snaps) = w.ask(2, None, r#"{"op":"subscribe","groups":["*"]}"#);
         assert_eq!(snaps.len(), 3, "every known symbol");
+    }
+
+    #[test]
+    fn resume_entries_are_kept_for_covered_symbols_in_the_epoch() {
+        let mut w = World::new();
+        let (v, _) = w.ask(
+            1,
+            None,
+            r#"{"op":"subscribe","symbols":["AAPL"],"groups":["fx"],"epoch":"e-1",
+                "resume":{"GBPUSD":7,"AAPL":3,"MSFT":9,"NEVER":1}}"#,
+        );
+        assert_eq!(v["type"], "subscribed");
+        // Interned in order: EURUSD 0, GBPUSD 1 (the group), then AAPL.
+        let (gbp, aapl) = (1, 2);
+        assert_eq!(
+            w.resume,
+            vec![(gbp, Some(7)), (aapl, Some(3))],
+            "sorted by symbol; MSFT and NEVER are not covered"
+        );
+        w.ask(
+            2,
+            None,
+            r#"{"op":"subscribe","symbols":["AAPL"],"epoch":"e-0","resume":{"AAPL":3}}"#,
+        );
+        assert_eq!(w.resume, vec![(aapl, None)], "another epoch: reset");
     }
 
     #[test]
