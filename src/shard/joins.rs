@@ -169,7 +169,8 @@ impl Shard {
 
     /// The last chunk is out: the connection takes its real selection,
     /// symbols that came into its groups (or into `*`) meanwhile get their
-    /// snapshots, and the requests that waited are handled.
+    /// snapshots (not a replay: they were not covered when the client
+    /// asked to resume), and the requests that waited are handled.
     fn complete_join(&mut self, key: usize) {
         let Some(p) = self.conns.get_mut(key).and_then(|c| c.pending.take()) else {
             return;
