@@ -193,6 +193,13 @@ impl Broadcaster {
         Publisher::new(self.tick_tx.clone(), self.runtime.clone())
     }
 
+    /// The epoch every `welcome` reports: the name of the `seq` space,
+    /// which a client's `resume` must match. New per process unless a feed
+    /// (a Redis stream) sets its own.
+    pub fn epoch(&self) -> String {
+        self.runtime.epoch().to_string()
+    }
+
     /// The address the broadcaster listens on (useful with port 0).
     ///
     /// ```

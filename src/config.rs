@@ -10,6 +10,10 @@ use std::time::Duration;
 
 use crate::{Authenticator, Error, Result};
 
+/// The largest `history_depth` accepted, in ticks per symbol: a `history`
+/// reply of this many ticks is ~12 MB, well under a client's message limit.
+pub const MAX_HISTORY_DEPTH: usize = 65_536;
+
 /// The smallest `queue_capacity` accepted, in frames. A new connection's
 /// queue holds the `101` and the `welcome` at once, and before the client
 /// has read anything the server may add a ping, a pong and a reply or two;
@@ -108,6 +112,12 @@ pub struct Config {
     /// Most subscriptions (symbols + groups + `*`) per connection. Default
     /// 2048, enough for every symbol of a large feed one by one.
     pub max_subscriptions: usize,
+    /// Ticks kept per symbol for `resume` and the `history` op (0: none,
+    /// every resume is reset). Default 256: a reconnect of seconds to
+    /// minutes at typical per-symbol rates, at most ~60 KB per symbol
+    /// (each tick's frame, ~200 bytes, is held once and shared by the
+    /// shards, plus 16 bytes per shard; see docs/architecture.md).
+    pub history_depth: usize,
     /// Time allowed for the HTTP upgrade. Default 10 s: half-open sockets
     /// cannot pile up.
     pub handshake_timeout: Duration,
@@ -174,6 +184,7 @@ impl Default for Config {
             max_connections_per_ip: 0,
             max_message_size: 64 * 1024,
             max_subscriptions: 2048,
+            history_depth: 256,
             handshake_timeout: Duration::from_secs(10),
             close_linger: Duration::from_secs(2),
             publish_queue: 65_536,
@@ -224,6 +235,11 @@ impl Config {
         }
         if self.max_subscriptions == 0 {
             return bad("max_subscriptions must be at least 1");
+        }
+        if self.history_depth > MAX_HISTORY_DEPTH {
+            return bad(&format!(
+                "history_depth must be at most {MAX_HISTORY_DEPTH} ticks"
+            ));
         }
         if self.handshake_timeout.is_zero() {
             return bad("handshake_timeout (handshake_timeout_ms) must be positive");

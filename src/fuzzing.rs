@@ -154,6 +154,7 @@ impl Request {
             protocol::Request::ListGroups { .. } => "list_groups",
             protocol::Request::Ping { .. } => "ping",
             protocol::Request::Refresh { .. } => "refresh",
+            protocol::Request::History { .. } => "history",
         }
     }
 
@@ -391,7 +392,7 @@ impl Session {
     ) -> Opened {
         let o = self
             .inner
-            .open(&up.0, conn_id, identity, now, &self.settings);
+            .open(&up.0, conn_id, identity, now, &self.settings, "e-fuzz");
         Opened {
             switching_protocols: o.switching_protocols,
             welcome: o.welcome,

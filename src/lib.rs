@@ -53,6 +53,7 @@ mod shard;
 // What the threads share.
 mod admission;
 mod groups;
+mod history;
 mod inbox;
 mod runtime;
 pub mod wake;
@@ -75,7 +76,7 @@ mod tick;
 
 pub use auth::{Authenticator, Entitlements, Identity, JwtAuthenticator, StaticTokens};
 pub use broadcaster::Broadcaster;
-pub use config::{Config, JwtConfig, JwtKey, MIN_QUEUE_CAPACITY, TlsFiles};
+pub use config::{Config, JwtConfig, JwtKey, MAX_HISTORY_DEPTH, MIN_QUEUE_CAPACITY, TlsFiles};
 pub use error::{Error, Result};
 pub use feed::publisher::{PublishError, Publisher};
 pub use groups::GroupSpec;

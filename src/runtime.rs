@@ -4,10 +4,11 @@
 //! it depends on nothing but its parts, so a thread module can be built and
 //! tested from a `Runtime` alone, without the composition root.
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::time::Instant;
 
-use parking_lot::Mutex;
+use parking_lot::{Mutex, RwLock};
 
 use crate::Config;
 use crate::groups::GroupBook;
@@ -27,6 +28,9 @@ pub(crate) struct Runtime {
     pub(crate) counters: Counters,
     /// Each shard's published metrics, by shard id.
     pub(crate) shard_cells: ShardCells,
+    /// The name of the `seq` space this node's ticks belong to, sent in
+    /// every `welcome` and compared with a `resume`'s (see [`fresh_epoch`]).
+    epoch: RwLock<Arc<str>>,
     started: Instant,
     /// Set once shutdown begins.
     stopping: AtomicBool,
@@ -40,6 +44,7 @@ impl Runtime {
             symbols: SymbolTable::default(),
             groups: Mutex::new(GroupBook::default()),
             counters: Counters::default(),
+            epoch: RwLock::new(Arc::from(fresh_epoch())),
             started: Instant::now(),
             stopping: AtomicBool::new(false),
         }
@@ -62,10 +67,37 @@ impl Runtime {
         Metrics::collect(&self.counters, &self.shard_cells, figures)
     }
 
+    /// The epoch in force: what `welcome` reports and a `resume` must name.
+    pub(crate) fn epoch(&self) -> Arc<str> {
+        self.epoch.read().clone()
+    }
+
+    /// Replaces the epoch (a feed that numbers ticks elsewhere, such as a
+    /// Redis stream, names its own). Connections already open keep their
+    /// stream; `welcome`s and `resume`s from now on use the new epoch.
+    #[cfg_attr(not(test), allow(dead_code))] // the Redis feed's (issue 10)
+    pub(crate) fn set_epoch(&self, epoch: String) {
+        *self.epoch.write() = Arc::from(epoch);
+    }
+
     /// Marks the start of shutdown; threads that wait on others give up.
     pub(crate) fn begin_stopping(&self) {
         self.stopping.store(true, Relaxed);
     }
+}
+
+/// A new epoch for a process that numbers its own ticks: `seq` restarts
+/// at 1 with the process, so every process must name a new sequence space.
+/// `e-` and 16 hex digits of a SipHash, keyed by the OS's random source
+/// (std's `RandomState`), of the wall clock and the process id: two
+/// processes (even started in the same nanosecond, or with the same pid
+/// after a restart) get different epochs with overwhelming probability.
+pub(crate) fn fresh_epoch() -> String {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u64(unix_nanos());
+    h.write_u32(std::process::id());
+    format!("e-{:016x}", h.finish())
 }
 
 /// Nanoseconds since the UNIX epoch: the clock of `ts` fields, read at
@@ -108,6 +140,17 @@ pub(crate) fn unix_nanos() -> u64 {
 mod tests {
     use super::*;
     use std::time::SystemTime;
+
+    #[test]
+    fn epochs_are_fresh_per_process_and_settable() {
+        let a = fresh_epoch();
+        assert!(a.starts_with("e-") && a.len() == 18, "{a}");
+        assert_ne!(a, fresh_epoch(), "a new random key each time");
+        let rt = Runtime::new(Config::default());
+        assert!(rt.epoch().starts_with("e-"));
+        rt.set_epoch("e-redis".into());
+        assert_eq!(&*rt.epoch(), "e-redis");
+    }
 
     #[test]
     fn unix_nanos_reads_the_system_clock() {

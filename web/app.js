@@ -66,6 +66,7 @@
     gaps: $('gaps'),
     connects: $('connects'),
     close: $('close'),
+    resume: $('resume'),
     notice: $('notice'),
     board: $('board'),
     rows: $('rows'),
@@ -96,6 +97,12 @@
   let switchingId = 0;
 
   const lastSeq = new Map(); // symbol -> seq of the last snapshot/tick seen
+  // Resume (protocol 1.1): the epoch of the last welcome, and what the
+  // resubscription after a reconnect asked for. `resuming` is null until a
+  // reconnect resumes; then {gaps: gap count when it began, resets: symbols
+  // the server sent a reset snapshot for}.
+  let epoch = null;
+  let resuming = null;
   let gaps = 0;
   let lastGap = '';
 
@@ -148,16 +155,19 @@
     connects += 1;
     attempts = 0;
     openedAt = performance.now();
-    // A new connection starts a new sequence history: the snapshots that
-    // follow our subscribe set fresh baselines (a restarted server may even
-    // count from 1 again).
-    lastSeq.clear();
     pings.clear();
     switchingId = 0;
     showMessage('');
     setState('open');
     groupsId = send('list_groups', {});
-    if (selection) subscribe();
+    // A reconnect resumes: the subscribe names the epoch and the last seq
+    // held per symbol, and the server replays what was missed (seq checks
+    // go on from the held seqs) or sends a reset snapshot, which sets a new
+    // baseline. Without a previous epoch the snapshots set fresh baselines.
+    const resume = epoch !== null && lastSeq.size ? Object.fromEntries(lastSeq) : null;
+    if (!resume) lastSeq.clear();
+    resuming = resume ? { gaps, resets: 0 } : null;
+    if (selection) subscribe(resume);
     // A first RTT soon (once the subscription's snapshots are drawn), then
     // every PING_EVERY_MS. Any frame we send also counts as life for the
     // server; its own WebSocket pings are answered by the browser.
@@ -197,12 +207,10 @@
 
   // ---------------------------------------------------------- subscriptions
 
-  function subscribe() {
-    if (selection.group) {
-      subscribeId = send('subscribe', { groups: [selection.group] });
-    } else {
-      subscribeId = send('subscribe', { symbols: selection.symbols });
-    }
+  // `resume`: {symbol: last seq held} to resume from, or null.
+  function subscribe(resume) {
+    const what = selection.group ? { groups: [selection.group] } : { symbols: selection.symbols };
+    subscribeId = send('subscribe', resume ? { ...what, epoch, resume } : what);
   }
 
   // Called when the user picks something else.
@@ -215,7 +223,8 @@
     if (state === 'open') {
       switchingId = send('unsubscribe', { all: true });
       lastSeq.clear();
-      subscribe();
+      resuming = null;
+      subscribe(null);
     } // otherwise the next connection subscribes to it
   }
 
@@ -295,7 +304,7 @@
       } else {
         selection = { group };
         saveSelection();
-        subscribe();
+        subscribe(null);
       }
     }
     showSelection();
@@ -320,6 +329,7 @@
         break;
       case 'welcome':
         ui.server.textContent = `${m.server} · ${m.conn_id} · heartbeat ${m.heartbeat_ms} ms`;
+        epoch = typeof m.epoch === 'string' ? m.epoch : null;
         break;
       case 'groups':
         if (m.id === groupsId) fillGroups(m.groups);
@@ -365,6 +375,10 @@
   // the sequence, note the latency, and keep the quote for the next frame.
   function onQuote(m) {
     if (switchingId) return; // still the old selection's quotes
+    if (m.reset && resuming) {
+      resuming.resets += 1;
+      updateHealth();
+    }
     checkSeq(m);
     if (m.type === 'tick') {
       ticksTotal += 1;
@@ -568,6 +582,9 @@
     h.rtt = rttMs === null ? '' : rttMs.toFixed(3);
     h.closeCode = lastClose ? lastClose.code : '';
     h.closeReason = lastClose ? lastClose.reason : '';
+    h.resume = resumeText();
+    ui.resume.textContent = h.resume || '–';
+    ui.resume.classList.toggle('bad', !!resuming && gaps > resuming.gaps);
 
     ui.conn.dataset.state = state;
     if (state === 'open') {
@@ -590,6 +607,14 @@
       const { code, reason, at } = lastClose;
       ui.close.textContent = `${code} ${reason || CLOSE_NAMES[code] || ''} · ${at.toLocaleTimeString()}`;
     }
+  }
+
+  // 'resumed, 0 missed' (seq gaps since the resume), or the resets.
+  function resumeText() {
+    if (!resuming) return '';
+    const missed = gaps - resuming.gaps;
+    if (resuming.resets) return `reset: ${resuming.resets} symbol${resuming.resets > 1 ? 's' : ''}`;
+    return `resumed, ${missed} missed`;
   }
 
   function fmtMs(ms) {

@@ -131,6 +131,7 @@ impl Settings {
             max_connections_per_ip: self.max_connections_per_ip,
             max_message_size: self.max_message_size,
             max_subscriptions: self.max_subscriptions,
+            history_depth: self.history_depth,
             handshake_timeout: Duration::from_millis(self.handshake_timeout_ms),
             close_linger: Duration::from_millis(self.close_linger_ms),
             publish_queue: self.publish_queue,

@@ -164,6 +164,8 @@ settings! {
     max_message_size: usize = d.max_message_size, "BYTES";
     /// Most subscriptions (symbols + groups + `*`) per connection.
     max_subscriptions: usize = d.max_subscriptions, "N";
+    /// Ticks kept per symbol for resume and `history` (0: none).
+    history_depth: usize = d.history_depth, "TICKS";
     /// Time allowed for the HTTP upgrade, in milliseconds.
     handshake_timeout_ms: u64 = ms(d.handshake_timeout), "MS";
     /// How long a closing connection may take before its socket is reset, in milliseconds.

@@ -326,6 +326,7 @@ impl Session {
         identity: Option<Identity>,
         now: Instant,
         settings: &Settings,
+        epoch: &str,
     ) -> Opened {
         let leftover = match &mut self.phase {
             Phase::Handshake { head, .. } => head.split_off(up.consumed.min(head.len())),
@@ -350,7 +351,12 @@ impl Session {
         let hb = settings.heartbeat.as_millis() as u64;
         Opened {
             switching_protocols: http::switching_protocols(&up.key),
-            welcome: encode::json(&protocol::welcome(conn_id, hb, settings.queue_capacity)),
+            welcome: encode::json(&protocol::welcome(
+                conn_id,
+                hb,
+                settings.queue_capacity,
+                epoch,
+            )),
         }
     }
 

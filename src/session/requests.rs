@@ -11,10 +11,11 @@
 
 use crate::Config;
 use crate::auth::{Entitlements, Identity, unix_seconds};
+use crate::history::History;
 use crate::subscriptions::{ConnKey, Index, Selection};
 use crate::symbols::{SymId, SymbolTable};
 use crate::wire::encode;
-use crate::wire::protocol::{self, ErrorCode, Id, Request, RequestError};
+use crate::wire::protocol::{self, ErrorCode, Id, Request, RequestError, Resume};
 use crate::{Frame, tick};
 
 /// What one connection's request may read and change.
@@ -31,6 +32,10 @@ pub(crate) struct Context<'a> {
     pub(crate) known_symbols: usize,
     /// The wall clock, for `pong`.
     pub(crate) now_nanos: u64,
+    /// The shard's ticks per symbol, for the `history` op.
+    pub(crate) history: &'a History,
+    /// The node's epoch in force, which a `resume` must name.
+    pub(crate) epoch: &'a str,
 }
 
 /// The reply to queue, then what the shard does after it: the
@@ -58,6 +63,10 @@ pub(crate) struct Join {
     pub(crate) selection: Selection,
     /// Sorted, no duplicates: the symbols the selection covers now.
     pub(crate) snapshots: Vec<SymId>,
+    /// Sorted by symbol, each one of `snapshots`: the symbols the client
+    /// resumes, with the last `seq` it holds, or `None` when its epoch is
+    /// not this node's (the symbol's snapshot is then a reset).
+    pub(crate) resume: Vec<(SymId, Option<u64>)>,
 }
 
 /// Handles `req`; never fails (a refused request becomes an error reply).
@@ -69,10 +78,20 @@ pub(crate) fn handle(req: Request, cx: &mut Context<'_>) -> Reply {
             id,
             symbols,
             groups,
-        } => subscribe(cx, &id, &symbols, &groups).map(|(reply, j)| {
+            resume,
+        } => subscribe(cx, &id, &symbols, &groups, resume.as_ref()).map(|(reply, j)| {
             join = Some(j);
             reply
         }),
+        Request::History { id, symbol, limit } => {
+            let frame =
+                history(cx, &id, &symbol, limit).unwrap_or_else(|e| encode::json(&e.to_json()));
+            return Reply {
+                frame,
+                join: None,
+                refreshed: None,
+            };
+        }
         Request::Unsubscribe {
             id,
             symbols,
@@ -173,11 +192,56 @@ fn allows_symbol(ent: &Entitlements, index: &Index, name: &str, sym: SymId) -> b
             .any(|g| index.group_symbols(g).binary_search(&sym).is_ok())
 }
 
+/// `history`: the symbol's last `limit` ticks from the shard's history,
+/// oldest first, under the same entitlements as a subscription. A symbol
+/// never published has no ticks (or is `unknown_symbol` when the server
+/// rejects unknown symbols).
+fn history(
+    cx: &Context<'_>,
+    id: &Id,
+    symbol: &str,
+    limit: Option<u64>,
+) -> Result<Frame, RequestError> {
+    let bad = |m: String| RequestError::new(id, ErrorCode::BadRequest, m);
+    tick::validate_symbol(symbol).map_err(bad)?;
+    let depth = cx.history.depth();
+    if depth == 0 {
+        return Err(bad("this server keeps no history (history_depth 0)".into()));
+    }
+    let limit = match limit {
+        None => depth,
+        Some(l) if l <= depth as u64 => l as usize,
+        Some(l) => return Err(bad(format!("limit {l} is over the maximum, {depth}"))),
+    };
+    let sym = cx.symbols.get(symbol);
+    if let Some(ent) = cx.entitlements
+        && !ent.groups.contains("*")
+        && !sym.is_some_and(|s| allows_symbol(ent, cx.index, symbol, s))
+        && !ent.symbols.contains(symbol)
+    {
+        return Err(RequestError::new(
+            id,
+            ErrorCode::Forbidden,
+            format!("not entitled to symbol '{symbol}'"),
+        ));
+    }
+    if sym.is_none() && cx.config.reject_unknown_symbols {
+        return Err(RequestError::new(
+            id,
+            ErrorCode::UnknownSymbol,
+            format!("no symbol named '{symbol}'"),
+        ));
+    }
+    let ticks = sym.into_iter().flat_map(|s| cx.history.last(s, limit));
+    Ok(encode::history(id.as_ref(), symbol, ticks))
+}
+
 fn subscribe(
     cx: &mut Context<'_>,
     id: &Id,
     symbols: &[String],
     groups: &[String],
+    resume: Option<&Resume>,
 ) -> Result<(serde_json::Value, Join), RequestError> {
     let sel = resolve(cx, id, symbols, groups, true)?;
     let mut syms: Vec<SymId> = if sel.all {
@@ -191,11 +255,31 @@ fn subscribe(
     };
     syms.sort_unstable();
     syms.dedup();
+    let resume = resume.map_or_else(Vec::new, |r| resumed(cx, r, &syms));
     let join = Join {
         selection: sel,
         snapshots: syms,
+        resume,
     };
     Ok((protocol::ack("subscribed", id, symbols, groups), join))
+}
+
+/// The entries of `r` for symbols the subscription covers (`covered`,
+/// sorted), sorted by symbol; entries for other symbols are ignored (a
+/// client may send its whole book with each part it subscribes to).
+fn resumed(cx: &Context<'_>, r: &Resume, covered: &[SymId]) -> Vec<(SymId, Option<u64>)> {
+    let same_epoch = r.epoch == cx.epoch;
+    let mut out: Vec<(SymId, Option<u64>)> = r
+        .last_seq
+        .iter()
+        .filter_map(|(name, seq)| {
+            let sym = cx.symbols.get(name)?;
+            covered.binary_search(&sym).ok()?;
+            Some((sym, same_epoch.then_some(*seq)))
+        })
+        .collect();
+    out.sort_unstable_by_key(|&(s, _)| s);
+    out
 }
 
 fn unsubscribe(
@@ -338,6 +422,9 @@ mod tests {
         index: Index,
         symbols: SymbolTable,
         config: Config,
+        history: History,
+        /// The last subscription's resume entries.
+        resume: Vec<(SymId, Option<u64>)>,
         /// The last request's verified refresh, with its `unsubscribed`.
         refreshed: Option<(Identity, Option<Value>)>,
     }
@@ -355,6 +442,8 @@ mod tests {
                 index,
                 symbols,
                 config: Config::default(),
+                history: History::new(8),
+                resume: Vec::new(),
                 refreshed: None,
             }
         }
@@ -374,6 +463,8 @@ mod tests {
                 config: &self.config,
                 known_symbols: self.symbols.len(),
                 now_nanos: 7,
+                history: &self.history,
+                epoch: "e-1",
             };
             let r = handle(parse_request(req).unwrap(), &mut cx);
             self.refreshed = r.refreshed.map(|r| {
@@ -387,6 +478,7 @@ mod tests {
             let snapshots = match r.join {
                 Some(j) => {
                     self.index.subscribe(key, &j.selection);
+                    self.resume = j.resume;
                     j.snapshots
                 }
                 None => Vec::new(),
@@ -410,6 +502,31 @@ mod tests {
         assert_eq!(snaps, vec![0, 1, 2], "the group's two symbols and AAPL");
         let (_, snaps) = w.ask(2, None, r#"{"op":"subscribe","groups":["*"]}"#);
         assert_eq!(snaps.len(), 3, "every known symbol");
+    }
+
+    #[test]
+    fn resume_entries_are_kept_for_covered_symbols_in_the_epoch() {
+        let mut w = World::new();
+        let (v, _) = w.ask(
+            1,
+            None,
+            r#"{"op":"subscribe","symbols":["AAPL"],"groups":["fx"],"epoch":"e-1",
+                "resume":{"GBPUSD":7,"AAPL":3,"MSFT":9,"NEVER":1}}"#,
+        );
+        assert_eq!(v["type"], "subscribed");
+        // Interned in order: EURUSD 0, GBPUSD 1 (the group), then AAPL.
+        let (gbp, aapl) = (1, 2);
+        assert_eq!(
+            w.resume,
+            vec![(gbp, Some(7)), (aapl, Some(3))],
+            "sorted by symbol; MSFT and NEVER are not covered"
+        );
+        w.ask(
+            2,
+            None,
+            r#"{"op":"subscribe","symbols":["AAPL"],"epoch":"e-0","resume":{"AAPL":3}}"#,
+        );
+        assert_eq!(w.resume, vec![(aapl, None)], "another epoch: reset");
     }
 
     #[test]

@@ -50,7 +50,7 @@ fn opened(config: &Config) -> (Session, Instant) {
     let Some(Route::Upgrade(up)) = s.route() else {
         panic!("the head routes to an upgrade")
     };
-    s.open(&up, 7, None, t0, &Settings::from_config(config));
+    s.open(&up, 7, None, t0, &Settings::from_config(config), "e-1");
     (s, t0)
 }
 
@@ -75,7 +75,7 @@ fn the_head_is_routed_once_complete_then_opens_with_101_and_welcome() {
     let Some(Route::Upgrade(up)) = s.route() else {
         panic!()
     };
-    let opened = s.open(&up, 17, None, t0, &Settings::from_config(&c));
+    let opened = s.open(&up, 17, None, t0, &Settings::from_config(&c), "e-1");
     let resp = String::from_utf8(opened.switching_protocols).unwrap();
     assert!(resp.starts_with("HTTP/1.1 101 ") && resp.contains("s3pPLMBiTxaQ9kYGzzhZRbK+xOo="));
     let w = json_of(&opened.welcome);

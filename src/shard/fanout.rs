@@ -39,6 +39,13 @@ pub(super) struct LastValue {
     snapshot: Option<Frame>,
 }
 
+impl LastValue {
+    /// The symbol's last tick frame.
+    pub(super) fn tick(&self) -> &Frame {
+        &self.tick
+    }
+}
+
 impl Shard {
     /// The hot path, part 1: the tick becomes the symbol's last value and
     /// is appended to the pending batch of every class that covers it (one
@@ -56,6 +63,7 @@ impl Shard {
         let longest = self
             .index
             .push_pending(sym, &frame, ts, &mut self.pending_classes);
+        self.history.push(sym, seq, &frame);
         self.lvc[i] = Some(LastValue {
             seq,
             tick: frame,

@@ -134,9 +134,15 @@ impl Shard {
                 return self.respond(key, &http::Response::text(status, line));
             }
         };
-        let opened = conn
-            .session
-            .open(up, ticket.conn_id, identity, self.now, &self.settings);
+        let epoch = self.runtime.epoch();
+        let opened = conn.session.open(
+            up,
+            ticket.conn_id,
+            identity,
+            self.now,
+            &self.settings,
+            &epoch,
+        );
         super::log::opened(self.id, conn, ticket.conn_id);
         conn.admitted = Some(ticket);
         conn.opened_at = Some(self.now);
@@ -230,6 +236,7 @@ impl Shard {
             pending.defer(req);
             return;
         }
+        let epoch = self.runtime.epoch();
         let mut cx = requests::Context {
             key: key as ConnKey,
             entitlements: conn.session.entitlements(),
@@ -239,6 +246,8 @@ impl Shard {
             config: &self.runtime.config,
             known_symbols: self.lvc.len(),
             now_nanos: unix_nanos(),
+            history: &self.history,
+            epoch: &epoch,
         };
         let reply = requests::handle(req, &mut cx);
         if let Some(r) = reply.refreshed {

@@ -11,6 +11,16 @@
 //! `seq` of the last tick before it and the live ticks follow from `seq+1`.
 //! Memory stays bounded by the queue, whatever the size of the universe.
 //!
+//! A resumed symbol (`subscribe` with `epoch` and `resume`) is served the
+//! same way, with its missed ticks from the shard's history in place of
+//! the snapshot: replay, then join, in one step, so the live ticks follow
+//! the last replayed `seq` exactly. Its cost in the queue is the number of
+//! ticks missed, and a chunk takes symbols while their cost fits, so a
+//! large resume drains as the socket does too. A resume that cannot be
+//! served from the history (another epoch, the history does not reach
+//! back, the `seq` is ahead of this node, or more than half the queue is
+//! missed) gets a snapshot with `"reset": true` instead.
+//!
 //! While a join is in progress, further requests of the connection wait in
 //! order and are handled when it completes, so they see the subscription
 //! whole. Chunks are served only between two inbox drains, when no class
@@ -60,24 +70,23 @@ impl Shard {
     /// Joins `join` for `key`: at once if its snapshots fit, else symbol
     /// by symbol as the socket drains.
     pub(super) fn join(&mut self, key: usize, join: Join) {
+        let Some(queued) = self.conns.get(key).map(|c| c.outbox.len()) else {
+            return;
+        };
+        let room = self.runtime.config.queue_capacity.saturating_sub(queued);
+        let cost: usize = join
+            .snapshots
+            .iter()
+            .map(|&s| self.cost(s, resume_of(&join.resume, s)))
+            .sum();
+        if cost <= room / 2 {
+            self.index.subscribe(key as ConnKey, &join.selection);
+            self.serve_symbols(key, &join.snapshots, &join.resume);
+            return;
+        }
         let Some(conn) = self.conns.get_mut(key) else {
             return;
         };
-        let with_value = join
-            .snapshots
-            .iter()
-            .filter(|&&s| matches!(self.lvc.get(s as usize), Some(Some(_))))
-            .count();
-        let room = self
-            .runtime
-            .config
-            .queue_capacity
-            .saturating_sub(conn.outbox.len());
-        if with_value <= room / 2 {
-            self.index.subscribe(key as ConnKey, &join.selection);
-            self.send_snapshots(key, &join.snapshots);
-            return;
-        }
         conn.pending = Some(Box::new(PendingJoin {
             join,
             next: 0,
@@ -92,6 +101,7 @@ impl Shard {
     /// half full; completes the join after its last chunk.
     pub(super) fn serve_join(&mut self, key: usize) {
         let half = self.runtime.config.queue_capacity / 2;
+        let max = self.max_replay();
         let Some(conn) = self.conns.get_mut(key) else {
             return;
         };
@@ -106,8 +116,32 @@ impl Shard {
         if room == 0 {
             return;
         }
-        let end = (p.next + room.min(CHUNK)).min(p.join.snapshots.len());
+        // Symbols while their frames fit in the room (a symbol's cost is at
+        // most `max_replay`, half the queue, so an empty queue takes one).
+        let (mut end, mut used) = (p.next, 0);
+        while end < p.join.snapshots.len() && end - p.next < CHUNK {
+            let s = p.join.snapshots[end];
+            let c = cost_of(
+                &self.lvc,
+                &self.history,
+                max,
+                s,
+                resume_of(&p.join.resume, s),
+            );
+            if used + c > room {
+                break;
+            }
+            used += c;
+            end += 1;
+        }
+        if end == p.next {
+            return;
+        }
         let chunk: Vec<SymId> = p.join.snapshots[p.next..end].to_vec();
+        let resume: Vec<(SymId, Option<u64>)> = chunk
+            .iter()
+            .filter_map(|&s| resume_of(&p.join.resume, s).map(|r| (s, r)))
+            .collect();
         p.next = end;
         let done = end == p.join.snapshots.len();
         let held = self.index.selection(key as ConnKey);
@@ -118,8 +152,8 @@ impl Shard {
             .collect();
         p.temporary.extend_from_slice(&new_syms);
         new_syms.sort_unstable();
-        // Join, then snapshot, in one step: no tick of these symbols can
-        // come between (the inbox is not drained meanwhile).
+        // Join, then snapshot (or replay), in one step: no tick of these
+        // symbols can come between (the inbox is not drained meanwhile).
         self.index.subscribe(
             key as ConnKey,
             &Selection {
@@ -127,7 +161,7 @@ impl Shard {
                 ..Selection::default()
             },
         );
-        self.send_snapshots(key, &chunk);
+        self.serve_symbols(key, &chunk, &resume);
         if done {
             self.complete_join(key);
         }
@@ -135,7 +169,8 @@ impl Shard {
 
     /// The last chunk is out: the connection takes its real selection,
     /// symbols that came into its groups (or into `*`) meanwhile get their
-    /// snapshots, and the requests that waited are handled.
+    /// snapshots (not a replay: they were not covered when the client
+    /// asked to resume), and the requests that waited are handled.
     fn complete_join(&mut self, key: usize) {
         let Some(p) = self.conns.get_mut(key).and_then(|c| c.pending.take()) else {
             return;
@@ -191,6 +226,92 @@ impl Shard {
         }
         // Input may have waited behind the join.
         self.again.push(k);
+    }
+}
+
+impl Shard {
+    /// The most ticks one resumed symbol may replay: half the queue, the
+    /// room a chunk is served into, so a replay never overflows it.
+    fn max_replay(&self) -> usize {
+        self.runtime.config.queue_capacity / 2
+    }
+
+    /// Frames `sym` will queue when served (see [`cost_of`]).
+    fn cost(&self, sym: SymId, resume: Option<Option<u64>>) -> usize {
+        cost_of(&self.lvc, &self.history, self.max_replay(), sym, resume)
+    }
+
+    /// Queues, for each of `syms`, its replay if `resume` (sorted) names
+    /// it and the history holds every tick missed, a reset snapshot if it
+    /// names it otherwise, else its snapshot. Stops at an eviction.
+    fn serve_symbols(&mut self, key: usize, syms: &[SymId], resume: &[(SymId, Option<u64>)]) {
+        if resume.is_empty() {
+            return self.send_snapshots(key, syms);
+        }
+        let max = self.max_replay();
+        for &s in syms {
+            let sent = match resume_of(resume, s) {
+                None => {
+                    self.send_snapshots(key, &[s]);
+                    true
+                }
+                Some(after) => match after.and_then(|a| self.history.since(s, a, max)) {
+                    Some(missed) => missed.into_iter().all(|f| self.push(key, f)),
+                    None => self.send_reset(key, s),
+                },
+            };
+            if !sent || !self.conns.get(key).is_some_and(|c| c.session.is_open()) {
+                return;
+            }
+        }
+    }
+
+    /// Queues `sym`'s snapshot with `"reset": true` (seq 0 and no prices
+    /// if it has no tick here).
+    fn send_reset(&mut self, key: usize, sym: SymId) -> bool {
+        let frame = match self.lvc.get(sym as usize) {
+            Some(Some(last)) => encode::reset_snapshot_of(last.tick()),
+            _ => self
+                .runtime
+                .symbols
+                .name(sym)
+                .map(|n| encode::empty_reset_snapshot(&n)),
+        };
+        match frame {
+            Some(f) => self.push(key, f),
+            None => true,
+        }
+    }
+}
+
+/// The resume entry for `sym` in `resume` (sorted by symbol), if any.
+fn resume_of(resume: &[(SymId, Option<u64>)], sym: SymId) -> Option<Option<u64>> {
+    resume
+        .binary_search_by_key(&sym, |&(s, _)| s)
+        .ok()
+        .map(|i| resume[i].1)
+}
+
+/// Frames serving `sym` queues: the ticks missed for a replay the history
+/// can serve, 1 for a reset or a snapshot, 0 for no snapshot (no value).
+fn cost_of(
+    lvc: &[Option<super::fanout::LastValue>],
+    history: &crate::history::History,
+    max_replay: usize,
+    sym: SymId,
+    resume: Option<Option<u64>>,
+) -> usize {
+    match resume {
+        None => usize::from(matches!(lvc.get(sym as usize), Some(Some(_)))),
+        Some(after) => {
+            let newest = history.newest(sym);
+            match after {
+                Some(a) if a <= newest && (newest - a) as usize <= max_replay => {
+                    ((newest - a) as usize).max(1)
+                }
+                _ => 1,
+            }
+        }
     }
 }
 

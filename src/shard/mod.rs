@@ -47,6 +47,7 @@ use mio::{Events, Poll, Token, Waker};
 use slab::Slab;
 
 use crate::admission::Admission;
+use crate::history::History;
 use crate::inbox::{ShardLink, ShardMsg};
 use crate::metrics::{Disconnect, HandshakeFailure, Latency, Sampler, ShardCounts};
 use crate::runtime::Runtime;
@@ -119,6 +120,9 @@ struct Shard {
     index: Index,
     /// Last tick per symbol: the snapshot source.
     lvc: Vec<Option<fanout::LastValue>>,
+    /// The last ticks per symbol, filled with the fan-out: the replay
+    /// source of `resume` and `history`.
+    history: History,
     /// Connections with frames to write this turn.
     dirty: Vec<ConnKey>,
     /// Connections that may have more input buffered.
@@ -185,6 +189,7 @@ impl Shard {
             conns: Slab::new(),
             index: Index::default(),
             lvc: Vec::new(),
+            history: History::new(runtime.config.history_depth),
             dirty: Vec::new(),
             again: Vec::new(),
             overflow: Vec::new(),

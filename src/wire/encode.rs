@@ -166,6 +166,76 @@ pub(crate) fn snapshot_of(tick: &Frame) -> Option<Frame> {
     Some(text(&json))
 }
 
+/// Builds the `snapshot` of a cached tick frame with `"reset": true`: the
+/// client must drop what it holds for the symbol (a resume that could not
+/// be served).
+pub(crate) fn reset_snapshot_of(tick: &Frame) -> Option<Frame> {
+    let payload = ws::payload(tick.as_bytes())?;
+    let rest = payload.strip_prefix(TICK_PREFIX)?.strip_suffix(b"}")?;
+    let mut json = Vec::with_capacity(SNAPSHOT_PREFIX.len() + rest.len() + RESET.len() + 1);
+    json.extend_from_slice(SNAPSHOT_PREFIX);
+    json.extend_from_slice(rest);
+    json.extend_from_slice(RESET);
+    json.push(b'}');
+    Some(text(&json))
+}
+
+const RESET: &[u8] = br#","reset":true"#;
+
+/// The reset `snapshot` of a symbol with no tick on this node: `seq` 0 (its
+/// next tick is `seq` 1) and no prices.
+pub(crate) fn empty_reset_snapshot(symbol: &str) -> Frame {
+    let mut json = Vec::with_capacity(64 + symbol.len());
+    json.extend_from_slice(SNAPSHOT_PREFIX);
+    json.extend_from_slice(br#","symbol":"#);
+    write_str(&mut json, symbol);
+    json.extend_from_slice(br#","seq":0"#);
+    json.extend_from_slice(RESET);
+    json.push(b'}');
+    text(&json)
+}
+
+/// The `history` reply: each tick object is the stored tick frame's JSON
+/// from `"seq"` on, byte for byte (prices are never re-serialized), so a
+/// reply says exactly what the live ticks said.
+pub(crate) fn history<'a>(
+    id: Option<&serde_json::Number>,
+    symbol: &str,
+    ticks: impl Iterator<Item = &'a Frame>,
+) -> Frame {
+    let mut json = Vec::with_capacity(256);
+    json.extend_from_slice(br#"{"type":"history""#);
+    if let Some(id) = id {
+        let _ = write!(json, r#","id":{id}"#);
+    }
+    json.extend_from_slice(br#","symbol":"#);
+    write_str(&mut json, symbol);
+    json.extend_from_slice(br#","ticks":["#);
+    let mut first = true;
+    for t in ticks {
+        let Some(fields) = ws::payload(t.as_bytes()).and_then(tick_fields) else {
+            continue;
+        };
+        if !first {
+            json.push(b',');
+        }
+        first = false;
+        json.push(b'{');
+        json.extend_from_slice(fields);
+    }
+    json.extend_from_slice(b"]}");
+    text(&json)
+}
+
+/// A tick payload from `"seq"` to its closing brace. The first `,"seq":`
+/// is the field's: inside the symbol string every `"` is escaped.
+fn tick_fields(payload: &[u8]) -> Option<&[u8]> {
+    const SEQ: &[u8] = br#","seq":"#;
+    let rest = payload.strip_prefix(TICK_PREFIX)?;
+    let at = rest.windows(SEQ.len()).position(|w| w == SEQ)?;
+    Some(&rest[at + 1..])
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -173,6 +243,34 @@ mod tests {
 
     fn payload(f: &Frame) -> &[u8] {
         ws::payload(f.as_bytes()).unwrap()
+    }
+
+    #[test]
+    fn history_and_reset_frames_keep_the_tick_bytes() {
+        let mut enc = TickEncoder::new();
+        let a = enc.encode("A\",\"seq\":9", 4, 5, &Tick::new("x").bid(0.1).volume(3));
+        let b = enc.encode("A\",\"seq\":9", 5, 6, &Tick::new("x").last(2.5));
+        let h = history(Some(&6.into()), "A", [&a, &b].into_iter());
+        assert_eq!(
+            payload(&h),
+            br#"{"type":"history","id":6,"symbol":"A","ticks":[{"seq":4,"ts":5,"bid":0.1,"volume":3},{"seq":5,"ts":6,"last":2.5}]}"#
+        );
+        let empty = history(None, "B", std::iter::empty());
+        assert_eq!(
+            payload(&empty),
+            br#"{"type":"history","symbol":"B","ticks":[]}"#
+        );
+        let r = reset_snapshot_of(&b).unwrap();
+        let v: serde_json::Value = serde_json::from_slice(payload(&r)).unwrap();
+        assert_eq!(
+            (v["type"].as_str(), v["seq"].as_u64(), v["reset"].as_bool()),
+            (Some("snapshot"), Some(5), Some(true))
+        );
+        let e = empty_reset_snapshot("Z");
+        assert_eq!(
+            payload(&e),
+            br#"{"type":"snapshot","symbol":"Z","seq":0,"reset":true}"#
+        );
     }
 
     #[test]

@@ -16,6 +16,8 @@ pub(crate) enum Request {
         id: Id,
         symbols: Vec<String>,
         groups: Vec<String>,
+        /// 1.1: where the client's stream stopped, if it resumes.
+        resume: Option<Resume>,
     },
     Unsubscribe {
         id: Id,
@@ -34,6 +36,20 @@ pub(crate) enum Request {
         id: Id,
         token: String,
     },
+    /// 1.1: the last `limit` ticks of `symbol` (`None`: the server's most).
+    History {
+        id: Id,
+        symbol: String,
+        limit: Option<u64>,
+    },
+}
+
+/// A `subscribe`'s `epoch` and `resume`: the last `seq` held per symbol,
+/// in the client's order, one entry per symbol.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Resume {
+    pub(crate) epoch: String,
+    pub(crate) last_seq: Vec<(String, u64)>,
 }
 
 impl Request {
@@ -43,7 +59,8 @@ impl Request {
             | Request::Unsubscribe { id, .. }
             | Request::ListGroups { id }
             | Request::Ping { id }
-            | Request::Refresh { id, .. } => id,
+            | Request::Refresh { id, .. }
+            | Request::History { id, .. } => id,
         }
     }
 }
@@ -128,10 +145,12 @@ pub(crate) fn parse_request(text: &str) -> Result<Request, RequestError> {
     match op {
         "subscribe" => {
             let (symbols, groups) = names(&obj, &id, false)?;
+            let resume = resume(&obj, &id)?;
             Ok(Request::Subscribe {
                 id,
                 symbols,
                 groups,
+                resume,
             })
         }
         "unsubscribe" => {
@@ -158,6 +177,24 @@ pub(crate) fn parse_request(text: &str) -> Result<Request, RequestError> {
             Some(_) => Err(RequestError::bad(&id, "'token' must be a string")),
             None => Err(RequestError::bad(&id, "missing 'token'")),
         },
+        "history" => {
+            let symbol = match obj.get("symbol") {
+                Some(Value::String(s)) => s.clone(),
+                Some(_) => return Err(RequestError::bad(&id, "'symbol' must be a string")),
+                None => return Err(RequestError::bad(&id, "missing 'symbol'")),
+            };
+            let limit = match obj.get("limit") {
+                None => None,
+                Some(Value::Number(n)) if n.as_u64().is_some_and(|l| l >= 1) => n.as_u64(),
+                Some(_) => {
+                    return Err(RequestError::bad(
+                        &id,
+                        "'limit' must be an integer of at least 1",
+                    ));
+                }
+            };
+            Ok(Request::History { id, symbol, limit })
+        }
         other => {
             let mut shown: String = other.chars().take(32).collect();
             if shown.len() < other.len() {
@@ -184,6 +221,43 @@ fn names(
         ));
     }
     Ok((symbols.unwrap_or_default(), groups.unwrap_or_default()))
+}
+
+/// Reads `epoch` and `resume` (1.1): `resume` is an object from symbol to
+/// the last `seq` held (a non-negative integer) and needs `epoch`, a
+/// string. An `epoch` without `resume` resumes nothing.
+fn resume(obj: &Map<String, Value>, id: &Id) -> Result<Option<Resume>, RequestError> {
+    let epoch = match obj.get("epoch") {
+        None => None,
+        Some(Value::String(e)) => Some(e.clone()),
+        Some(_) => return Err(RequestError::bad(id, "'epoch' must be a string")),
+    };
+    let Some(v) = obj.get("resume") else {
+        return Ok(None);
+    };
+    let Value::Object(entries) = v else {
+        return Err(RequestError::bad(
+            id,
+            "'resume' must be an object of symbol to seq",
+        ));
+    };
+    let Some(epoch) = epoch else {
+        return Err(RequestError::bad(id, "'resume' needs the 'epoch' it is in"));
+    };
+    let mut last_seq = Vec::with_capacity(entries.len());
+    for (symbol, seq) in entries {
+        if let Err(reason) = crate::tick::validate_symbol(symbol) {
+            return Err(RequestError::bad(id, format!("'resume': {reason}")));
+        }
+        let Some(seq) = seq.as_u64() else {
+            return Err(RequestError::bad(
+                id,
+                "'resume' values must be non-negative integers (the last seq held)",
+            ));
+        };
+        last_seq.push((symbol.clone(), seq));
+    }
+    Ok(Some(Resume { epoch, last_seq }))
 }
 
 fn string_list(
@@ -272,7 +346,7 @@ pub(crate) fn refreshed(id: &Id, expires_at: Option<u64>) -> Value {
 }
 
 /// `welcome`.
-pub(crate) fn welcome(conn_id: u64, heartbeat_ms: u64, max_queue: usize) -> Value {
+pub(crate) fn welcome(conn_id: u64, heartbeat_ms: u64, max_queue: usize, epoch: &str) -> Value {
     json!({
         "type": "welcome",
         "conn_id": format!("c-{conn_id}"),
@@ -280,6 +354,7 @@ pub(crate) fn welcome(conn_id: u64, heartbeat_ms: u64, max_queue: usize) -> Valu
         "protocol": 1,
         "heartbeat_ms": heartbeat_ms,
         "max_queue": max_queue,
+        "epoch": epoch,
     })
 }
 
@@ -306,6 +381,27 @@ mod tests {
                 id: Some(1.into()),
                 symbols: vec!["AAPL".into(), "MSFT".into()],
                 groups: vec!["fx-majors".into()],
+                resume: None,
+            })
+        );
+        assert_eq!(
+            parse_request(r#"{"op":"subscribe","symbols":["A"],"epoch":"e-1","resume":{"A":41}}"#),
+            Ok(Request::Subscribe {
+                id: None,
+                symbols: vec!["A".into()],
+                groups: vec![],
+                resume: Some(Resume {
+                    epoch: "e-1".into(),
+                    last_seq: vec![("A".into(), 41)],
+                }),
+            })
+        );
+        assert_eq!(
+            parse_request(r#"{"op":"history","id":6,"symbol":"AAPL","limit":100}"#),
+            Ok(Request::History {
+                id: Some(6.into()),
+                symbol: "AAPL".into(),
+                limit: Some(100),
             })
         );
         assert_eq!(
@@ -365,6 +461,39 @@ mod tests {
         assert!(err(r#"{"op":"ping","id":"x"}"#).message.contains("integer"));
         assert!(err(r#"{"op":"ping","id":1.5}"#).message.contains("integer"));
         assert!(err(r#"{"op":7}"#).message.contains("string"));
+        for (req, says) in [
+            (
+                r#"{"op":"subscribe","symbols":["A"],"resume":{"A":1}}"#,
+                "epoch",
+            ),
+            (
+                r#"{"op":"subscribe","symbols":["A"],"epoch":1,"resume":{}}"#,
+                "string",
+            ),
+            (
+                r#"{"op":"subscribe","symbols":["A"],"epoch":"e","resume":[]}"#,
+                "object",
+            ),
+            (
+                r#"{"op":"subscribe","symbols":["A"],"epoch":"e","resume":{"A":-1}}"#,
+                "non-negative",
+            ),
+            (
+                r#"{"op":"subscribe","symbols":["A"],"epoch":"e","resume":{"A":1.5}}"#,
+                "non-negative",
+            ),
+            (
+                r#"{"op":"subscribe","symbols":["A"],"epoch":"e","resume":{"":1}}"#,
+                "symbol",
+            ),
+            (r#"{"op":"history","limit":5}"#, "symbol"),
+            (r#"{"op":"history","symbol":"A","limit":0}"#, "at least 1"),
+            (r#"{"op":"history","symbol":"A","limit":"9"}"#, "integer"),
+        ] {
+            let e = err(req);
+            assert_eq!(e.code, ErrorCode::BadRequest, "{req}");
+            assert!(e.message.contains(says), "{req}: {}", e.message);
+        }
     }
 
     #[test]
@@ -393,7 +522,8 @@ mod tests {
             json!({"type":"groups","id":3,"groups":[{"name":"fx-majors","symbols":7}]})
         );
         assert_eq!(pong(&None, 9), json!({"type":"pong","ts":9}));
-        let w = welcome(17, 5000, 4096);
+        let w = welcome(17, 5000, 4096, "e-5f3a9c");
+        assert_eq!(w["epoch"], "e-5f3a9c");
         assert_eq!(w["conn_id"], "c-17");
         assert_eq!(w["protocol"], 1);
     }

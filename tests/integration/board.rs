@@ -5,8 +5,12 @@
 //! `TICKCAST_SCREENSHOT=docs/board.png cargo test --test integration board::`
 //! also saves the screenshot there (it always goes to `target/tmp/board.png`).
 
+use std::io::ErrorKind;
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering::SeqCst};
+use std::sync::{Arc, Mutex};
+use std::thread;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
@@ -109,6 +113,7 @@ fn the_board_streams_checks_seq_and_reconnects_in_chromium() {
     );
     assert_eq!(s["group"], "fx-majors", "the picker shows the group");
     assert_eq!(s["connects"], "1");
+    assert_eq!(s["resume"], "", "a first connection resumes nothing");
     assert!(
         s["wsurl"]
             .as_str()
@@ -210,6 +215,9 @@ fn the_board_streams_checks_seq_and_reconnects_in_chromium() {
     });
     let s = page.wait_until("a fresh second of rates", |s| num(s, "rate") > 0.0);
     assert_eq!(s["gaps"], "0", "{s}");
+    // The board resumed, but the new server is another epoch (its seqs
+    // count from 1 again): every symbol was reset, none replayed.
+    assert_eq!(s["resume"], "reset: 3 symbols", "{s}");
     assert_eq!(s["closeCode"], "1001", "the last close stays on show");
     assert!(
         srv.stats().sockets >= 1,
@@ -223,6 +231,108 @@ fn the_board_streams_checks_seq_and_reconnects_in_chromium() {
     eprintln!("board test: {:.1} s", started.elapsed().as_secs_f64());
     drop(page);
     drop(chromium);
+}
+
+/// The connection drops (cut in a relay between the browser and the
+/// server): the board reconnects to the same server, resumes with its
+/// epoch and last seqs, gets the missed ticks replayed and says
+/// "resumed, 0 missed" (a broken replay would count seq gaps there).
+#[test]
+fn the_board_resumes_after_a_dropped_connection_in_chromium() {
+    let Some(bin) = chromium_for("the_board_resumes_after_a_dropped_connection_in_chromium") else {
+        return;
+    };
+    let _heavy = heavy();
+    let srv = TestServer::start(board_config);
+    let relay = Relay::start(srv.addr);
+    let mut chromium = Chromium::launch(&bin);
+    let mut page = chromium.new_page(STATE_JS);
+    page.navigate(&format!(
+        "http://{}/?token={TOKEN}#group=fx-majors",
+        relay.addr
+    ));
+    let s = page.wait_until("the board to connect and tick", |s| {
+        s["conn"] == "open" && num(s, "ticks") > 10.0
+    });
+    assert_eq!(s["resume"], "", "{s}");
+    page.outage = true;
+    relay.cut();
+    let back = page.wait_until("the board to reconnect and resume", |s| {
+        s["conn"] == "open" && s["connects"] == "2" && s["resume"] != ""
+    });
+    page.outage = false;
+    let s = page.wait_until("ticks after the resume", |s| {
+        num(s, "ticks") > num(&back, "ticks") + 20.0
+    });
+    assert_eq!(s["resume"], "resumed, 0 missed", "{s}");
+    assert_eq!(s["gaps"], "0", "{s}");
+    assert_eq!(s["closeCode"], "1006", "the cut connection: {s}");
+    assert_eq!(page.problems(), Vec::<String>::new(), "console errors");
+    drop(page);
+    drop(chromium);
+}
+
+/// A TCP relay on `127.0.0.1:0` to `upstream`, whose connections the test
+/// can cut at once (a network failure, seen by both ends).
+struct Relay {
+    addr: SocketAddr,
+    conns: Arc<Mutex<Vec<TcpStream>>>,
+    stop: Arc<AtomicBool>,
+}
+
+impl Relay {
+    fn start(upstream: SocketAddr) -> Relay {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let addr = listener.local_addr().unwrap();
+        let conns: Arc<Mutex<Vec<TcpStream>>> = Arc::default();
+        let stop = Arc::new(AtomicBool::new(false));
+        let (held, stopped) = (conns.clone(), stop.clone());
+        thread::spawn(move || {
+            while !stopped.load(SeqCst) {
+                let client = match listener.accept() {
+                    Ok((s, _)) => s,
+                    Err(e) if e.kind() == ErrorKind::WouldBlock => {
+                        thread::sleep(Duration::from_millis(5));
+                        continue;
+                    }
+                    Err(e) => panic!("relay accept: {e}"),
+                };
+                client.set_nonblocking(false).unwrap();
+                let Ok(server) = TcpStream::connect(upstream) else {
+                    continue;
+                };
+                let mut list = held.lock().unwrap();
+                list.push(client.try_clone().unwrap());
+                list.push(server.try_clone().unwrap());
+                pipe(client.try_clone().unwrap(), server.try_clone().unwrap());
+                pipe(server, client);
+            }
+        });
+        Relay { addr, conns, stop }
+    }
+
+    /// Cuts every connection relayed so far, both ways.
+    fn cut(&self) {
+        for s in self.conns.lock().unwrap().drain(..) {
+            let _ = s.shutdown(Shutdown::Both);
+        }
+    }
+}
+
+impl Drop for Relay {
+    fn drop(&mut self) {
+        self.stop.store(true, SeqCst);
+        self.cut();
+    }
+}
+
+/// Copies `from` to `to` in a thread until either ends.
+fn pipe(mut from: TcpStream, mut to: TcpStream) {
+    thread::spawn(move || {
+        let _ = std::io::copy(&mut from, &mut to);
+        let _ = to.shutdown(Shutdown::Write);
+    });
 }
 
 // ------------------------------------------------------------ page state

@@ -26,6 +26,7 @@ mod lifecycle;
 mod metrics;
 mod prefix_groups;
 mod requests;
+mod resume;
 mod settings;
 mod slow_client;
 mod stalled;
