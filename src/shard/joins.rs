@@ -42,6 +42,16 @@ use super::Shard;
 /// short. 256 snapshots are ~40 KB, one write.
 const CHUNK: usize = 256;
 
+/// What serving one chunk of a pending join did.
+#[derive(Debug, PartialEq, Eq)]
+enum Chunk {
+    /// It queued nothing and more symbols are left: serve the next now.
+    Empty,
+    /// It queued frames (the next chunk waits for the socket to drain),
+    /// completed the join, or there is nothing to serve.
+    Stop,
+}
+
 /// A subscription being joined symbol by symbol.
 #[derive(Debug)]
 pub(super) struct PendingJoin {
@@ -98,23 +108,30 @@ impl Shard {
     }
 
     /// Serves the next chunk of a pending join if the queue is less than
-    /// half full; completes the join after its last chunk.
+    /// half full; completes the join after its last chunk. A chunk that
+    /// queued nothing (none of its symbols has a value yet) is followed by
+    /// the next at once: only a write can trigger the next call, and
+    /// without frames there would be none.
     pub(super) fn serve_join(&mut self, key: usize) {
+        while self.serve_chunk(key) == Chunk::Empty {}
+    }
+
+    fn serve_chunk(&mut self, key: usize) -> Chunk {
         let half = self.runtime.config.queue_capacity / 2;
         let max = self.max_replay();
         let Some(conn) = self.conns.get_mut(key) else {
-            return;
+            return Chunk::Stop;
         };
         if !conn.session.is_open() {
             conn.pending = None;
-            return;
+            return Chunk::Stop;
         }
         let Some(p) = conn.pending.as_mut() else {
-            return;
+            return Chunk::Stop;
         };
         let room = half.saturating_sub(conn.outbox.len());
         if room == 0 {
-            return;
+            return Chunk::Stop;
         }
         // Symbols while their frames fit in the room (a symbol's cost is at
         // most `max_replay`, half the queue, so an empty queue takes one).
@@ -135,7 +152,7 @@ impl Shard {
             end += 1;
         }
         if end == p.next {
-            return;
+            return Chunk::Stop;
         }
         let chunk: Vec<SymId> = p.join.snapshots[p.next..end].to_vec();
         let resume: Vec<(SymId, Option<u64>)> = chunk
@@ -164,7 +181,9 @@ impl Shard {
         self.serve_symbols(key, &chunk, &resume);
         if done {
             self.complete_join(key);
+            return Chunk::Stop;
         }
+        if used == 0 { Chunk::Empty } else { Chunk::Stop }
     }
 
     /// The last chunk is out: the connection takes its real selection,

@@ -149,3 +149,44 @@ fn a_subscription_to_ten_thousand_symbols_gets_every_snapshot_then_live_ticks() 
         "{s:?}"
     );
 }
+
+#[test]
+fn a_large_join_whose_first_symbols_have_no_value_does_not_stall() {
+    // Queue 64: a join of more than 32 symbols with a value is served
+    // chunk by chunk. The group's first 700 symbols (almost three chunks)
+    // have no value, so the first chunks queue nothing; the `subscribed`
+    // reply's write wakes the join once, and with no live feed nothing
+    // else would.
+    let srv = TestServer::start(|c| {
+        c.io_threads = 1;
+        c.queue_capacity = 64;
+        // No ping within the test's WAIT: a ping's write would wake a
+        // stalled join (after 5 s by default) and hide the stall.
+        c.heartbeat = Duration::from_secs(60);
+    });
+    let empty: Vec<String> = (0..700).map(|i| format!("E{i:03}")).collect();
+    let valued: Vec<String> = (0..40).map(|i| format!("V{i:02}")).collect();
+    srv.b()
+        .set_group("mixed", empty.iter().chain(&valued).cloned())
+        .unwrap();
+    let mut probe = Client::connect(srv.addr);
+    probe.subscribe(&[valued.last().unwrap()], &[], 1);
+    for v in &valued {
+        srv.publish(tick(v, 1));
+    }
+    probe.until_tick(valued.last().unwrap());
+    let mut c = Client::connect(srv.addr);
+    c.subscribe(&[], &["mixed"], 1);
+    let mut snapshots = HashSet::new();
+    while snapshots.len() < valued.len() {
+        match c.recv() {
+            Got::Json(v) if v["type"] == "snapshot" => {
+                snapshots.insert(v["symbol"].as_str().unwrap_or("").to_string());
+            }
+            Got::Json(_) => {}
+            other => panic!("{other:?} after {} snapshots", snapshots.len()),
+        }
+    }
+    // The join completed: a request behind it is answered.
+    assert_eq!(c.request(json!({"op":"ping"}), 2)["type"], "pong");
+}
