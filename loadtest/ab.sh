@@ -100,7 +100,11 @@ run() {
 import json, re, sys
 d, cell, rep, side, clients, rate, sub, rc = sys.argv[1:]
 log = open(f"{d}/server.log", errors="replace").read()
-m = re.search(r"stopped: (\d+) ticks published, (\d+) frames sent", log)
+# The binary's last log line: `stopped ticks_published=N frames_sent=M`
+# (tracing, since issue 9), or `stopped: N ticks published, M frames sent`.
+m = re.search(r"stopped(?:: (\d+) ticks published, (\d+) frames sent| ticks_published=(\d+) frames_sent=(\d+))", log)
+if m:
+    m = [m[0], m[1] or m[3], m[2] or m[4]]
 stopped = f"{m[1]} ticks/{m[2]} frames" if m else "no stop line"
 try:
     r = json.load(open(f"{d}/report/report.json"))

@@ -11,7 +11,7 @@
 #   tickcast --io-threads 1 --no-pin --synthetic-symbols 100 --synthetic-rate R
 # on a free 127.0.0.1 port, the native loadtest (LOADTEST, default the one
 # next to TICKCAST) drives it for WARM=2 + DUR=10 s, then the server gets
-# SIGTERM and prints `stopped: N ticks published, M frames sent, ...`.
+# SIGTERM and logs `stopped ticks_published=N frames_sent=M ...`.
 # Workloads (WORKLOADS="fanout distinct", CLIENTS=100 each):
 #   fanout    every client on `*`,      R = FANOUT_RATE=100 ticks/s   (10,000 frames/s)
 #   distinct  every client `random:10`, R = DISTINCT_RATE=1000 ticks/s (10,000 frames/s)
@@ -143,7 +143,11 @@ import json, re, sys
 d, name, run, try_, clients, rate, k, rc, max_lat = sys.argv[1:]
 clients, rate, k, max_lat = int(clients), int(rate), int(k), float(max_lat)
 log = open(f"{d}/server.log", errors="replace").read()
-m = re.search(r"stopped: (\d+) ticks published, (\d+) frames sent", log)
+# The binary's last log line: `stopped ticks_published=N frames_sent=M`
+# (tracing, since issue 9), or `stopped: N ticks published, M frames sent`.
+m = re.search(r"stopped(?:: (\d+) ticks published, (\d+) frames sent| ticks_published=(\d+) frames_sent=(\d+))", log)
+if m:
+    m = [m[0], m[1] or m[3], m[2] or m[4]]
 ir, names, cfn, writes = None, {}, None, 0
 for line in open(f"{d}/callgrind.out", errors="replace"):
     if line.startswith(("totals:", "summary:")):
