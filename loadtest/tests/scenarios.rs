@@ -79,7 +79,13 @@ fn stalled_clients_are_gone_soon_and_healthy_ones_keep_every_tick() {
     assert_eq!(r.delivery.clients, 3, "{t}");
     assert!(r.delivery.min_pct.is_some_and(|p| p > 50.0), "{t}");
     // Lag 0.5 s after the buffers fill, then 0.5 s of linger and a reset.
-    assert_eq!(st.hangup_seen, 2, "{t}");
+    // The server's side (`ss`) is the measure: a stalled client may never
+    // see the reset (see `StallSummary::hangup_seen`), as CI showed once
+    // on a loaded machine (1 of 2 seen, both gone on the server).
+    assert!(st.hangup_seen <= 2, "{t}");
+    if !ss_worked(&r) {
+        assert_eq!(st.hangup_seen, 2, "without ss, the client side: {t}");
+    }
     if ss_worked(&r) {
         assert_eq!(st.gone, 2, "{t}");
         assert!(st.eviction_ms.max < 4000, "{t}");
