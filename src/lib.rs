@@ -78,6 +78,7 @@ pub use broadcaster::Broadcaster;
 pub use config::{Config, JwtConfig, JwtKey, MIN_QUEUE_CAPACITY, TlsFiles};
 pub use error::{Error, Result};
 pub use feed::publisher::{PublishError, Publisher};
+pub use feed::redis_stream;
 pub use groups::GroupSpec;
 pub use metrics::{Disconnect, HandshakeFailure, LatencySummary, Metrics, ShardMetrics, Stats};
 pub use tick::Tick;

@@ -25,6 +25,8 @@ mod large_subscriptions;
 mod lifecycle;
 mod metrics;
 mod prefix_groups;
+mod redis_function;
+mod redis_server;
 mod requests;
 mod settings;
 mod slow_client;
