@@ -76,7 +76,7 @@ mod tick;
 
 pub use auth::{Authenticator, Entitlements, Identity, JwtAuthenticator, StaticTokens};
 pub use broadcaster::Broadcaster;
-pub use config::{Config, JwtConfig, JwtKey, MIN_QUEUE_CAPACITY, TlsFiles};
+pub use config::{Config, JwtConfig, JwtKey, MIN_QUEUE_CAPACITY, RedisFeed, TlsFiles};
 pub use error::{Error, Result};
 pub use feed::publisher::{PublishError, Publisher};
 pub use feed::redis_stream;

@@ -136,6 +136,16 @@ impl Price {
     }
 }
 
+impl fmt::Display for Price {
+    /// The decimal's own text, or the `f64`'s shortest round-trip form.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Price::Float(v) => write!(f, "{v}"),
+            Price::Exact(d) => f.write_str(d.as_str()),
+        }
+    }
+}
+
 impl From<f64> for Price {
     fn from(v: f64) -> Price {
         Price::Float(v)

@@ -7,11 +7,13 @@
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::time::Instant;
 
-use parking_lot::Mutex;
+use std::sync::Arc;
+
+use parking_lot::{Mutex, RwLock};
 
 use crate::Config;
 use crate::groups::GroupBook;
-use crate::metrics::{Counters, Metrics, ShardCells};
+use crate::metrics::{Counters, FeedCells, Metrics, ShardCells};
 use crate::symbols::SymbolTable;
 
 /// Shared, read-mostly state of one broadcaster.
@@ -27,6 +29,9 @@ pub(crate) struct Runtime {
     pub(crate) counters: Counters,
     /// Each shard's published metrics, by shard id.
     pub(crate) shard_cells: ShardCells,
+    /// The history this node's `seq`s belong to; a Redis feed sets its
+    /// stream's epoch (see `docs/protocol.md`).
+    epoch: RwLock<Arc<str>>,
     started: Instant,
     /// Set once shutdown begins.
     stopping: AtomicBool,
@@ -34,15 +39,34 @@ pub(crate) struct Runtime {
 
 impl Runtime {
     pub(crate) fn new(config: Config) -> Runtime {
+        let feeds = FeedCells::new(config.feeds.len());
         Runtime {
             shard_cells: ShardCells::new(config.shards()),
             config,
             symbols: SymbolTable::default(),
             groups: Mutex::new(GroupBook::default()),
-            counters: Counters::default(),
+            counters: Counters {
+                feeds,
+                ..Counters::default()
+            },
+            epoch: RwLock::new(Arc::from("")),
             started: Instant::now(),
             stopping: AtomicBool::new(false),
         }
+    }
+
+    /// Sets the epoch (a Redis feed: its stream's).
+    pub(crate) fn set_epoch(&self, epoch: String) {
+        *self.epoch.write() = Arc::from(epoch);
+    }
+
+    /// The current epoch.
+    #[allow(
+        dead_code,
+        reason = "read by `welcome` once the history side is merged"
+    )]
+    pub(crate) fn epoch(&self) -> Arc<str> {
+        self.epoch.read().clone()
     }
 
     /// Returns true if and only if shutdown has begun.

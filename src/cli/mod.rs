@@ -20,7 +20,7 @@ use std::ffi::OsString;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use tickcast::{Broadcaster, Config, JwtConfig, JwtKey, TlsFiles};
+use tickcast::{Broadcaster, Config, JwtConfig, JwtKey, RedisFeed, TlsFiles};
 
 use file::FileGroup;
 use table::Settings;
@@ -149,6 +149,11 @@ impl Settings {
             tls,
             synthetic_symbols: self.synthetic_symbols,
             synthetic_rate: self.synthetic_rate,
+            feeds: self
+                .feed
+                .iter()
+                .map(|url| RedisFeed::parse(url))
+                .collect::<Result<_, _>>()?,
         })
     }
 }

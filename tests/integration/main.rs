@@ -25,6 +25,7 @@ mod large_subscriptions;
 mod lifecycle;
 mod metrics;
 mod prefix_groups;
+mod redis_feed;
 mod redis_function;
 mod redis_server;
 mod requests;

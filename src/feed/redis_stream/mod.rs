@@ -6,6 +6,9 @@
 //! producer, in any language, gets one numbering per symbol and every node
 //! reading the stream publishes the same `(symbol, seq, ts)`.
 
+mod entry;
+pub(crate) mod node;
+
 /// The Redis Function library `tickcast` (Lua), with
 /// `tickcast_publish` and `tickcast_publish_batch`; see `docs/protocol.md`,
 /// "The shared feed on Redis Streams".
