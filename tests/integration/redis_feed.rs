@@ -7,7 +7,8 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use redis::Connection;
-use tickcast::{RedisFeed, redis_stream};
+use tickcast::redis_stream::{RedisSink, SinkError};
+use tickcast::{Decimal, RedisFeed, Tick, redis_stream};
 use tungstenite::Message;
 
 use crate::redis_server::{Persistence, RedisServer, redis_for};
@@ -319,4 +320,47 @@ fn redis_unreachable_at_start_leaves_the_node_serving() {
     produce(&mut producer, "s", 0, 30);
     let (got, _) = read_ticks(&mut c, 30);
     assert_eq!(got, stream_contents(&mut producer, "s"));
+}
+
+/// An in-process feed handler publishing through `RedisSink`: exact
+/// decimals reach the node's clients digit for digit, floats as their
+/// shortest text; what Redis refuses comes back as an error.
+#[test]
+fn redis_sink_ticks_reach_clients_exactly() {
+    let test = "redis_sink_ticks_reach_clients_exactly";
+    let Some((r, _producer, n)) = fed_node(test, Persistence::None) else {
+        return;
+    };
+    let mut c = subscribed_client(&n);
+    let mut sink = RedisSink::connect(&r.url(), "s").unwrap();
+    let exact = Decimal::parse("0.30000000000000000001").unwrap();
+    assert_eq!(sink.publish(&Tick::new("AAA").bid(exact)).unwrap(), 1);
+    sink.queue(&Tick::new("AAA").bid(0.1 + 0.2).volume(5))
+        .unwrap();
+    sink.queue(&Tick::new("BBB").bid(Decimal::parse("-12.500").unwrap()))
+        .unwrap();
+    assert_eq!(sink.queued(), 2);
+    assert_eq!(sink.flush().unwrap(), [2, 1]);
+    assert!(matches!(
+        sink.publish(&Tick::new("AAA").bid(f64::NAN)),
+        Err(SinkError::Invalid(_))
+    ));
+    // 1e300 is 301 digits in plain notation: the function refuses it.
+    assert!(matches!(
+        sink.publish(&Tick::new("AAA").bid(1e300)),
+        Err(SinkError::Redis(_))
+    ));
+    let (got, _) = read_ticks(&mut c, 3);
+    let bids: Vec<(&str, u64, &str)> = got
+        .iter()
+        .map(|t| (t.symbol.as_str(), t.seq, t.bid.as_str()))
+        .collect();
+    assert_eq!(
+        bids,
+        [
+            ("AAA", 1, "0.30000000000000000001"),
+            ("AAA", 2, "0.30000000000000004"),
+            ("BBB", 1, "-12.500"),
+        ]
+    );
 }

@@ -8,6 +8,9 @@
 
 mod entry;
 pub(crate) mod node;
+mod sink;
+
+pub use sink::{RedisSink, SinkError};
 
 /// The Redis Function library `tickcast` (Lua), with
 /// `tickcast_publish` and `tickcast_publish_batch`; see `docs/protocol.md`,
