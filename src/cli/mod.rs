@@ -12,6 +12,7 @@
 pub(crate) mod args;
 pub(crate) mod file;
 pub(crate) mod logging;
+pub(crate) mod publish;
 pub(crate) mod summary;
 pub(crate) mod table;
 pub(crate) mod value;

@@ -27,6 +27,7 @@ mod metrics;
 mod prefix_groups;
 mod redis_feed;
 mod redis_function;
+mod redis_publish;
 mod redis_server;
 mod requests;
 mod settings;
