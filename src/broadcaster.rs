@@ -12,12 +12,12 @@ use crossbeam_channel::Sender;
 use mio::Waker;
 
 use crate::admission::Admission;
-use crate::feed::{publisher, synthetic};
+use crate::feed::{publisher, redis_stream, synthetic};
 use crate::inbox::{ShardLink, ShardMsg};
 use crate::runtime::{Runtime, unix_nanos};
 use crate::transport::ServerTls;
 use crate::wire::{encode, protocol};
-use crate::{Config, Error, GroupSpec, Metrics, Publisher, Result, Stats, Tick};
+use crate::{Config, Error, GroupSpec, Metrics, Publisher, Result, Stats};
 
 /// A running broadcaster: the acceptor, the publisher, the I/O shards and
 /// (if configured) the synthetic feed.
@@ -42,7 +42,7 @@ pub struct Broadcaster {
     links: Vec<ShardLink>,
     /// The certificate in force when the port speaks TLS.
     tls: Option<Arc<ServerTls>>,
-    tick_tx: Sender<(Tick, u64)>,
+    tick_tx: Sender<publisher::Queued>,
     local_addr: SocketAddr,
     threads: Option<Threads>,
 }
@@ -51,6 +51,8 @@ pub struct Broadcaster {
 struct Threads {
     synthetic: Option<JoinHandle<()>>,
     synthetic_stop: Arc<AtomicBool>,
+    /// One per `Config::feeds`; they end when the runtime is stopping.
+    feeds: Vec<JoinHandle<()>>,
     acceptor: JoinHandle<()>,
     acceptor_waker: Arc<Waker>,
     publisher: JoinHandle<()>,
@@ -154,6 +156,7 @@ impl Broadcaster {
             threads: Some(Threads {
                 synthetic: None,
                 synthetic_stop: Arc::new(AtomicBool::new(false)),
+                feeds: Vec::new(),
                 acceptor,
                 acceptor_waker,
                 publisher,
@@ -174,6 +177,12 @@ impl Broadcaster {
             let h = synthetic::spawn(b.publisher(), &u, runtime.config.synthetic_rate, stop)?;
             if let Some(t) = b.threads.as_mut() {
                 t.synthetic = Some(h);
+            }
+        }
+        for i in 0..runtime.config.feeds.len() {
+            let h = redis_stream::node::spawn(i, b.publisher(), b.links.clone(), runtime.clone())?;
+            if let Some(t) = b.threads.as_mut() {
+                t.feeds.push(h);
             }
         }
         Ok(b)
@@ -472,6 +481,9 @@ impl Broadcaster {
         t.synthetic_stop.store(true, Relaxed);
         if let Some(h) = t.synthetic {
             join("tickcast-synthetic", h);
+        }
+        for (i, h) in t.feeds.into_iter().enumerate() {
+            join(&format!("tickcast-feed-{i}"), h);
         }
         let _ = t.acceptor_waker.wake();
         join("tickcast-acceptor", t.acceptor);

@@ -51,6 +51,47 @@ pub enum JwtKey {
     PublicKeyFile(PathBuf),
 }
 
+/// A stream on Redis that feeds this node (`--feed
+/// redis://HOST:PORT/STREAM`): ticks numbered by the Redis Function
+/// `tickcast_publish`, published here with their `seq` and `ts`.
+///
+/// ```
+/// let f = tickcast::RedisFeed::parse("redis://10.0.0.5:6379/ticks:eu").unwrap();
+/// assert_eq!(f.redis_url, "redis://10.0.0.5:6379");
+/// assert_eq!(f.stream, "ticks:eu");
+/// assert!(tickcast::RedisFeed::parse("redis://10.0.0.5:6379").is_err());
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RedisFeed {
+    /// `redis://HOST:PORT` (database 0).
+    pub redis_url: String,
+    /// The stream's key.
+    pub stream: String,
+}
+
+impl RedisFeed {
+    /// Reads `redis://HOST:PORT/STREAM`: the path is the stream's key
+    /// (not a database number, as it would be for other Redis clients).
+    ///
+    /// # Errors
+    /// A message naming what is missing.
+    pub fn parse(url: &str) -> std::result::Result<RedisFeed, String> {
+        let rest = url
+            .strip_prefix("redis://")
+            .ok_or_else(|| format!("feed {url:?}: expected redis://HOST:PORT/STREAM"))?;
+        let (host, stream) = rest
+            .split_once('/')
+            .ok_or_else(|| format!("feed {url:?}: no stream after redis://HOST:PORT/"))?;
+        if host.is_empty() || stream.is_empty() {
+            return Err(format!("feed {url:?}: expected redis://HOST:PORT/STREAM"));
+        }
+        Ok(RedisFeed {
+            redis_url: format!("redis://{host}"),
+            stream: stream.to_string(),
+        })
+    }
+}
+
 /// Broadcaster configuration. `Config::default()` is what
 /// `cargo run --release` uses.
 ///
@@ -168,6 +209,11 @@ pub struct Config {
     /// Ticks per second of the built-in synthetic feed, over all symbols;
     /// 0 disables it. Default 1,000.
     pub synthetic_rate: u64,
+    /// Redis streams to read ticks from, one feed thread each (see
+    /// `docs/protocol.md`, "The shared feed on Redis Streams"). Default
+    /// none. A stream's symbols are numbered in Redis; the same symbol
+    /// from the synthetic feed or `Publisher::publish` is refused.
+    pub feeds: Vec<RedisFeed>,
 }
 
 impl Default for Config {
@@ -199,6 +245,7 @@ impl Default for Config {
             tls: None,
             synthetic_symbols: 300,
             synthetic_rate: 1_000,
+            feeds: Vec::new(),
         }
     }
 }

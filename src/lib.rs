@@ -35,7 +35,7 @@
 //! `acceptor`, `shard`) → what they share (`inbox`, `wake`, `runtime`,
 //! `groups`, `admission`) → the sans-I/O core (`session`,
 //! `subscriptions`, [`outbox`], `wire`) → leaves (`config`, `tick`,
-//! `symbols`, `metrics`, `auth`, `error`). No module imports one above it.
+//! `price`, `symbols`, `metrics`, `auth`, `error`). No module imports one above it.
 #![deny(
     missing_docs,
     missing_debug_implementations,
@@ -71,16 +71,21 @@ mod error;
 #[doc(hidden)]
 pub mod fuzzing;
 mod metrics;
+mod price;
 mod symbols;
 mod tick;
 
 pub use auth::{Authenticator, Entitlements, Identity, JwtAuthenticator, StaticTokens};
 pub use broadcaster::Broadcaster;
-pub use config::{Config, JwtConfig, JwtKey, MAX_HISTORY_DEPTH, MIN_QUEUE_CAPACITY, TlsFiles};
+pub use config::{
+    Config, JwtConfig, JwtKey, MAX_HISTORY_DEPTH, MIN_QUEUE_CAPACITY, RedisFeed, TlsFiles,
+};
 pub use error::{Error, Result};
 pub use feed::publisher::{PublishError, Publisher};
+pub use feed::redis_stream;
 pub use groups::GroupSpec;
 pub use metrics::{Disconnect, HandshakeFailure, LatencySummary, Metrics, ShardMetrics, Stats};
+pub use price::{Decimal, DecimalError, MAX_DECIMAL_DIGITS, Price};
 pub use tick::Tick;
 pub use wire::encode;
 pub use wire::frame::Frame;

@@ -1,7 +1,8 @@
 //! The `tickcast` binary: read the operator's settings (flags, environment,
 //! settings file; see [`cli`]), start a [`Broadcaster`] with the built-in
 //! synthetic feed and the configured groups, reload the TLS certificate on
-//! SIGHUP, and shut down gracefully on SIGINT or SIGTERM.
+//! SIGHUP, and shut down gracefully on SIGINT or SIGTERM. `tickcast
+//! publish` is the Redis producer instead (see [`cli::publish`]).
 
 mod cli;
 
@@ -11,7 +12,11 @@ use signal_hook::iterator::Signals;
 use tickcast::Broadcaster;
 
 fn main() -> anyhow::Result<()> {
-    let loaded = match cli::load(std::env::args_os(), std::env::vars_os()) {
+    let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    if args.get(1).is_some_and(|a| a == "publish") {
+        return cli::publish::run(&args[1..]);
+    }
+    let loaded = match cli::load(args, std::env::vars_os()) {
         Ok(l) => l,
         Err(cli::LoadError::Clap(e)) => e.exit(),
         Err(cli::LoadError::Invalid(message)) => anyhow::bail!(message),

@@ -12,7 +12,7 @@ use parking_lot::{Mutex, RwLock};
 
 use crate::Config;
 use crate::groups::GroupBook;
-use crate::metrics::{Counters, Metrics, ShardCells};
+use crate::metrics::{Counters, FeedCells, Metrics, ShardCells};
 use crate::symbols::SymbolTable;
 
 /// Shared, read-mostly state of one broadcaster.
@@ -29,7 +29,9 @@ pub(crate) struct Runtime {
     /// Each shard's published metrics, by shard id.
     pub(crate) shard_cells: ShardCells,
     /// The name of the `seq` space this node's ticks belong to, sent in
-    /// every `welcome` and compared with a `resume`'s (see [`fresh_epoch`]).
+    /// every `welcome` and compared with a `resume`'s: fresh per process
+    /// (see [`fresh_epoch`]); a Redis feed sets its stream's epoch (see
+    /// `docs/protocol.md`).
     epoch: RwLock<Arc<str>>,
     started: Instant,
     /// Set once shutdown begins.
@@ -38,12 +40,16 @@ pub(crate) struct Runtime {
 
 impl Runtime {
     pub(crate) fn new(config: Config) -> Runtime {
+        let feeds = FeedCells::new(config.feeds.len());
         Runtime {
             shard_cells: ShardCells::new(config.shards()),
             config,
             symbols: SymbolTable::default(),
             groups: Mutex::new(GroupBook::default()),
-            counters: Counters::default(),
+            counters: Counters {
+                feeds,
+                ..Counters::default()
+            },
             epoch: RwLock::new(Arc::from(fresh_epoch())),
             started: Instant::now(),
             stopping: AtomicBool::new(false),
@@ -75,7 +81,6 @@ impl Runtime {
     /// Replaces the epoch (a feed that numbers ticks elsewhere, such as a
     /// Redis stream, names its own). Connections already open keep their
     /// stream; `welcome`s and `resume`s from now on use the new epoch.
-    #[cfg_attr(not(test), allow(dead_code))] // the Redis feed's (issue 10)
     pub(crate) fn set_epoch(&self, epoch: String) {
         *self.epoch.write() = Arc::from(epoch);
     }

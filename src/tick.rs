@@ -2,29 +2,32 @@
 //! [`Publisher::publish`](crate::Publisher::publish), before the broadcaster
 //! stamps it with `seq` and `ts`.
 
+use crate::Price;
+
 /// A quote or trade update for one symbol. Absent fields are left out of the
-/// JSON the clients receive.
+/// JSON the clients receive. Prices are an `f64` or an exact
+/// [`Decimal`](crate::Decimal) (see [`Price`]); the setters take either.
 ///
 /// ```
 /// use tickcast::Tick;
 /// let t = Tick::new("AAPL").bid(189.25).ask(189.27).bid_size(300).last(189.26);
 /// assert_eq!(t.symbol, "AAPL");
-/// assert_eq!(t.ask, Some(189.27));
+/// assert_eq!(t.ask.map(|p| p.to_f64()), Some(189.27));
 /// ```
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct Tick {
     /// Instrument id: 1 to 32 bytes of printable UTF-8.
     pub symbol: String,
     /// Best bid price.
-    pub bid: Option<f64>,
+    pub bid: Option<Price>,
     /// Best ask price.
-    pub ask: Option<f64>,
+    pub ask: Option<Price>,
     /// Size at the best bid.
     pub bid_size: Option<u64>,
     /// Size at the best ask.
     pub ask_size: Option<u64>,
     /// Last trade price.
-    pub last: Option<f64>,
+    pub last: Option<Price>,
     /// Cumulative traded volume.
     pub volume: Option<u64>,
 }
@@ -39,14 +42,14 @@ impl Tick {
     }
 
     /// Set the best bid.
-    pub fn bid(mut self, px: f64) -> Tick {
-        self.bid = Some(px);
+    pub fn bid(mut self, px: impl Into<Price>) -> Tick {
+        self.bid = Some(px.into());
         self
     }
 
     /// Set the best ask.
-    pub fn ask(mut self, px: f64) -> Tick {
-        self.ask = Some(px);
+    pub fn ask(mut self, px: impl Into<Price>) -> Tick {
+        self.ask = Some(px.into());
         self
     }
 
@@ -63,8 +66,8 @@ impl Tick {
     }
 
     /// Set the last trade price.
-    pub fn last(mut self, px: f64) -> Tick {
-        self.last = Some(px);
+    pub fn last(mut self, px: impl Into<Price>) -> Tick {
+        self.last = Some(px.into());
         self
     }
 
@@ -79,7 +82,7 @@ impl Tick {
     pub(crate) fn validate(&self) -> Result<(), String> {
         validate_symbol(&self.symbol)?;
         for (name, px) in [("bid", self.bid), ("ask", self.ask), ("last", self.last)] {
-            if let Some(px) = px
+            if let Some(Price::Float(px)) = px
                 && !px.is_finite()
             {
                 return Err(format!("{name} is not a finite number"));

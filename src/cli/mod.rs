@@ -12,6 +12,7 @@
 pub(crate) mod args;
 pub(crate) mod file;
 pub(crate) mod logging;
+pub(crate) mod publish;
 pub(crate) mod summary;
 pub(crate) mod table;
 pub(crate) mod value;
@@ -20,7 +21,7 @@ use std::ffi::OsString;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use tickcast::{Broadcaster, Config, JwtConfig, JwtKey, TlsFiles};
+use tickcast::{Broadcaster, Config, JwtConfig, JwtKey, RedisFeed, TlsFiles};
 
 use file::FileGroup;
 use table::Settings;
@@ -150,6 +151,11 @@ impl Settings {
             tls,
             synthetic_symbols: self.synthetic_symbols,
             synthetic_rate: self.synthetic_rate,
+            feeds: self
+                .feed
+                .iter()
+                .map(|url| RedisFeed::parse(url))
+                .collect::<Result<_, _>>()?,
         })
     }
 }

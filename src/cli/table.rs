@@ -200,6 +200,8 @@ settings! {
     synthetic_symbols: usize = d.synthetic_symbols, "N";
     /// Synthetic ticks per second over all symbols; 0 = no synthetic feed.
     synthetic_rate: u64 = d.synthetic_rate, "N";
+    /// Read ticks from this Redis stream, numbered there (repeatable): redis://HOST:PORT/STREAM.
+    feed: Vec<String> = Vec::new(), "URL";
     /// Log lines as text or json (levels from RUST_LOG, default info).
     log_format: LogFormat = LogFormat::Text, "FORMAT";
 }

@@ -10,12 +10,22 @@
 //!
 //! Invariant: `seq` values are assigned in the order ticks leave the
 //! publisher, which is the order every shard receives them.
+//!
+//! Ticks from a shared feed (Redis Streams) arrive already numbered
+//! ([`Queued::Sequenced`]): the publisher keeps their `seq` and `ts`. A
+//! symbol's first tick decides where its numbers come from: a local tick
+//! for a symbol the shared feed numbers (or the reverse) is dropped and
+//! counted in `ticks_rejected`, as is a numbered tick whose `seq` is not
+//! above the symbol's last (a replay); the numbering of two sources cannot
+//! be merged without gaps or duplicates.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
-use crossbeam_channel::{Receiver, Sender, TrySendError, select};
+use std::time::Duration;
+
+use crossbeam_channel::{Receiver, SendTimeoutError, Sender, TrySendError, select};
 
 use crate::inbox::{ShardLink, ShardMsg};
 use crate::runtime::{Runtime, unix_nanos};
@@ -26,6 +36,20 @@ use crate::{Error, Result, Tick};
 /// Ticks taken from the queue per batch before the shards are woken: a
 /// busy feed costs one wake check per shard per 1,024 ticks.
 const BATCH: usize = 1024;
+
+/// What waits in the publisher's queue.
+#[derive(Debug)]
+pub(crate) enum Queued {
+    /// A tick from `Publisher::publish`, accepted at `ts`: the publisher
+    /// gives it the symbol's next `seq`.
+    Local { tick: Tick, ts: u64 },
+    /// A tick numbered upstream (the Redis feed): `seq` and `ts` are kept.
+    Sequenced { tick: Tick, seq: u64, ts: u64 },
+    /// The shared feed's history restarted (a new epoch): the last `seq`
+    /// of every upstream-numbered symbol is forgotten, so its numbering may
+    /// start again at 1.
+    NewHistory,
+}
 
 /// Why [`Publisher::publish`] refused a tick; the tick is handed back.
 ///
@@ -80,12 +104,12 @@ pub enum PublishError {
 /// ```
 #[derive(Debug, Clone)]
 pub struct Publisher {
-    tx: Sender<(Tick, u64)>,
+    tx: Sender<Queued>,
     runtime: Arc<Runtime>,
 }
 
 impl Publisher {
-    pub(crate) fn new(tx: Sender<(Tick, u64)>, runtime: Arc<Runtime>) -> Publisher {
+    pub(crate) fn new(tx: Sender<Queued>, runtime: Arc<Runtime>) -> Publisher {
         Publisher { tx, runtime }
     }
 
@@ -104,20 +128,49 @@ impl Publisher {
         if let Err(reason) = tick.validate() {
             return Err(PublishError::Invalid { tick, reason });
         }
-        match self.tx.try_send((tick, unix_nanos())) {
+        let ts = unix_nanos();
+        match self.tx.try_send(Queued::Local { tick, ts }) {
             Ok(()) => Ok(()),
-            Err(TrySendError::Full((tick, _))) => {
+            Err(TrySendError::Full(q)) => {
                 crate::metrics::count(&self.runtime.counters.ticks_rejected);
-                Err(PublishError::Full(tick))
+                Err(PublishError::Full(q.into_tick()))
             }
-            Err(TrySendError::Disconnected((tick, _))) => Err(PublishError::Stopped(tick)),
+            Err(TrySendError::Disconnected(q)) => Err(PublishError::Stopped(q.into_tick())),
+        }
+    }
+
+    /// Queues `msg` (a numbered tick or a history restart), waiting while
+    /// the queue is full: an upstream feed is paced by the publisher, it
+    /// does not drop. Returns false once the broadcaster is stopping.
+    pub(crate) fn send_waiting(&self, mut msg: Queued) -> bool {
+        loop {
+            match self.tx.send_timeout(msg, SEND_RETRY) {
+                Ok(()) => return true,
+                Err(SendTimeoutError::Timeout(m)) if !self.runtime.is_stopping() => msg = m,
+                Err(_) => return false,
+            }
+        }
+    }
+}
+
+/// How long a waiting [`Publisher::send_waiting`] blocks before it checks
+/// for shutdown.
+const SEND_RETRY: Duration = Duration::from_millis(50);
+
+impl Queued {
+    /// The tick handed back to `publish`'s caller (`publish` queues only
+    /// `Local` ticks).
+    fn into_tick(self) -> Tick {
+        match self {
+            Queued::Local { tick, .. } | Queued::Sequenced { tick, .. } => tick,
+            Queued::NewHistory => Tick::default(),
         }
     }
 }
 
 /// Spawns the publisher thread. Dropping `stop`'s sender ends it.
 pub(crate) fn spawn(
-    rx: Receiver<(Tick, u64)>,
+    rx: Receiver<Queued>,
     stop: Receiver<()>,
     links: Vec<ShardLink>,
     runtime: Arc<Runtime>,
@@ -129,11 +182,21 @@ pub(crate) fn spawn(
         .map_err(|source| Error::Spawn { name, source })
 }
 
+#[derive(Debug, Clone, Copy)]
+struct SymState {
+    id: SymId,
+    /// The last `seq` published (0: none since a history restart).
+    last: u64,
+    /// Numbered upstream (the shared feed), not here.
+    upstream: bool,
+}
+
 struct PublisherThread {
     links: Vec<ShardLink>,
     runtime: Arc<Runtime>,
-    /// Per symbol: its id and the last `seq` assigned.
-    state: HashMap<String, (SymId, u64)>,
+    /// Per symbol: its id, the last `seq` assigned and whether the
+    /// shared feed numbers it.
+    state: HashMap<String, SymState>,
     encoder: TickEncoder,
 }
 
@@ -147,17 +210,17 @@ impl PublisherThread {
         }
     }
 
-    fn run(mut self, rx: &Receiver<(Tick, u64)>, stop: &Receiver<()>) {
+    fn run(mut self, rx: &Receiver<Queued>, stop: &Receiver<()>) {
         loop {
             select! {
                 recv(rx) -> t => match t {
-                    Ok((tick, ts)) => self.handle(&tick, ts),
+                    Ok(q) => self.take(q),
                     Err(_) => break,
                 },
                 recv(stop) -> _ => break,
             }
-            for (tick, ts) in rx.try_iter().take(BATCH - 1) {
-                self.handle(&tick, ts);
+            for q in rx.try_iter().take(BATCH - 1) {
+                self.take(q);
             }
             for link in &self.links {
                 link.wake();
@@ -186,18 +249,46 @@ impl PublisherThread {
         }
     }
 
-    fn handle(&mut self, tick: &Tick, ts: u64) {
-        let (sym, seq) = match self.state.get_mut(tick.symbol.as_str()) {
-            Some(st) => {
-                st.1 += 1;
-                *st
+    fn take(&mut self, q: Queued) {
+        match q {
+            Queued::Local { tick, ts } => self.handle(&tick, None, ts),
+            Queued::Sequenced { tick, seq, ts } => self.handle(&tick, Some(seq), ts),
+            Queued::NewHistory => {
+                for st in self.state.values_mut().filter(|st| st.upstream) {
+                    st.last = 0;
+                }
             }
-            None => {
-                let id = self.runtime.symbols.intern(&tick.symbol);
-                self.state.insert(tick.symbol.clone(), (id, 1));
-                self.announce(&tick.symbol, id);
-                (id, 1)
-            }
+        }
+    }
+
+    /// The symbol's id and the tick's `seq`: the next one, or `given` (from
+    /// upstream). `None`: the tick is refused (see the module doc).
+    fn number(&mut self, symbol: &str, given: Option<u64>) -> Option<(SymId, u64)> {
+        if let Some(st) = self.state.get_mut(symbol) {
+            let seq = match given {
+                None if !st.upstream => st.last + 1,
+                Some(seq) if st.upstream && seq > st.last => seq,
+                _ => return None,
+            };
+            st.last = seq;
+            return Some((st.id, seq));
+        }
+        let id = self.runtime.symbols.intern(symbol);
+        let seq = given.unwrap_or(1);
+        let st = SymState {
+            id,
+            last: seq,
+            upstream: given.is_some(),
+        };
+        self.state.insert(symbol.to_string(), st);
+        self.announce(symbol, id);
+        Some((id, seq))
+    }
+
+    fn handle(&mut self, tick: &Tick, given: Option<u64>, ts: u64) {
+        let Some((sym, seq)) = self.number(&tick.symbol, given) else {
+            crate::metrics::count(&self.runtime.counters.ticks_rejected);
+            return;
         };
         let frame = self.encoder.encode(&tick.symbol, seq, ts, tick);
         let runtime = &self.runtime;

@@ -277,7 +277,7 @@ mod tests {
         for mut q in [Quote::new("X", 100.0), Quote::new("EURUSD", 1.1)] {
             for _ in 0..10_000 {
                 let t = q.step(&mut rng);
-                let (bid, ask) = (t.bid.unwrap(), t.ask.unwrap());
+                let (bid, ask) = (t.bid.unwrap().to_f64(), t.ask.unwrap().to_f64());
                 assert!(bid > 0.0 && ask > bid, "{bid} {ask}");
                 assert!(format!("{bid}").len() <= 12, "{bid}");
                 t.validate().unwrap();

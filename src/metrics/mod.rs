@@ -17,6 +17,7 @@
 //! The labels ([`Disconnect`], [`HandshakeFailure`]) are the same in the
 //! counters, the Prometheus text, the `/stats` JSON and the connection log.
 
+mod feeds;
 mod render;
 mod snapshot;
 
@@ -26,6 +27,7 @@ use std::time::Duration;
 use hdrhistogram::Histogram;
 use parking_lot::Mutex;
 
+pub(crate) use feeds::{FeedCell, FeedCells};
 pub(crate) use render::PROMETHEUS_CONTENT_TYPE;
 pub(crate) use snapshot::ProcessFigures;
 pub use snapshot::{LatencySummary, Metrics, ShardMetrics};
@@ -38,6 +40,8 @@ pub(crate) struct Counters {
     pub(crate) ticks_published: AtomicU64,
     pub(crate) ticks_rejected: AtomicU64,
     pub(crate) accept_errors: AtomicU64,
+    /// The upstream feeds (`Config::feeds`).
+    pub(crate) feeds: FeedCells,
 }
 
 /// Adds one to `counter`.
@@ -439,6 +443,12 @@ pub struct Stats {
     /// Sockets closed at once, and upgrades refused with 503, for the
     /// connection limit.
     pub refused_full: u64,
+    /// Upstream feeds configured (`Config::feeds`).
+    pub feeds: usize,
+    /// Upstream feeds down now (unreachable, or not yet connected).
+    pub feeds_down: usize,
+    /// Reconnect attempts of the upstream feeds.
+    pub feed_reconnects: u64,
     /// `accept` errors (such as EMFILE); each backs off the acceptor.
     pub accept_errors: u64,
 }

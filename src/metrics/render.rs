@@ -58,6 +58,24 @@ impl Metrics {
             "Ticks publish handed back because the publisher was behind.",
             s.ticks_rejected,
         );
+        p.single(
+            "tickcast_feeds_down",
+            "gauge",
+            "Upstream feeds (Redis streams) down now, of tickcast_feeds.",
+            s.feeds_down as u64,
+        );
+        p.single(
+            "tickcast_feeds",
+            "gauge",
+            "Upstream feeds (Redis streams) configured.",
+            s.feeds as u64,
+        );
+        p.single(
+            "tickcast_feed_reconnects_total",
+            "counter",
+            "Reconnect attempts of the upstream feeds.",
+            s.feed_reconnects,
+        );
         p.per_shard(
             "tickcast_frames_sent_total",
             "counter",
@@ -173,6 +191,9 @@ impl Metrics {
             "handshakes_failed": s.handshakes_failed,
             "refused_full": s.refused_full,
             "accept_errors": s.accept_errors,
+            "feeds": s.feeds,
+            "feeds_down": s.feeds_down,
+            "feed_reconnects": s.feed_reconnects,
             "closes": total_closes,
             "handshake_failures": total_failures,
             "publish_to_write": latency_json(&self.publish_to_write),

@@ -156,6 +156,9 @@ impl Metrics {
             handshakes_failed: total.handshake_failures.iter().sum(),
             refused_full: p.refused_full,
             accept_errors: counters.accept_errors.load(Relaxed),
+            feeds: counters.feeds.configured(),
+            feeds_down: counters.feeds.down(),
+            feed_reconnects: counters.feeds.reconnects(),
         };
         Metrics {
             stats,

@@ -55,9 +55,13 @@ impl Shard {
         if self.lvc.len() <= i {
             self.lvc.resize(i + 1, None);
         }
-        debug_assert_eq!(
-            self.lvc[i].as_ref().map_or(0, |l| l.seq) + 1,
-            seq,
+        // Local numbering is contiguous from 1. A shared feed's starts
+        // where the stream's retention starts, and restarts at 1 with a
+        // new history (epoch).
+        debug_assert!(
+            self.lvc[i]
+                .as_ref()
+                .is_none_or(|l| seq == l.seq + 1 || seq == 1),
             "ticks of a symbol reach a shard in seq order"
         );
         let longest = self

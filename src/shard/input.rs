@@ -94,15 +94,23 @@ impl Shard {
         }
     }
 
-    /// Answers `/metrics` or `/stats` with every shard's published metrics.
+    /// Answers `/metrics` or `/stats` with every shard's published metrics,
+    /// or `/healthz` with the feeds' state.
     fn report(&mut self, key: usize, report: http::Report, head_only: bool) {
+        if report == http::Report::Health {
+            let resp = match self.runtime.counters.feeds.down() {
+                0 => http::Response::text(200, "ok"),
+                _ => http::Response::text(503, "feed down"),
+            };
+            return self.respond(key, &http::Response { head_only, ..resp });
+        }
         let a = &self.admission;
         let m = self
             .runtime
             .metrics(a.open(), a.sockets(), a.refused_full());
         let (content_type, body) = match report {
             http::Report::Prometheus => (PROMETHEUS_CONTENT_TYPE, m.to_prometheus()),
-            http::Report::Json => ("application/json", m.to_json()),
+            http::Report::Json | http::Report::Health => ("application/json", m.to_json()),
         };
         let resp = http::Response {
             status: 200,

@@ -12,7 +12,7 @@
 use std::io::Write;
 
 use super::ws::{self, OP_CLOSE, OP_PING, OP_TEXT};
-use crate::Frame;
+use crate::{Frame, Price};
 
 /// The first bytes of every tick payload.
 pub(crate) const TICK_PREFIX: &[u8] = br#"{"type":"tick""#;
@@ -114,11 +114,11 @@ pub(crate) fn write_tick_json(out: &mut Vec<u8>, s: &Stamped<'_>) {
     out.extend_from_slice(br#","ts":"#);
     write_u64(out, s.ts);
     let t = s.tick;
-    write_opt_f64(out, br#","bid":"#, t.bid);
-    write_opt_f64(out, br#","ask":"#, t.ask);
+    write_opt_price(out, br#","bid":"#, t.bid);
+    write_opt_price(out, br#","ask":"#, t.ask);
     write_opt_u64(out, br#","bid_size":"#, t.bid_size);
     write_opt_u64(out, br#","ask_size":"#, t.ask_size);
-    write_opt_f64(out, br#","last":"#, t.last);
+    write_opt_price(out, br#","last":"#, t.last);
     write_opt_u64(out, br#","volume":"#, t.volume);
     out.push(b'}');
 }
@@ -146,12 +146,21 @@ fn write_opt_u64(out: &mut Vec<u8>, key: &[u8], v: Option<u64>) {
     }
 }
 
-fn write_opt_f64(out: &mut Vec<u8>, key: &[u8], v: Option<f64>) {
-    if let Some(v) = v {
-        out.extend_from_slice(key);
-        // serde_json prints the shortest representation that round-trips;
-        // non-finite values were refused by `Tick::validate`.
-        let _ = serde_json::to_writer(&mut *out, &v);
+fn write_opt_price(out: &mut Vec<u8>, key: &[u8], v: Option<Price>) {
+    match v {
+        None => {}
+        Some(Price::Float(v)) => {
+            out.extend_from_slice(key);
+            // serde_json prints the shortest representation that
+            // round-trips; non-finite values were refused by
+            // `Tick::validate`.
+            let _ = serde_json::to_writer(&mut *out, &v);
+        }
+        Some(Price::Exact(d)) => {
+            out.extend_from_slice(key);
+            // Validated JSON number text, digit for digit.
+            out.extend_from_slice(d.as_str().as_bytes());
+        }
     }
 }
 
@@ -304,6 +313,26 @@ mod tests {
         assert_eq!(v["ask_size"], 4);
         assert_eq!(v["last"], 1e-7);
         assert_eq!(v["volume"], u64::MAX);
+    }
+
+    #[test]
+    fn exact_decimals_are_written_digit_for_digit() {
+        let d = |s: &str| crate::Decimal::parse(s).unwrap();
+        let t = Tick::new("X")
+            .bid(d("0.30000000000000000001"))
+            .ask(d("123456789.123456789"))
+            .last(d("-0.10"));
+        let f = TickEncoder::new().encode("X", 1, 2, &t);
+        assert_eq!(
+            payload(&f),
+            br#"{"type":"tick","symbol":"X","seq":1,"ts":2,"bid":0.30000000000000000001,"ask":123456789.123456789,"last":-0.10}"#
+        );
+        // The float path, for contrast: 0.1 + 0.2 is not 0.3.
+        let t = Tick::new("X").bid(0.1 + 0.2);
+        let f = TickEncoder::new().encode("X", 1, 2, &t);
+        assert!(payload(&f).ends_with(br#""bid":0.30000000000000004}"#));
+        let v: serde_json::Value = serde_json::from_slice(payload(&f)).unwrap();
+        assert_eq!(v["bid"], 0.30000000000000004);
     }
 
     #[test]

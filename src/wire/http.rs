@@ -113,6 +113,9 @@ pub(crate) enum Report {
     Prometheus,
     /// `/stats`: JSON.
     Json,
+    /// `/healthz` (readiness): 200 `ok`, or 503 `feed down` while an
+    /// upstream feed is down.
+    Health,
 }
 
 /// Parses the request head at the start of `buf`. `Ok(None)`: incomplete,
@@ -163,6 +166,16 @@ pub(crate) fn route(buf: &[u8]) -> Option<Route> {
             });
         }
         "/healthz" => {
+            return Some(match method {
+                "GET" | "HEAD" => Route::Report {
+                    report: Report::Health,
+                    head_only: method == "HEAD",
+                },
+                _ => Route::Respond(Response::text(405, "use GET").with("Allow", "GET, HEAD")),
+            });
+        }
+        // Liveness: the process answers, whatever its feeds do.
+        "/livez" => {
             return Some(Route::Respond(match method {
                 "GET" => Response::text(200, "ok"),
                 "HEAD" => Response {
@@ -359,8 +372,15 @@ mod tests {
     fn refusals_use_the_contract_statuses() {
         assert_eq!(status("GET /ws HTTP/1.1\r\nHost: x\r\n\r\n"), 426);
         assert_eq!(status("GET /nope HTTP/1.1\r\n\r\n"), 404);
-        assert_eq!(status("GET /healthz HTTP/1.1\r\n\r\n"), 200);
+        assert_eq!(status("GET /livez HTTP/1.1\r\n\r\n"), 200);
         assert_eq!(status("POST /healthz HTTP/1.1\r\n\r\n"), 405);
+        assert_eq!(
+            route(b"HEAD /healthz HTTP/1.1\r\n\r\n"),
+            Some(Route::Report {
+                report: Report::Health,
+                head_only: true
+            })
+        );
         assert_eq!(status("POST /metrics HTTP/1.1\r\n\r\n"), 405);
         assert_eq!(
             route(b"GET /metrics?x=1 HTTP/1.1\r\n\r\n"),

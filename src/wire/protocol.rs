@@ -363,6 +363,11 @@ pub(crate) fn notice(ts: u64, text: &str) -> Value {
     json!({"type": "notice", "ts": ts, "text": text})
 }
 
+/// `feed_status`: the node's upstream feed went `down` or came back `up`.
+pub(crate) fn feed_status(ts: u64, state: &str, text: &str) -> Value {
+    json!({"type": "feed_status", "state": state, "ts": ts, "text": text})
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
