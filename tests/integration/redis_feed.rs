@@ -364,3 +364,53 @@ fn redis_sink_ticks_reach_clients_exactly() {
         ]
     );
 }
+
+#[test]
+fn a_client_whose_node_goes_away_resumes_on_another_with_no_gap() {
+    let test = "a_client_whose_node_goes_away_resumes_on_another_with_no_gap";
+    let Some((r, mut producer)) = redis_and_producer(test, Persistence::None) else {
+        return;
+    };
+    produce(&mut producer, "s", 0, 3); // the stream and its epoch exist
+    let a = node(&r, "s");
+    let b = node(&r, "s");
+    for n in [&a, &b] {
+        n.wait_stats("the feed up and replayed", |s| {
+            s.feeds_down == 0 && s.ticks_published == 3
+        });
+    }
+    let mut c = subscribed_client(&a);
+    let epoch = c.welcome["epoch"].clone();
+    assert_eq!(
+        Client::connect(b.addr).welcome["epoch"],
+        epoch,
+        "one stream, one epoch on every node"
+    );
+    produce(&mut producer, "s", 3, 300);
+    let (mut got, _) = read_ticks(&mut c, 300);
+    // Node A goes away; ticks go on meanwhile.
+    drop(c);
+    a.shutdown();
+    produce(&mut producer, "s", 303, 300);
+    let mut held = serde_json::Map::new();
+    for t in &got {
+        held.insert(t.symbol.clone(), t.seq.into());
+    }
+    let mut c = Client::connect(b.addr);
+    let reply = c.request(
+        serde_json::json!({"op":"subscribe","symbols":SYMBOLS,"epoch":epoch,"resume":held}),
+        1,
+    );
+    assert_eq!(reply["type"], "subscribed", "{reply}");
+    produce(&mut producer, "s", 603, 30);
+    let (rest, other) = read_ticks(&mut c, 330);
+    assert!(
+        other.iter().all(|v| v["type"] != "snapshot"),
+        "resumed, not reset: {other:?}"
+    );
+    got.extend(rest);
+    // Everything the stream holds, each once, in order: no gap at either
+    // seam (A's last tick → B's replay → B's live stream).
+    let want = stream_contents(&mut producer, "s");
+    assert_eq!(got[..], want[3..], "what the client holds is the stream");
+}
