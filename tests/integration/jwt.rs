@@ -4,43 +4,16 @@
 //! per-user connection limit.
 
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde_json::{Value, json};
 use tickcast::{Broadcaster, Config, JwtConfig, JwtKey};
 
-use crate::util::{Client, TestServer, raw_exchange, raw_exchange_first, status_of, tick};
+use crate::util::{Client, TempDir, TestServer, raw_exchange, raw_exchange_first, status_of, tick};
 
 const SECRET: &[u8] = b"an HS256 secret of at least thirty-two bytes";
 const KEYS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/integration/keys");
-
-/// A directory of this test's own, removed on drop.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(name: &str) -> TempDir {
-        static N: AtomicUsize = AtomicUsize::new(0);
-        let n = N.fetch_add(1, Ordering::Relaxed);
-        let p =
-            std::env::temp_dir().join(format!("tickcast-jwt-{}-{n}-{name}", std::process::id()));
-        std::fs::create_dir_all(&p).unwrap();
-        TempDir(p)
-    }
-
-    fn file(&self, name: &str, bytes: &[u8]) -> PathBuf {
-        let p = self.0.join(name);
-        std::fs::write(&p, bytes).unwrap();
-        p
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
 
 fn key_file(name: &str) -> PathBuf {
     PathBuf::from(KEYS).join(name)
@@ -297,7 +270,10 @@ fn bad_key_files_stop_the_start_naming_the_file() {
             JwtKey::SecretFile(short),
             "the secret is 4 bytes, HS256 needs at least 32",
         ),
-        (JwtKey::SecretFile(dir.0.join("missing")), "jwt_secret_file"),
+        (
+            JwtKey::SecretFile(dir.path().join("missing")),
+            "jwt_secret_file",
+        ),
         (
             JwtKey::PublicKeyFile(key_file("p384.pub.pem")),
             "a curve other than P-256",

@@ -5,7 +5,7 @@
 use std::collections::HashSet;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::thread;
@@ -13,33 +13,7 @@ use std::time::Instant;
 
 use serde_json::{Value, json};
 
-use crate::util::{Client, SeqCheck, WAIT, raw_exchange, spawn_binary, status_of};
-
-/// A temp dir for one test, removed on drop.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(name: &str) -> TempDir {
-        let dir =
-            std::env::temp_dir().join(format!("tickcast-settings-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        TempDir(dir)
-    }
-
-    /// Writes `text` to `tickcast.toml` in the dir; returns its path.
-    fn settings_file(&self, text: &str) -> PathBuf {
-        let p = self.0.join("tickcast.toml");
-        std::fs::write(&p, text).unwrap();
-        p
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
+use crate::util::{Client, SeqCheck, TempDir, WAIT, raw_exchange, spawn_binary, status_of};
 
 /// The binary on a free port with one I/O thread and no synthetic feed;
 /// no `TICKCAST_*` variable inherited from the test's environment.
@@ -68,7 +42,10 @@ fn refused(mut cmd: Command) -> String {
 #[test]
 fn an_unknown_key_in_the_file_stops_the_start_naming_it_and_its_line() {
     let dir = TempDir::new("unknown");
-    let f = dir.settings_file("synthetic_rate = 0\n\n# a comment\nheartbeat = 3000\n");
+    let f = dir.file_text(
+        "tickcast.toml",
+        "synthetic_rate = 0\n\n# a comment\nheartbeat = 3000\n",
+    );
     let err = refused(binary(Some(&f)));
     let want = format!("{}:4: unknown key `heartbeat`", f.display());
     assert!(err.contains(&want), "{err}");
@@ -77,7 +54,10 @@ fn an_unknown_key_in_the_file_stops_the_start_naming_it_and_its_line() {
 #[test]
 fn a_bad_value_stops_the_start_naming_the_key() {
     let dir = TempDir::new("bad");
-    let f = dir.settings_file("synthetic_rate = 0\nheartbeat_ms = \"fast\"\n");
+    let f = dir.file_text(
+        "tickcast.toml",
+        "synthetic_rate = 0\nheartbeat_ms = \"fast\"\n",
+    );
     let err = refused(binary(Some(&f)));
     let want = format!("{}:2: heartbeat_ms: ", f.display());
     assert!(err.contains(&want), "{err}");
@@ -105,7 +85,7 @@ fn welcome_heartbeat(cmd: Command) -> Value {
 #[test]
 fn flags_beat_the_environment_which_beats_the_file() {
     let dir = TempDir::new("precedence");
-    let f = dir.settings_file("synthetic_rate = 0\nheartbeat_ms = 1000\n");
+    let f = dir.file_text("tickcast.toml", "synthetic_rate = 0\nheartbeat_ms = 1000\n");
     let mut cmd = binary(Some(&f));
     cmd.env("TICKCAST_HEARTBEAT_MS", "2000")
         .args(["--heartbeat-ms", "3000"]);
@@ -135,7 +115,8 @@ fn count_of(groups: &Value, name: &str) -> Option<u64> {
 #[test]
 fn a_prefix_group_from_the_file_serves_the_synthetic_feed() {
     let dir = TempDir::new("groups");
-    let f = dir.settings_file(
+    let f = dir.file_text(
+        "tickcast.toml",
         "synthetic_symbols = 50\nsynthetic_rate = 500\n\n[groups]\n\
          all-eur = [\"EUR*\"]\nmine = [\"AAPL\", \"USDJPY\"]\n",
     );
@@ -259,7 +240,10 @@ fn upgrade_from(origin: &str) -> Vec<u8> {
 #[test]
 fn the_origin_allowlist_and_the_per_ip_limit_come_from_the_settings() {
     let dir = TempDir::new("admission");
-    let f = dir.settings_file("synthetic_rate = 0\nallow_origin = [\"https://ui.example\"]\n");
+    let f = dir.file_text(
+        "tickcast.toml",
+        "synthetic_rate = 0\nallow_origin = [\"https://ui.example\"]\n",
+    );
     let mut cmd = binary(Some(&f));
     cmd.env("TICKCAST_MAX_CONNECTIONS_PER_IP", "1");
     let (mut child, addr) = spawn_binary(cmd, Stdio::null());

@@ -406,7 +406,10 @@ fn sighup_reloads_the_binarys_certificate_without_dropping_connections() {
         .arg(&files.cert)
         .arg("--tls-key")
         .arg(&files.key);
-    let (mut child, addr) = spawn_binary(cmd, std::process::Stdio::null());
+    // The log (stderr) tells when a refused reload has been handled.
+    let log = pki.dir.join("stderr.log");
+    let stderr = std::fs::File::create(&log).unwrap();
+    let (mut child, addr) = spawn_binary(cmd, stderr.into());
     let client = pki.client();
     let mut old = wss(addr, &client);
     assert_eq!(peer_cert(old.ws.get_ref()), first);
@@ -432,7 +435,17 @@ fn sighup_reloads_the_binarys_certificate_without_dropping_connections() {
     // A broken key: the binary keeps running and serving the second one.
     std::fs::write(&files.key, "-----BEGIN PRIVATE KEY-----\nnot base64!\n").unwrap();
     hup();
-    std::thread::sleep(Duration::from_millis(200));
+    let deadline = Instant::now() + WAIT;
+    while !std::fs::read_to_string(&log)
+        .unwrap_or_default()
+        .contains("no reload")
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the refused reload was not logged"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
     assert_eq!(peer_cert(&tls_connect(addr, &client)), second);
     ticks_without_gap(&mut old, 20, "after a refused reload");
     assert!(
