@@ -88,41 +88,10 @@ impl Broadcaster {
             addr: config.listen,
             source,
         })?;
-        let cores = if config.pin_threads {
-            core_affinity::get_core_ids()
-        } else {
-            None
-        };
+        let pin = config.pin_threads;
         let admission = Arc::new(Admission::new(&config));
         let runtime = Arc::new(Runtime::new(config));
-        // One shard per metrics cell (`shards()` may read the CPU count).
-        let n = runtime.shard_cells.len();
-        let mut links = Vec::with_capacity(n);
-        let mut shards = Vec::with_capacity(n);
-        let stop_shards = |links: &[ShardLink], shards: Vec<JoinHandle<()>>| {
-            for l in links {
-                let _ = l.try_send(ShardMsg::Shutdown);
-                l.wake();
-            }
-            for h in shards {
-                let _ = h.join();
-            }
-        };
-        for i in 0..n {
-            let core = cores
-                .as_ref()
-                .and_then(|c| c.get(i % c.len().max(1)).copied());
-            match crate::shard::spawn(i, runtime.clone(), admission.clone(), tls.clone(), core) {
-                Ok((link, handle)) => {
-                    links.push(link);
-                    shards.push(handle);
-                }
-                Err(e) => {
-                    stop_shards(&links, shards);
-                    return Err(e);
-                }
-            }
-        }
+        let (links, shards) = spawn_shards(&runtime, &admission, &tls, pin)?;
         let (tick_tx, tick_rx) = crossbeam_channel::bounded(runtime.config.publish_queue);
         let (publisher_stop, stop_rx) = crossbeam_channel::bounded(0);
         let publisher = match publisher::spawn(tick_rx, stop_rx, links.clone(), runtime.clone()) {
@@ -164,28 +133,45 @@ impl Broadcaster {
                 shards,
             }),
         };
-        if runtime.config.synthetic_rate > 0 {
-            let u = synthetic::universe(runtime.config.synthetic_symbols);
+        b.start_feeds()?;
+        Ok(b)
+    }
+
+    /// Starts the feeds the config names: the synthetic one (with its
+    /// groups) and one thread per Redis stream.
+    fn start_feeds(&mut self) -> Result<()> {
+        if self.runtime.config.synthetic_rate > 0 {
+            let u = synthetic::universe(self.runtime.config.synthetic_symbols);
             for (name, symbols) in &u.groups {
-                b.set_group(name, symbols)?;
+                self.set_group(name, symbols)?;
             }
-            let stop = b
+            let stop = self
                 .threads
                 .as_ref()
                 .map(|t| t.synthetic_stop.clone())
                 .unwrap_or_default();
-            let h = synthetic::spawn(b.publisher(), &u, runtime.config.synthetic_rate, stop)?;
-            if let Some(t) = b.threads.as_mut() {
+            let h = synthetic::spawn(
+                self.publisher(),
+                &u,
+                self.runtime.config.synthetic_rate,
+                stop,
+            )?;
+            if let Some(t) = self.threads.as_mut() {
                 t.synthetic = Some(h);
             }
         }
-        for i in 0..runtime.config.feeds.len() {
-            let h = redis_stream::node::spawn(i, b.publisher(), b.links.clone(), runtime.clone())?;
-            if let Some(t) = b.threads.as_mut() {
+        for i in 0..self.runtime.config.feeds.len() {
+            let h = redis_stream::node::spawn(
+                i,
+                self.publisher(),
+                self.links.clone(),
+                self.runtime.clone(),
+            )?;
+            if let Some(t) = self.threads.as_mut() {
                 t.feeds.push(h);
             }
         }
-        Ok(b)
+        Ok(())
     }
 
     /// A handle for feed handlers: cloneable, `Send`, never blocks.
@@ -504,6 +490,52 @@ impl Broadcaster {
             Some(name) => Err(Error::ThreadPanicked { name }),
             None => Ok(()),
         }
+    }
+}
+
+/// Spawns one shard per metrics cell (`Runtime::new` sized them from the
+/// config), each pinned to a core when `pin` and the cores are known. On
+/// failure the shards already started are stopped.
+fn spawn_shards(
+    runtime: &Arc<Runtime>,
+    admission: &Arc<Admission>,
+    tls: &Option<Arc<ServerTls>>,
+    pin: bool,
+) -> Result<(Vec<ShardLink>, Vec<JoinHandle<()>>)> {
+    let cores = if pin {
+        core_affinity::get_core_ids()
+    } else {
+        None
+    };
+    let n = runtime.shard_cells.len();
+    let mut links = Vec::with_capacity(n);
+    let mut shards = Vec::with_capacity(n);
+    for i in 0..n {
+        let core = cores
+            .as_ref()
+            .and_then(|c| c.get(i % c.len().max(1)).copied());
+        match crate::shard::spawn(i, runtime.clone(), admission.clone(), tls.clone(), core) {
+            Ok((link, handle)) => {
+                links.push(link);
+                shards.push(handle);
+            }
+            Err(e) => {
+                stop_shards(&links, shards);
+                return Err(e);
+            }
+        }
+    }
+    Ok((links, shards))
+}
+
+/// Tells every shard to stop and joins them (start-up failed).
+fn stop_shards(links: &[ShardLink], shards: Vec<JoinHandle<()>>) {
+    for l in links {
+        let _ = l.try_send(ShardMsg::Shutdown);
+        l.wake();
+    }
+    for h in shards {
+        let _ = h.join();
     }
 }
 

@@ -76,6 +76,14 @@ impl Metrics {
             "Reconnect attempts of the upstream feeds.",
             s.feed_reconnects,
         );
+        self.traffic(&mut p);
+        self.latency_histogram(&mut p);
+        out
+    }
+
+    /// What was written, how connections ended, what the acceptor saw.
+    fn traffic(&self, p: &mut Prom<'_>) {
+        let s = &self.stats;
         p.per_shard(
             "tickcast_frames_sent_total",
             "counter",
@@ -134,8 +142,6 @@ impl Metrics {
             "accept() errors (such as EMFILE).",
             s.accept_errors,
         );
-        self.latency_histogram(&mut p);
-        out
     }
 
     fn latency_histogram(&self, p: &mut Prom<'_>) {

@@ -149,64 +149,8 @@ pub(crate) fn route(buf: &[u8]) -> Option<Route> {
             .and_then(|h| std::str::from_utf8(h.value).ok())
             .map(str::trim)
     };
-    match path {
-        "/ws" => {}
-        "/metrics" | "/stats" => {
-            let report = if path == "/metrics" {
-                Report::Prometheus
-            } else {
-                Report::Json
-            };
-            return Some(match method {
-                "GET" | "HEAD" => Route::Report {
-                    report,
-                    head_only: method == "HEAD",
-                },
-                _ => Route::Respond(Response::text(405, "use GET").with("Allow", "GET, HEAD")),
-            });
-        }
-        "/healthz" => {
-            return Some(match method {
-                "GET" | "HEAD" => Route::Report {
-                    report: Report::Health,
-                    head_only: method == "HEAD",
-                },
-                _ => Route::Respond(Response::text(405, "use GET").with("Allow", "GET, HEAD")),
-            });
-        }
-        // Liveness: the process answers, whatever its feeds do.
-        "/livez" => {
-            return Some(Route::Respond(match method {
-                "GET" => Response::text(200, "ok"),
-                "HEAD" => Response {
-                    head_only: true,
-                    ..Response::text(200, "ok")
-                },
-                _ => Response::text(405, "use GET").with("Allow", "GET, HEAD"),
-            }));
-        }
-        _ => {
-            if let Some(file) = super::static_files::lookup(path) {
-                return Some(Route::Respond(match method {
-                    "GET" | "HEAD" => Response {
-                        status: 200,
-                        content_type: file.content_type,
-                        body: file.body.to_vec(),
-                        extra: Vec::new(),
-                        head_only: method == "HEAD",
-                    },
-                    _ => Response::text(405, "use GET").with("Allow", "GET, HEAD"),
-                }));
-            }
-            let mut shown: String = path.chars().take(64).collect();
-            if shown.len() < path.len() {
-                shown.push('…');
-            }
-            return Some(Route::Respond(Response::text(
-                404,
-                &format!("no such path: {shown}"),
-            )));
-        }
+    if path != "/ws" {
+        return Some(route_other(method, path));
     }
     let has_token = |name: &str, token: &str| {
         head(name).is_some_and(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case(token)))
@@ -274,6 +218,48 @@ pub(crate) fn route(buf: &[u8]) -> Option<Route> {
         origin,
         consumed,
     }))
+}
+
+/// The answer to a request for any path but `/ws`: a report, a file, or
+/// an error.
+fn route_other(method: &str, path: &str) -> Route {
+    let get_or_head = matches!(method, "GET" | "HEAD");
+    let head_only = method == "HEAD";
+    let use_get = || Route::Respond(Response::text(405, "use GET").with("Allow", "GET, HEAD"));
+    let report = match path {
+        "/metrics" => Some(Report::Prometheus),
+        "/stats" => Some(Report::Json),
+        "/healthz" => Some(Report::Health),
+        _ => None,
+    };
+    if let Some(report) = report {
+        return match get_or_head {
+            true => Route::Report { report, head_only },
+            false => use_get(),
+        };
+    }
+    // Liveness (`/livez`): the process answers, whatever its feeds do.
+    let body = match path {
+        "/livez" => Some(("text/plain; charset=utf-8", &b"ok\n"[..])),
+        _ => super::static_files::lookup(path).map(|f| (f.content_type, f.body)),
+    };
+    match body {
+        Some(_) if !get_or_head => use_get(),
+        Some((content_type, body)) => Route::Respond(Response {
+            status: 200,
+            content_type,
+            body: body.to_vec(),
+            extra: Vec::new(),
+            head_only,
+        }),
+        None => {
+            let mut shown: String = path.chars().take(64).collect();
+            if shown.len() < path.len() {
+                shown.push('…');
+            }
+            Route::Respond(Response::text(404, &format!("no such path: {shown}")))
+        }
+    }
 }
 
 /// The 101 response completing an upgrade.
@@ -373,6 +359,13 @@ mod tests {
         assert_eq!(status("GET /ws HTTP/1.1\r\nHost: x\r\n\r\n"), 426);
         assert_eq!(status("GET /nope HTTP/1.1\r\n\r\n"), 404);
         assert_eq!(status("GET /livez HTTP/1.1\r\n\r\n"), 200);
+        assert_eq!(status("POST /livez HTTP/1.1\r\n\r\n"), 405);
+        assert_eq!(status("GET / HTTP/1.1\r\n\r\n"), 200);
+        assert_eq!(status("DELETE /app.js HTTP/1.1\r\n\r\n"), 405);
+        let Some(Route::Respond(livez)) = route(b"HEAD /livez HTTP/1.1\r\n\r\n") else {
+            panic!("HEAD /livez is answered directly");
+        };
+        assert!(livez.head_only && livez.status == 200 && livez.body == b"ok\n");
         assert_eq!(status("POST /healthz HTTP/1.1\r\n\r\n"), 405);
         assert_eq!(
             route(b"HEAD /healthz HTTP/1.1\r\n\r\n"),
