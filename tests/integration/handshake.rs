@@ -231,3 +231,28 @@ fn an_expiring_token_closes_with_1008() {
     let again = upgrade("/ws?token=short-token", "");
     assert_eq!(status_of(&raw_exchange(srv.addr, again.as_bytes())), 401);
 }
+
+/// The smallest queue the config accepts still carries the handshake: the
+/// `101`, the `welcome`, then a subscription's reply and snapshots (issue
+/// 7: at a capacity of 1 the welcome overflowed and the client got a close
+/// frame instead of its `101`).
+#[test]
+fn the_smallest_queue_allowed_still_completes_the_handshake() {
+    let srv = TestServer::start(|c| c.queue_capacity = tickcast::MIN_QUEUE_CAPACITY);
+    for i in 0..3 {
+        srv.publish(tick(&format!("Q{i}"), 1));
+    }
+    srv.wait_stats("the ticks to be published", |s| s.ticks_published == 3);
+    let mut c = Client::connect(srv.addr);
+    assert_eq!(c.welcome["max_queue"], tickcast::MIN_QUEUE_CAPACITY);
+    c.subscribe(&["Q0", "Q1", "Q2"], &[], 1);
+    let mut snapshots: Vec<String> = (0..3)
+        .map(|_| {
+            let m = c.json();
+            assert_eq!(m["type"], "snapshot", "{m}");
+            m["symbol"].as_str().unwrap_or_default().to_string()
+        })
+        .collect();
+    snapshots.sort();
+    assert_eq!(snapshots, ["Q0", "Q1", "Q2"]);
+}
