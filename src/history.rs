@@ -75,6 +75,15 @@ impl History {
         ring.newest = seq;
     }
 
+    /// Forgets every tick of `sym` (its numbering restarts: a new epoch),
+    /// so nothing of the old numbering is ever replayed.
+    pub(crate) fn forget(&mut self, sym: SymId) {
+        if let Some(ring) = self.rings.get_mut(sym as usize) {
+            ring.frames.clear();
+            ring.newest = 0;
+        }
+    }
+
     /// The `seq` of `sym`'s newest tick (0 if it has none here).
     pub(crate) fn newest(&self, sym: SymId) -> u64 {
         self.rings.get(sym as usize).map_or(0, |r| r.newest)

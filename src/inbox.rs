@@ -48,6 +48,11 @@ pub(crate) enum ShardMsg {
     AddToGroup { name: Arc<str>, sym: SymId },
     /// Remove a group.
     RemoveGroup { name: Arc<str> },
+    /// The stream that numbers `syms` (sorted) began a new history (a new
+    /// epoch): their last values and history are void, their subscribers
+    /// get a reset snapshot, and their `seq` starts again. Sent before the
+    /// new history's first tick.
+    NewHistory { syms: Arc<[SymId]> },
     /// Close every connection with 1001 and exit.
     Shutdown,
 }

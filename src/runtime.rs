@@ -33,6 +33,9 @@ pub(crate) struct Runtime {
     /// (see [`fresh_epoch`]); a Redis feed sets its stream's epoch (see
     /// `docs/protocol.md`).
     epoch: RwLock<Arc<str>>,
+    /// Each Redis feed's stream epoch, by feed index (`None`: not known
+    /// yet); the node's epoch is derived from them (see [`node_epoch`]).
+    feed_epochs: Mutex<Vec<Option<String>>>,
     started: Instant,
     /// Set once shutdown begins.
     stopping: AtomicBool,
@@ -41,6 +44,7 @@ pub(crate) struct Runtime {
 impl Runtime {
     pub(crate) fn new(config: Config) -> Runtime {
         let feeds = FeedCells::new(config.feeds.len());
+        let config_feeds = config.feeds.len();
         Runtime {
             shard_cells: ShardCells::new(config.shards()),
             config,
@@ -51,6 +55,7 @@ impl Runtime {
                 ..Counters::default()
             },
             epoch: RwLock::new(Arc::from(fresh_epoch())),
+            feed_epochs: Mutex::new(vec![None; config_feeds]),
             started: Instant::now(),
             stopping: AtomicBool::new(false),
         }
@@ -78,11 +83,23 @@ impl Runtime {
         self.epoch.read().clone()
     }
 
-    /// Replaces the epoch (a feed that numbers ticks elsewhere, such as a
-    /// Redis stream, names its own). Connections already open keep their
+    /// Records the stream epoch of Redis feed `feed` and derives the
+    /// node's epoch from every feed's (see [`node_epoch`]); until every
+    /// feed knows its stream's epoch, the epoch in force stays. Returns
+    /// the node's epoch if it changed. Connections already open keep their
     /// stream; `welcome`s and `resume`s from now on use the new epoch.
-    pub(crate) fn set_epoch(&self, epoch: String) {
-        *self.epoch.write() = Arc::from(epoch);
+    pub(crate) fn set_feed_epoch(&self, feed: usize, epoch: Option<String>) -> Option<Arc<str>> {
+        let mut epochs = self.feed_epochs.lock();
+        let slot = epochs.get_mut(feed)?;
+        *slot = epoch;
+        let streams = self.config.feeds.iter().map(|f| f.stream.as_str());
+        let derived = node_epoch(streams.zip(epochs.iter().map(Option::as_deref)))?;
+        let mut current = self.epoch.write();
+        if **current == *derived {
+            return None;
+        }
+        *current = Arc::from(derived);
+        Some(current.clone())
     }
 
     /// Marks the start of shutdown; threads that wait on others give up.
@@ -103,6 +120,38 @@ pub(crate) fn fresh_epoch() -> String {
     h.write_u64(unix_nanos());
     h.write_u32(std::process::id());
     format!("e-{:016x}", h.finish())
+}
+
+/// The epoch of a node fed from Redis streams, given each stream's name
+/// and epoch in the order of `--feed`: with one stream, that stream's
+/// epoch as it is (so a client can match it with the stream's
+/// `<stream>:epoch` key); with several, `e-` and 16 hex digits of a 64-bit
+/// FNV-1a hash of the names and epochs, which every node fed from the same
+/// streams in the same order computes alike, and which changes when any of
+/// them does. `None` while a stream's epoch is unknown.
+pub(crate) fn node_epoch<'a>(
+    streams: impl Iterator<Item = (&'a str, Option<&'a str>)>,
+) -> Option<String> {
+    const FNV_OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
+    const FNV_PRIME: u64 = 0x0000_0100_0000_01b3;
+    let mut parts = Vec::new();
+    for (stream, epoch) in streams {
+        parts.push((stream, epoch?));
+    }
+    if let [(_, only)] = parts[..] {
+        return Some(only.to_string());
+    }
+    if parts.is_empty() {
+        return None;
+    }
+    let mut h = FNV_OFFSET;
+    for (stream, epoch) in parts {
+        // NUL cannot occur in either, so the encoding is unambiguous.
+        for b in stream.bytes().chain([0]).chain(epoch.bytes()).chain([0]) {
+            h = (h ^ u64::from(b)).wrapping_mul(FNV_PRIME);
+        }
+    }
+    Some(format!("e-{h:016x}"))
 }
 
 /// Nanoseconds since the UNIX epoch: the clock of `ts` fields, read at
@@ -153,8 +202,60 @@ mod tests {
         assert_ne!(a, fresh_epoch(), "a new random key each time");
         let rt = Runtime::new(Config::default());
         assert!(rt.epoch().starts_with("e-"));
-        rt.set_epoch("e-redis".into());
-        assert_eq!(&*rt.epoch(), "e-redis");
+        assert_eq!(rt.set_feed_epoch(0, Some("e-x".into())), None, "no feed 0");
+    }
+
+    fn fed_by(streams: &[&str]) -> Runtime {
+        let feeds = streams
+            .iter()
+            .map(|s| crate::RedisFeed::parse(&format!("redis://h:1/{s}")).unwrap())
+            .collect();
+        Runtime::new(Config {
+            feeds,
+            ..Config::default()
+        })
+    }
+
+    #[test]
+    fn one_stream_gives_its_epoch_as_it_is() {
+        let rt = fed_by(&["s"]);
+        let local = rt.epoch();
+        assert_eq!(rt.set_feed_epoch(0, None), None, "unknown: the epoch stays");
+        assert_eq!(rt.epoch(), local);
+        assert_eq!(
+            rt.set_feed_epoch(0, Some("e-1".into())).as_deref(),
+            Some("e-1")
+        );
+        assert_eq!(rt.set_feed_epoch(0, Some("e-1".into())), None, "no change");
+        assert_eq!(
+            rt.set_feed_epoch(0, Some("e-2".into())).as_deref(),
+            Some("e-2")
+        );
+        assert_eq!(&*rt.epoch(), "e-2");
+    }
+
+    #[test]
+    fn several_streams_give_one_epoch_derived_from_all() {
+        let rt = fed_by(&["a", "b"]);
+        let local = rt.epoch();
+        assert_eq!(rt.set_feed_epoch(0, Some("e-1".into())), None, "b unknown");
+        assert_eq!(rt.epoch(), local);
+        let both = rt.set_feed_epoch(1, Some("e-9".into())).unwrap();
+        assert!(both.starts_with("e-") && both.len() == 18, "{both}");
+        // Another node with the same feeds computes the same epoch.
+        let other = fed_by(&["a", "b"]);
+        other.set_feed_epoch(1, Some("e-9".into()));
+        assert_eq!(
+            other.set_feed_epoch(0, Some("e-1".into())),
+            Some(both.clone())
+        );
+        // Either stream's new history is a new node epoch.
+        let next = rt.set_feed_epoch(1, Some("e-10".into())).unwrap();
+        assert_ne!(next, both);
+        // The names count: the same epochs on streams named otherwise differ.
+        let renamed = fed_by(&["a", "c"]);
+        renamed.set_feed_epoch(0, Some("e-1".into()));
+        assert_ne!(renamed.set_feed_epoch(1, Some("e-9".into())), Some(both));
     }
 
     #[test]

@@ -163,7 +163,6 @@ impl Index {
     }
 
     /// Classes that receive a tick of `sym`, each once.
-    #[cfg(test)]
     pub(crate) fn classes_for(&self, sym: SymId) -> impl Iterator<Item = ClassId> + '_ {
         self.all_class.into_iter().chain(
             self.by_symbol
@@ -184,9 +183,8 @@ impl Index {
         self.classes.get(id as usize)
     }
 
-    /// Connections that receive a tick of `sym`, each once (for tests and
-    /// checks; the tick path goes through classes).
-    #[cfg(test)]
+    /// Connections that receive a tick of `sym`, each once (for a new
+    /// history's reset and for tests; the tick path goes through classes).
     pub(crate) fn recipients(&self, sym: SymId) -> Vec<ConnKey> {
         let mut v: Vec<ConnKey> = self
             .classes_for(sym)

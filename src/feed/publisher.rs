@@ -14,10 +14,11 @@
 //! Ticks from a shared feed (Redis Streams) arrive already numbered
 //! ([`Queued::Sequenced`]): the publisher keeps their `seq` and `ts`. A
 //! symbol's first tick decides where its numbers come from: a local tick
-//! for a symbol the shared feed numbers (or the reverse) is dropped and
-//! counted in `ticks_rejected`, as is a numbered tick whose `seq` is not
-//! above the symbol's last (a replay); the numbering of two sources cannot
-//! be merged without gaps or duplicates.
+//! for a symbol the shared feed numbers (or the reverse), or a tick of a
+//! symbol another stream numbers, is dropped and counted in
+//! `ticks_rejected`, as is a numbered tick whose `seq` is not above the
+//! symbol's last (a replay); the numbering of two sources cannot be merged
+//! without gaps or duplicates.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -43,12 +44,19 @@ pub(crate) enum Queued {
     /// A tick from `Publisher::publish`, accepted at `ts`: the publisher
     /// gives it the symbol's next `seq`.
     Local { tick: Tick, ts: u64 },
-    /// A tick numbered upstream (the Redis feed): `seq` and `ts` are kept.
-    Sequenced { tick: Tick, seq: u64, ts: u64 },
-    /// The shared feed's history restarted (a new epoch): the last `seq`
-    /// of every upstream-numbered symbol is forgotten, so its numbering may
-    /// start again at 1.
-    NewHistory,
+    /// A tick numbered upstream by Redis feed `feed` (its index in
+    /// `Config::feeds`): `seq` and `ts` are kept.
+    Sequenced {
+        tick: Tick,
+        seq: u64,
+        ts: u64,
+        feed: usize,
+    },
+    /// Feed `feed`'s stream began a new history (a new epoch): the last
+    /// `seq` of each symbol it numbers is forgotten, so its numbering may
+    /// start again at 1, and the shards reset those symbols (see
+    /// [`ShardMsg::NewHistory`]).
+    NewHistory { feed: usize },
 }
 
 /// Why [`Publisher::publish`] refused a tick; the tick is handed back.
@@ -163,7 +171,7 @@ impl Queued {
     fn into_tick(self) -> Tick {
         match self {
             Queued::Local { tick, .. } | Queued::Sequenced { tick, .. } => tick,
-            Queued::NewHistory => Tick::default(),
+            Queued::NewHistory { .. } => Tick::default(),
         }
     }
 }
@@ -187,15 +195,16 @@ struct SymState {
     id: SymId,
     /// The last `seq` published (0: none since a history restart).
     last: u64,
-    /// Numbered upstream (the shared feed), not here.
-    upstream: bool,
+    /// The Redis feed that numbers it (its index), or `None`: numbered
+    /// here, by `publish`.
+    upstream: Option<usize>,
 }
 
 struct PublisherThread {
     links: Vec<ShardLink>,
     runtime: Arc<Runtime>,
-    /// Per symbol: its id, the last `seq` assigned and whether the
-    /// shared feed numbers it.
+    /// Per symbol: its id, the last `seq` assigned and which feed numbers
+    /// it.
     state: HashMap<String, SymState>,
     encoder: TickEncoder,
 }
@@ -252,40 +261,63 @@ impl PublisherThread {
     fn take(&mut self, q: Queued) {
         match q {
             Queued::Local { tick, ts } => self.handle(&tick, None, ts),
-            Queued::Sequenced { tick, seq, ts } => self.handle(&tick, Some(seq), ts),
-            Queued::NewHistory => {
-                for st in self.state.values_mut().filter(|st| st.upstream) {
-                    st.last = 0;
-                }
-            }
+            Queued::Sequenced {
+                tick,
+                seq,
+                ts,
+                feed,
+            } => self.handle(&tick, Some((feed, seq)), ts),
+            Queued::NewHistory { feed } => self.new_history(feed),
         }
     }
 
-    /// The symbol's id and the tick's `seq`: the next one, or `given` (from
-    /// upstream). `None`: the tick is refused (see the module doc).
-    fn number(&mut self, symbol: &str, given: Option<u64>) -> Option<(SymId, u64)> {
+    /// Feed `feed` began a new history: its symbols' numbering restarts,
+    /// and every shard resets them, in order with the ticks.
+    fn new_history(&mut self, feed: usize) {
+        let mut syms = Vec::new();
+        for st in self
+            .state
+            .values_mut()
+            .filter(|st| st.upstream == Some(feed))
+        {
+            st.last = 0;
+            syms.push(st.id);
+        }
+        syms.sort_unstable();
+        let syms: Arc<[SymId]> = syms.into();
+        let runtime = &self.runtime;
+        let give_up = || runtime.is_stopping();
+        for link in &self.links {
+            let _ = link.send(ShardMsg::NewHistory { syms: syms.clone() }, &give_up);
+        }
+    }
+
+    /// The symbol's id and the tick's `seq`: the next one, or the one
+    /// `given` by a feed (with the feed's index). `None`: the tick is
+    /// refused (see the module doc).
+    fn number(&mut self, symbol: &str, given: Option<(usize, u64)>) -> Option<(SymId, u64)> {
         if let Some(st) = self.state.get_mut(symbol) {
             let seq = match given {
-                None if !st.upstream => st.last + 1,
-                Some(seq) if st.upstream && seq > st.last => seq,
+                None if st.upstream.is_none() => st.last + 1,
+                Some((feed, seq)) if st.upstream == Some(feed) && seq > st.last => seq,
                 _ => return None,
             };
             st.last = seq;
             return Some((st.id, seq));
         }
         let id = self.runtime.symbols.intern(symbol);
-        let seq = given.unwrap_or(1);
+        let seq = given.map_or(1, |(_, seq)| seq);
         let st = SymState {
             id,
             last: seq,
-            upstream: given.is_some(),
+            upstream: given.map(|(feed, _)| feed),
         };
         self.state.insert(symbol.to_string(), st);
         self.announce(symbol, id);
         Some((id, seq))
     }
 
-    fn handle(&mut self, tick: &Tick, given: Option<u64>, ts: u64) {
+    fn handle(&mut self, tick: &Tick, given: Option<(usize, u64)>, ts: u64) {
         let Some((sym, seq)) = self.number(&tick.symbol, given) else {
             crate::metrics::count(&self.runtime.counters.ticks_rejected);
             return;

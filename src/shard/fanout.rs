@@ -64,9 +64,22 @@ impl Shard {
                 .is_none_or(|l| seq == l.seq + 1 || seq == 1),
             "ticks of a symbol reach a shard in seq order"
         );
+        // The first tick of a new history: subscribers were reset to seq 0,
+        // so a history whose first entries this node never saw (trimmed
+        // before it read them) starts with a reset snapshot, not a gap.
+        let sent = match self.restarted.binary_search(&sym) {
+            Ok(at) => {
+                self.restarted.remove(at);
+                match seq {
+                    1 => frame.clone(),
+                    _ => encode::reset_snapshot_of(&frame).unwrap_or_else(|| frame.clone()),
+                }
+            }
+            Err(_) => frame.clone(),
+        };
         let longest = self
             .index
-            .push_pending(sym, &frame, ts, &mut self.pending_classes);
+            .push_pending(sym, &sent, ts, &mut self.pending_classes);
         self.history.push(sym, seq, &frame);
         self.lvc[i] = Some(LastValue {
             seq,
@@ -147,6 +160,35 @@ impl Shard {
             };
             if !self.push(key, snap) {
                 break;
+            }
+        }
+    }
+
+    /// The stream numbering `syms` (sorted) began a new history: their
+    /// last values and history are dropped, and every subscriber gets a
+    /// `snapshot` with `"reset": true`, `seq` 0 and no prices, so the
+    /// new history's tick 1 follows it. A pending join's resume of them
+    /// becomes a reset (its epoch is gone).
+    pub(super) fn new_history(&mut self, syms: &[SymId]) {
+        for &sym in syms {
+            if let Some(last) = self.lvc.get_mut(sym as usize) {
+                *last = None;
+            }
+            self.history.forget(sym);
+            if let Err(at) = self.restarted.binary_search(&sym) {
+                self.restarted.insert(at, sym);
+            }
+            let Some(name) = self.runtime.symbols.name(sym) else {
+                continue;
+            };
+            let reset = encode::empty_reset_snapshot(&name);
+            for key in self.index.recipients(sym) {
+                self.push(key as usize, reset.clone());
+            }
+        }
+        for (_, conn) in self.conns.iter_mut() {
+            if let Some(p) = conn.pending.as_mut() {
+                p.forget_resumes(syms);
             }
         }
     }

@@ -70,6 +70,15 @@ pub(super) struct PendingJoin {
 }
 
 impl PendingJoin {
+    /// `syms` (sorted) began a new history: resuming them is a reset.
+    pub(super) fn forget_resumes(&mut self, syms: &[SymId]) {
+        for (s, after) in &mut self.join.resume {
+            if syms.binary_search(s).is_ok() {
+                *after = None;
+            }
+        }
+    }
+
     /// Holds `req` until the join completes.
     pub(super) fn defer(&mut self, req: Request) {
         self.deferred.push_back(req);

@@ -53,6 +53,7 @@ use crate::metrics::{Disconnect, HandshakeFailure, Latency, Sampler, ShardCounts
 use crate::runtime::Runtime;
 use crate::session::{Due, Event, Settings, State};
 use crate::subscriptions::{ClassId, ConnKey, Index};
+use crate::symbols::SymId;
 use crate::transport::{PlainTcp, ServerTls, Stream, TlsTcp};
 use crate::wake::Sleep;
 use crate::wire::encode;
@@ -123,6 +124,10 @@ struct Shard {
     /// The last ticks per symbol, filled with the fan-out: the replay
     /// source of `resume` and `history`.
     history: History,
+    /// Symbols whose new history (epoch) has not had its first tick here
+    /// yet, sorted: that tick decides whether a reset snapshot precedes it
+    /// (see `fan_out`). Empty but for a moment after a Redis failover.
+    restarted: Vec<SymId>,
     /// Connections with frames to write this turn.
     dirty: Vec<ConnKey>,
     /// Connections that may have more input buffered.
@@ -190,6 +195,7 @@ impl Shard {
             index: Index::default(),
             lvc: Vec::new(),
             history: History::new(runtime.config.history_depth),
+            restarted: Vec::new(),
             dirty: Vec::new(),
             again: Vec::new(),
             overflow: Vec::new(),
@@ -303,6 +309,7 @@ impl Shard {
                 ShardMsg::SetGroup { name, symbols } => self.set_group(name, &symbols),
                 ShardMsg::AddToGroup { name, sym } => self.add_to_group(&name, sym),
                 ShardMsg::RemoveGroup { name } => self.remove_group(&name),
+                ShardMsg::NewHistory { syms } => self.new_history(&syms),
                 ShardMsg::Shutdown => self.begin_shutdown(),
             }
         }

@@ -278,7 +278,9 @@ fn feed_down_then_up_loses_and_duplicates_nothing() {
 
 /// Redis restarted without persistence: the stream's history is gone, its
 /// epoch is new and its seqs restart; the node takes the new numbering
-/// (the ticks are not dropped as replays of the old one).
+/// (the ticks are not dropped as replays of the old one), and a connection
+/// open across the change is told: a `snapshot` with `"reset": true` and
+/// `seq` 0 for each of its symbols, before the new history's tick 1.
 #[test]
 fn a_lost_stream_restarts_the_numbering() {
     let test = "a_lost_stream_restarts_the_numbering";
@@ -286,19 +288,247 @@ fn a_lost_stream_restarts_the_numbering() {
         return;
     };
     let mut c = subscribed_client(&n);
+    let old_epoch = c.welcome["epoch"].clone();
     produce(&mut producer, "s", 0, 30);
     read_ticks(&mut c, 30);
     r.kill();
     expect_feed_status(&mut c, "down");
     r.restart();
-    expect_feed_status(&mut c, "up");
     let mut producer = r.connection();
     redis_stream::install(&mut producer).unwrap();
     produce(&mut producer, "s", 0, 30);
-    let (got, _) = read_ticks(&mut c, 30);
-    assert_eq!(got, stream_contents(&mut producer, "s"));
-    assert_eq!(got[0].seq, 1);
+    // In order: the resets and `feed_status` up (in either order), then
+    // the new ticks; per symbol the reset comes first and seq 1 follows.
+    let deadline = Instant::now() + WAIT;
+    let (mut ticks, mut resets, mut up) = (Vec::new(), Vec::new(), false);
+    let mut held: HashMap<String, u64> = HashMap::new();
+    while ticks.len() < 30 {
+        assert!(
+            Instant::now() < deadline,
+            "ticks {ticks:?} resets {resets:?}"
+        );
+        let v = c.json();
+        let sym = v["symbol"].as_str().unwrap_or_default().to_string();
+        match v["type"].as_str() {
+            Some("feed_status") => {
+                assert_eq!(v["state"], "up", "{v}");
+                up = true;
+            }
+            Some("snapshot") => {
+                assert_eq!(
+                    (v["seq"].as_u64(), v["reset"].as_bool()),
+                    (Some(0), Some(true)),
+                    "{v}"
+                );
+                assert!(v.get("bid").is_none(), "no price of the old history: {v}");
+                assert!(
+                    held.insert(sym.clone(), 0).is_none(),
+                    "one reset per symbol: {v}"
+                );
+                resets.push(sym);
+            }
+            Some("tick") => {
+                let seq = v["seq"].as_u64().unwrap();
+                let last = held
+                    .get_mut(&sym)
+                    .expect("the reset before the symbol's first new tick");
+                assert_eq!(seq, *last + 1, "contiguous after the reset: {v}");
+                *last = seq;
+                ticks.push(v);
+            }
+            _ => panic!("unexpected {v}"),
+        }
+    }
+    assert!(up, "feed_status up arrived");
+    resets.sort();
+    assert_eq!(resets, SYMBOLS, "every symbol held was reset");
+    let got: Vec<u64> = ticks.iter().map(|t| t["seq"].as_u64().unwrap()).collect();
+    let want: Vec<u64> = stream_contents(&mut producer, "s")
+        .iter()
+        .map(|t| t.seq)
+        .collect();
+    assert_eq!(got, want);
     assert_eq!(n.stats().ticks_published, 60);
+    // New connections see the new epoch (the node reads it right after
+    // the entries it read while it was unknown), the stream's as it is.
+    let stored: String = redis::cmd("GET")
+        .arg("s:epoch")
+        .query(&mut producer)
+        .unwrap();
+    assert_ne!(old_epoch.as_str(), Some(stored.as_str()));
+    wait_until("the node's epoch to be the stream's new one", || {
+        Client::connect(n.addr).welcome["epoch"].as_str() == Some(stored.as_str())
+    });
+}
+
+/// The stream deleted and begun again, with its first entries trimmed
+/// before the node read them, all while the node is connected: the node
+/// drops nothing of the new history it can see and mixes nothing of the
+/// old one in. Per symbol, an open connection gets the reset to `seq` 0,
+/// then the first surviving entry as a reset `snapshot`, then the ticks
+/// after it.
+#[test]
+fn a_new_history_trimmed_before_the_node_read_it_starts_with_a_reset_snapshot() {
+    let test = "a_new_history_trimmed_before_the_node_read_it_starts_with_a_reset_snapshot";
+    let Some((_r, mut producer, n)) = fed_node(test, Persistence::None) else {
+        return;
+    };
+    let mut c = subscribed_client(&n);
+    produce(&mut producer, "s", 0, 30);
+    read_ticks(&mut c, 30);
+    // One transaction: the node sees the new history only whole, trimmed.
+    let mut tx = redis::pipe();
+    tx.atomic()
+        .cmd("DEL")
+        .arg("s")
+        .arg("s:seq")
+        .arg("s:epoch")
+        .ignore()
+        .cmd("HSET")
+        .arg("s:config")
+        .arg("maxlen")
+        .arg(10)
+        .ignore();
+    for i in 0..900u64 {
+        tx.cmd("FCALL")
+            .arg("tickcast_publish")
+            .arg(1)
+            .arg("s")
+            .arg(SYMBOLS[(i % 3) as usize])
+            .arg("bid")
+            .arg(price(i))
+            .ignore();
+    }
+    let () = tx.query(&mut producer).unwrap();
+    let want = stream_contents(&mut producer, "s");
+    assert!(
+        want.len() < 900 && want.iter().all(|t| t.seq > 1),
+        "the new history's first entries are trimmed: {} left",
+        want.len()
+    );
+    let mut first: HashMap<String, u64> = HashMap::new();
+    for t in &want {
+        first.entry(t.symbol.clone()).or_insert(t.seq);
+    }
+    let deadline = Instant::now() + WAIT;
+    let mut held: HashMap<String, u64> = HashMap::new();
+    let mut ticks = 0;
+    while ticks + first.len() < want.len() {
+        assert!(Instant::now() < deadline, "{ticks} ticks, held {held:?}");
+        let v = c.json();
+        let sym = v["symbol"].as_str().unwrap_or_default().to_string();
+        let seq = v["seq"].as_u64().unwrap_or_default();
+        match (v["type"].as_str(), v["reset"].as_bool()) {
+            (Some("snapshot"), Some(true)) if seq == 0 => {
+                assert!(held.insert(sym, 0).is_none(), "one reset to 0: {v}");
+            }
+            (Some("snapshot"), Some(true)) => {
+                assert_eq!(held.get(&sym), Some(&0), "the reset to 0 first: {v}");
+                assert_eq!(Some(&seq), first.get(&sym), "the first entry kept: {v}");
+                held.insert(sym, seq);
+            }
+            (Some("tick"), None) => {
+                let last = held.get_mut(&sym).expect("a snapshot first");
+                assert!(*last > 0, "no tick right after the reset to 0: {v}");
+                assert_eq!(seq, *last + 1, "{v}");
+                *last = seq;
+                ticks += 1;
+            }
+            _ => panic!("unexpected {v}"),
+        }
+    }
+    let mut newest: HashMap<String, u64> = HashMap::new();
+    for t in &want {
+        newest.insert(t.symbol.clone(), t.seq);
+    }
+    assert_eq!(held, newest, "every symbol up to its newest entry");
+}
+
+/// A node fed from two streams: its epoch is derived from both (the same
+/// on every such node) and moves when either's does; a new history of one
+/// stream resets that stream's symbols only, and the other's ticks go on
+/// without a gap.
+#[test]
+fn one_of_two_streams_restarting_resets_its_symbols_only() {
+    let test = "one_of_two_streams_restarting_resets_its_symbols_only";
+    let Some((r, mut producer)) = redis_and_producer(test, Persistence::None) else {
+        return;
+    };
+    let publish = |c: &mut Connection, stream: &str, sym: &str, n: u64| {
+        let mut pipe = redis::pipe();
+        for i in 0..n {
+            pipe.cmd("FCALL")
+                .arg("tickcast_publish")
+                .arg(1)
+                .arg(stream)
+                .arg(sym)
+                .arg("bid")
+                .arg(price(i));
+        }
+        let seqs: Vec<u64> = pipe.query(c).expect("FCALLs");
+        seqs
+    };
+    publish(&mut producer, "a", "AAA", 1);
+    publish(&mut producer, "b", "BBB", 1);
+    let feeds = |r: &RedisServer| {
+        ["a", "b"]
+            .map(|s| RedisFeed::parse(&format!("{}/{s}", r.url())).unwrap())
+            .to_vec()
+    };
+    let n = TestServer::start(|c| c.feeds = feeds(&r));
+    let twin = TestServer::start(|c| c.feeds = feeds(&r));
+    let epoch_of = |n: &TestServer| Client::connect(n.addr).welcome["epoch"].clone();
+    for node in [&n, &twin] {
+        node.wait_stats("both feeds replayed", |s| s.ticks_published == 2);
+    }
+    wait_until("both nodes to derive one epoch", || {
+        epoch_of(&n) == epoch_of(&twin)
+    });
+    let before = epoch_of(&n);
+    let mut c = Client::connect(n.addr);
+    c.subscribe(&["AAA", "BBB"], &[], 1);
+    let snaps: Vec<_> = (0..2).map(|_| c.json()).collect();
+    assert!(
+        snaps
+            .iter()
+            .all(|v| v["type"] == "snapshot" && v["seq"] == 1),
+        "{snaps:?}"
+    );
+    let () = redis::cmd("DEL")
+        .arg("a")
+        .arg("a:seq")
+        .arg("a:epoch")
+        .query(&mut producer)
+        .unwrap();
+    publish(&mut producer, "a", "AAA", 5);
+    publish(&mut producer, "b", "BBB", 5);
+    let mut held: HashMap<String, u64> = HashMap::from([("AAA".into(), 1), ("BBB".into(), 1)]);
+    let (mut resets, mut ticks) = (Vec::new(), 0);
+    let deadline = Instant::now() + WAIT;
+    while ticks < 10 {
+        assert!(Instant::now() < deadline, "{held:?}");
+        let v = c.json();
+        let sym = v["symbol"].as_str().unwrap_or_default().to_string();
+        let seq = v["seq"].as_u64().unwrap_or_default();
+        match v["type"].as_str() {
+            Some("snapshot") => {
+                assert_eq!((seq, v["reset"].as_bool()), (0, Some(true)), "{v}");
+                resets.push(sym.clone());
+                held.insert(sym, 0);
+            }
+            Some("tick") => {
+                let last = held.get_mut(&sym).expect("a held symbol");
+                assert_eq!(seq, *last + 1, "{v}");
+                *last = seq;
+                ticks += 1;
+            }
+            _ => panic!("unexpected {v}"),
+        }
+    }
+    assert_eq!(resets, ["AAA"], "only the restarted stream's symbol");
+    assert_eq!(held, HashMap::from([("AAA".into(), 5), ("BBB".into(), 6)]));
+    wait_until("a new node epoch", || epoch_of(&n) != before);
+    wait_until("the twin to agree", || epoch_of(&n) == epoch_of(&twin));
 }
 
 #[test]

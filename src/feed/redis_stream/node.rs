@@ -31,16 +31,13 @@ use crate::{Error, Result};
 /// costs one round trip per 1,024 ticks.
 const READ_COUNT: usize = 1024;
 /// How long one `XREAD` waits for new entries; also how soon the thread
-/// notices shutdown, and checks the epoch while the stream is idle.
+/// notices shutdown, and a new epoch while the stream is idle.
 const BLOCK: Duration = Duration::from_millis(200);
 /// Socket read timeout: `BLOCK` plus room for a slow Redis. A Redis that
 /// says nothing for this long is taken as down.
 const READ_TIMEOUT: Duration = Duration::from_secs(3);
 /// Time allowed to open the TCP connection.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
-/// While busy, the epoch is checked at least this often (and after every
-/// read while it is unknown).
-const EPOCH_CHECK: Duration = Duration::from_secs(1);
 
 /// Reconnect delays: the first retry after `FIRST`, doubling up to `MAX`;
 /// each delay is drawn uniformly from its upper half (jitter), so nodes
@@ -170,39 +167,58 @@ impl FeedThread {
         Ok(conn)
     }
 
-    /// Reads the stream's epoch. A different one than before (the stream's
-    /// history was lost, and maybe begun again) restarts the numbering and
-    /// the replay. The first epoch seen is adopted as it is: entries read
-    /// while the epoch was unknown were written under it.
+    /// Reads the stream's epoch (see [`FeedThread::take_epoch`]).
     fn check_epoch(&mut self, conn: &mut Connection) -> std::result::Result<(), String> {
         let epoch: Option<String> = redis::cmd("GET")
             .arg(format!("{}:epoch", self.feed.stream))
             .query(conn)
             .map_err(|e| e.to_string())?;
-        if epoch == self.epoch {
-            return Ok(());
-        }
-        if self.epoch.is_some() {
-            tracing::warn!(feed = %self.feed.stream, old = ?self.epoch, new = ?epoch,
-                "the stream's history restarted (new epoch): replaying it from the start");
-            if !self.publisher.send_waiting(Queued::NewHistory) {
-                return Ok(());
-            }
-            self.last_id = "0-0".to_string();
-        }
-        if let Some(e) = &epoch {
-            self.runtime.set_epoch(e.clone());
-        }
-        self.epoch = epoch;
+        self.take_epoch(epoch);
         Ok(())
     }
 
+    /// Takes the stream's epoch as just read. A different one than before
+    /// (the stream's history was lost, and maybe begun again) restarts the
+    /// numbering and the replay: returns true. The first epoch seen is
+    /// adopted as it is: entries read while the epoch was unknown were
+    /// written under it.
+    fn take_epoch(&mut self, epoch: Option<String>) -> bool {
+        if epoch == self.epoch {
+            return false;
+        }
+        let restarted = self.epoch.is_some();
+        if restarted {
+            tracing::warn!(feed = %self.feed.stream, old = ?self.epoch, new = ?epoch,
+                "the stream's history restarted (new epoch): replaying it from the start");
+            // Fails only at shutdown, which the caller's loop sees next.
+            let _ = self
+                .publisher
+                .send_waiting(Queued::NewHistory { feed: self.index });
+            self.last_id = "0-0".to_string();
+        }
+        if let Some(node) = self.runtime.set_feed_epoch(self.index, epoch.clone()) {
+            tracing::info!(feed = %self.feed.stream, stream_epoch = ?epoch, epoch = %node,
+                "the node's epoch");
+        }
+        self.epoch = epoch;
+        restarted
+    }
+
     /// Reads and publishes until an error (returned) or shutdown (`Ok`).
+    ///
+    /// Each read is `XREAD BLOCK` pipelined with `GET <stream>:epoch`:
+    /// Redis runs a client's commands in order, so the epoch is read after
+    /// the entries. The same epoch as before means no new history began
+    /// before the read (the function sets a new epoch whenever it recreates
+    /// the stream), so every entry belongs to the numbering in force. A new
+    /// one means the entries may not: they are dropped, and the new
+    /// history is read from its start.
     fn follow(&mut self, conn: &mut Connection) -> std::result::Result<(), String> {
-        let mut checked = std::time::Instant::now();
+        let epoch_key = format!("{}:epoch", self.feed.stream);
         while !self.runtime.is_stopping() {
-            type Reply = Option<Vec<(String, Vec<(String, Vec<Vec<u8>>)>)>>;
-            let reply: Reply = redis::cmd("XREAD")
+            type Entries = Option<Vec<(String, Vec<(String, Vec<Vec<u8>>)>)>>;
+            let (reply, epoch): (Entries, Option<String>) = redis::pipe()
+                .cmd("XREAD")
                 .arg("COUNT")
                 .arg(READ_COUNT)
                 .arg("BLOCK")
@@ -210,18 +226,22 @@ impl FeedThread {
                 .arg("STREAMS")
                 .arg(&self.feed.stream)
                 .arg(&self.last_id)
+                .cmd("GET")
+                .arg(&epoch_key)
                 .query(conn)
                 .map_err(|e| e.to_string())?;
+            if self.take_epoch(epoch) {
+                continue;
+            }
             let entries = reply.into_iter().flatten().flat_map(|(_, e)| e);
-            let mut idle = true;
             for (id, fields) in entries {
-                idle = false;
                 match entry::parse(&fields) {
                     Ok(e) => {
                         let q = Queued::Sequenced {
                             tick: e.tick,
                             seq: e.seq,
                             ts: e.ts,
+                            feed: self.index,
                         };
                         if !self.publisher.send_waiting(q) {
                             return Ok(());
@@ -233,10 +253,6 @@ impl FeedThread {
                     }
                 }
                 self.last_id = id;
-            }
-            if idle || self.epoch.is_none() || checked.elapsed() >= EPOCH_CHECK {
-                self.check_epoch(conn)?;
-                checked = std::time::Instant::now();
             }
         }
         Ok(())
