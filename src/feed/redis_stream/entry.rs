@@ -16,14 +16,14 @@ pub(crate) struct Entry {
 /// Reads an entry's field/value list. Fields it does not know are ignored
 /// (a later producer may add some); a known field with a bad value, or a
 /// missing `symbol`, `seq` or `ts`, refuses the entry.
-pub(crate) fn parse(fields: &[Vec<u8>]) -> Result<Entry, String> {
+pub(crate) fn parse(fields: &[&[u8]]) -> Result<Entry, String> {
     if !fields.len().is_multiple_of(2) {
         return Err("odd number of field/value items".into());
     }
     let mut tick = Tick::default();
     let (mut seq, mut ts) = (None, None);
     for pair in fields.chunks_exact(2) {
-        let value = std::str::from_utf8(&pair[1]).map_err(|_| "a value is not UTF-8")?;
+        let value = std::str::from_utf8(pair[1]).map_err(|_| "a value is not UTF-8")?;
         let price = || {
             Decimal::parse(value)
                 .map(Price::Exact)
@@ -37,7 +37,7 @@ pub(crate) fn parse(fields: &[Vec<u8>]) -> Result<Entry, String> {
                 )
             })
         };
-        match pair[0].as_slice() {
+        match pair[0] {
             b"symbol" => tick.symbol = value.to_string(),
             b"seq" => seq = Some(int(b"seq")?),
             b"ts" => ts = Some(int(b"ts")?),
@@ -60,8 +60,8 @@ pub(crate) fn parse(fields: &[Vec<u8>]) -> Result<Entry, String> {
 mod tests {
     use super::*;
 
-    fn fields(items: &[&str]) -> Vec<Vec<u8>> {
-        items.iter().map(|s| s.as_bytes().to_vec()).collect()
+    fn fields<'a>(items: &[&'a str]) -> Vec<&'a [u8]> {
+        items.iter().map(|s| s.as_bytes()).collect()
     }
 
     #[test]

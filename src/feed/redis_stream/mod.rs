@@ -8,6 +8,7 @@
 
 mod entry;
 pub(crate) mod node;
+mod resp;
 mod sink;
 
 pub use sink::{RedisSink, SinkError};

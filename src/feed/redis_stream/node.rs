@@ -19,6 +19,7 @@ use std::time::Duration;
 use redis::Connection;
 
 use super::entry;
+use super::resp::StreamReader;
 use crate::RedisFeed;
 use crate::feed::publisher::{Publisher, Queued};
 use crate::inbox::{ShardLink, ShardMsg};
@@ -124,11 +125,12 @@ impl FeedThread {
         let mut down_since = Some(unix_nanos());
         while !self.runtime.is_stopping() {
             let err = match self.connect() {
-                Ok(mut conn) => {
+                Ok(conn) => {
                     self.set_up(true, "");
                     down_since = None;
                     backoff.reset();
-                    match self.follow(&mut conn) {
+                    drop(conn); // the read loop has its own connection
+                    match self.follow() {
                         Ok(()) => return, // stopping
                         Err(e) => e,
                     }
@@ -206,36 +208,38 @@ impl FeedThread {
 
     /// Reads and publishes until an error (returned) or shutdown (`Ok`).
     ///
-    /// Each read is `XREAD BLOCK` pipelined with `GET <stream>:epoch`:
-    /// Redis runs a client's commands in order, so the epoch is read after
-    /// the entries. The same epoch as before means no new history began
-    /// before the read (the function sets a new epoch whenever it recreates
-    /// the stream), so every entry belongs to the numbering in force. A new
-    /// one means the entries may not: they are dropped, and the new
-    /// history is read from its start.
-    fn follow(&mut self, conn: &mut Connection) -> std::result::Result<(), String> {
+    /// Each read is `XREAD BLOCK` pipelined with `GET <stream>:epoch`
+    /// ([`StreamReader::read`]): Redis runs a client's commands in order,
+    /// so the epoch is read after the entries. The same epoch as before
+    /// means no new history began before the read (the function sets a new
+    /// epoch whenever it recreates the stream), so every entry belongs to
+    /// the numbering in force. A new one means the entries may not: they
+    /// are dropped, and the new history is read from its start.
+    fn follow(&mut self) -> std::result::Result<(), String> {
+        let (addr, auth) = address_of(&self.feed.redis_url)?;
+        let mut reader = StreamReader::connect(addr, auth, READ_TIMEOUT)?;
         let epoch_key = format!("{}:epoch", self.feed.stream);
+        let stream = self.feed.stream.clone();
         while !self.runtime.is_stopping() {
-            type Entries = Option<Vec<(String, Vec<(String, Vec<Vec<u8>>)>)>>;
-            let (reply, epoch): (Entries, Option<String>) = redis::pipe()
-                .cmd("XREAD")
-                .arg("COUNT")
-                .arg(READ_COUNT)
-                .arg("BLOCK")
-                .arg(BLOCK.as_millis() as u64)
-                .arg("STREAMS")
-                .arg(&self.feed.stream)
-                .arg(&self.last_id)
-                .cmd("GET")
-                .arg(&epoch_key)
-                .query(conn)
-                .map_err(|e| e.to_string())?;
+            let after = std::mem::take(&mut self.last_id);
+            let read = reader.read(
+                &stream,
+                &after,
+                READ_COUNT,
+                BLOCK.as_millis() as u64,
+                &epoch_key,
+            );
+            self.last_id = after;
+            let batch = read?;
+            let epoch = match batch.epoch {
+                Some(e) => Some(String::from_utf8(e.to_vec()).map_err(|_| "an epoch not UTF-8")?),
+                None => None,
+            };
             if self.take_epoch(epoch) {
                 continue;
             }
-            let entries = reply.into_iter().flatten().flat_map(|(_, e)| e);
-            for (id, fields) in entries {
-                match entry::parse(&fields) {
+            for (id, fields) in &batch.entries {
+                match entry::parse(fields) {
                     Ok(e) => {
                         let q = Queued::Sequenced {
                             tick: e.tick,
@@ -249,10 +253,14 @@ impl FeedThread {
                     }
                     Err(why) => {
                         crate::metrics::count(&self.runtime.counters.ticks_rejected);
+                        let id = String::from_utf8_lossy(id);
                         tracing::warn!(feed = %self.feed.stream, %id, %why, "stream entry skipped");
                     }
                 }
-                self.last_id = id;
+            }
+            if let Some((id, _)) = batch.entries.last() {
+                self.last_id =
+                    String::from_utf8(id.to_vec()).map_err(|_| "an entry id not UTF-8")?;
             }
         }
         Ok(())
@@ -302,6 +310,21 @@ impl FeedThread {
     }
 }
 
+/// A user (may be empty) and a password.
+type Credentials<'a> = (&'a str, &'a str);
+
+/// The `host:port` of a `redis://[[user]:password@]host:port` URL, and
+/// its credentials if it has them.
+fn address_of(url: &str) -> std::result::Result<(&str, Option<Credentials<'_>>), String> {
+    let rest = url
+        .strip_prefix("redis://")
+        .ok_or_else(|| format!("{url}: not a redis:// URL"))?;
+    Ok(match rest.rsplit_once('@') {
+        None => (rest, None),
+        Some((info, host)) => (host, Some(info.split_once(':').unwrap_or(("", info)))),
+    })
+}
+
 /// `HH:MM:SSZ` (UTC) of a time in nanoseconds since 1970.
 fn clock_of(nanos: u64) -> String {
     let s = nanos / 1_000_000_000 % 86_400;
@@ -327,6 +350,17 @@ mod tests {
         }
         b.reset();
         assert!(b.delay() <= Backoff::FIRST);
+    }
+
+    #[test]
+    fn addresses_and_credentials_come_from_the_url() {
+        assert_eq!(address_of("redis://h:1"), Ok(("h:1", None)));
+        assert_eq!(address_of("redis://:pw@h:1"), Ok(("h:1", Some(("", "pw")))));
+        assert_eq!(
+            address_of("redis://u:p@w@h:1"),
+            Ok(("h:1", Some(("u", "p@w"))))
+        );
+        assert!(address_of("http://h:1").is_err());
     }
 
     #[test]
