@@ -26,6 +26,7 @@ mod lifecycle;
 mod metrics;
 mod prefix_groups;
 mod redis_feed;
+mod redis_fleet;
 mod redis_function;
 mod redis_publish;
 mod redis_server;

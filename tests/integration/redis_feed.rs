@@ -14,15 +14,34 @@ use tungstenite::Message;
 use crate::redis_server::{Persistence, RedisServer, redis_for};
 use crate::util::{Client, TestServer, WAIT, raw_exchange, status_of};
 
-const SYMBOLS: [&str; 3] = ["AAA", "BBB", "CCC"];
+pub(crate) const SYMBOLS: [&str; 3] = ["AAA", "BBB", "CCC"];
 
 /// One tick as a client saw it, the price as its JSON text.
 #[derive(Debug, Clone, PartialEq, Eq)]
-struct Seen {
-    symbol: String,
-    seq: u64,
-    ts: u64,
-    bid: String,
+pub(crate) struct Seen {
+    pub(crate) symbol: String,
+    pub(crate) seq: u64,
+    pub(crate) ts: u64,
+    pub(crate) bid: String,
+}
+
+impl Seen {
+    /// The tick `v`, parsed from `text`, with its price as sent, digit for
+    /// digit (serde_json would round it).
+    pub(crate) fn of(text: &str, v: &serde_json::Value) -> Seen {
+        let bid = text
+            .split(r#""bid":"#)
+            .nth(1)
+            .and_then(|s| s.split([',', '}']).next())
+            .unwrap_or_default()
+            .to_string();
+        Seen {
+            symbol: v["symbol"].as_str().unwrap().to_string(),
+            seq: v["seq"].as_u64().unwrap(),
+            ts: v["ts"].as_u64().unwrap(),
+            bid,
+        }
+    }
 }
 
 fn node(r: &RedisServer, stream: &str) -> TestServer {
@@ -32,7 +51,7 @@ fn node(r: &RedisServer, stream: &str) -> TestServer {
 
 /// A Redis with the function installed and a producer connection to it.
 /// `None`: no redis-server (skipped).
-fn redis_and_producer(test: &str, p: Persistence) -> Option<(RedisServer, Connection)> {
+pub(crate) fn redis_and_producer(test: &str, p: Persistence) -> Option<(RedisServer, Connection)> {
     if !redis_for(test) {
         return None;
     }
@@ -60,13 +79,13 @@ fn wait_until(what: &str, mut pred: impl FnMut() -> bool) {
 }
 
 /// The price text for tick `i`: values an f64 cannot hold exactly.
-fn price(i: u64) -> String {
+pub(crate) fn price(i: u64) -> String {
     format!("123456789.1234567890{:04}", i % 10_000)
 }
 
 /// Publishes `n` ticks round-robin over SYMBOLS in one pipeline; returns
 /// the seqs Redis assigned.
-fn produce(c: &mut Connection, stream: &str, from: u64, n: u64) -> Vec<u64> {
+pub(crate) fn produce(c: &mut Connection, stream: &str, from: u64, n: u64) -> Vec<u64> {
     let mut pipe = redis::pipe();
     for i in from..from + n {
         pipe.cmd("FCALL")
@@ -83,7 +102,7 @@ fn produce(c: &mut Connection, stream: &str, from: u64, n: u64) -> Vec<u64> {
 }
 
 /// What the stream holds, as clients should see it.
-fn stream_contents(c: &mut Connection, stream: &str) -> Vec<Seen> {
+pub(crate) fn stream_contents(c: &mut Connection, stream: &str) -> Vec<Seen> {
     let entries: Vec<(String, Vec<String>)> = redis::cmd("XRANGE")
         .arg(stream)
         .arg("-")
@@ -131,19 +150,7 @@ fn read_ticks(c: &mut Client, n: usize) -> (Vec<Seen>, Vec<serde_json::Value>) {
             other.push(v);
             continue;
         }
-        // The price as sent, digit for digit (serde_json would round it).
-        let bid = text
-            .split(r#""bid":"#)
-            .nth(1)
-            .and_then(|s| s.split([',', '}']).next())
-            .unwrap_or_default()
-            .to_string();
-        ticks.push(Seen {
-            symbol: v["symbol"].as_str().unwrap().to_string(),
-            seq: v["seq"].as_u64().unwrap(),
-            ts: v["ts"].as_u64().unwrap(),
-            bid,
-        });
+        ticks.push(Seen::of(&text, &v));
     }
     (ticks, other)
 }
