@@ -6,8 +6,8 @@
 //! it missed). Every check compares what clients hold with what the stream
 //! holds (`XRANGE`), tick by tick.
 //!
-//! Only new connections are used after an epoch change: what an open
-//! connection sees then is another matter (docs/protocol.md, "Known gaps").
+//! Only new connections are used after an epoch change; what an open
+//! connection sees then (reset snapshots) is tested in `redis_feed.rs`.
 
 use std::collections::HashMap;
 use std::io::ErrorKind;
