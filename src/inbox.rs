@@ -94,6 +94,12 @@ impl ShardLink {
         mut msg: ShardMsg,
         give_up: &dyn Fn() -> bool,
     ) -> Result<(), ShardMsg> {
+        // Room first: `send_timeout` reads the clock on every call.
+        msg = match self.tx.try_send(msg) {
+            Ok(()) => return Ok(()),
+            Err(TrySendError::Full(m)) => m,
+            Err(TrySendError::Disconnected(m)) => return Err(m),
+        };
         loop {
             match self.tx.send_timeout(msg, SEND_RETRY) {
                 Ok(()) => return Ok(()),

@@ -150,7 +150,13 @@ impl Publisher {
     /// Queues `msg` (a numbered tick or a history restart), waiting while
     /// the queue is full: an upstream feed is paced by the publisher, it
     /// does not drop. Returns false once the broadcaster is stopping.
-    pub(crate) fn send_waiting(&self, mut msg: Queued) -> bool {
+    pub(crate) fn send_waiting(&self, msg: Queued) -> bool {
+        // Room first: `send_timeout` reads the clock on every call.
+        let mut msg = match self.tx.try_send(msg) {
+            Ok(()) => return true,
+            Err(TrySendError::Full(m)) => m,
+            Err(TrySendError::Disconnected(_)) => return false,
+        };
         loop {
             match self.tx.send_timeout(msg, SEND_RETRY) {
                 Ok(()) => return true,

@@ -136,7 +136,10 @@ fn write_str(out: &mut Vec<u8>, s: &str) {
 }
 
 fn write_u64(out: &mut Vec<u8>, v: u64) {
-    let _ = write!(out, "{v}");
+    // serde_json writes integers with `itoa`, without the `fmt`
+    // machinery (`write!` cost ~2 % of a node catching up on a stream).
+    // Writing into a Vec cannot fail.
+    let _ = serde_json::to_writer(&mut *out, &v);
 }
 
 fn write_opt_u64(out: &mut Vec<u8>, key: &[u8], v: Option<u64>) {

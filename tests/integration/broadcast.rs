@@ -74,9 +74,14 @@ fn subscribing_under_full_load_gives_snapshot_then_contiguous() {
     let _heavy = heavy();
     // The feed is unthrottled and the client is a debug build: it cannot
     // keep up. The kernel's autotuned buffers (instead of the default
-    // 64 KiB) let it read its 3,000 ticks before its queue overflows; this
-    // test is about ordering, not eviction.
-    let srv = TestServer::start(|c| c.send_buffer = 0);
+    // 64 KiB) and a queue of 131,072 frames (instead of 4,096: the
+    // unthrottled feed fills that within a CI pause) let it read its 3,000
+    // ticks before its queue overflows; this test is about ordering, not
+    // eviction.
+    let srv = TestServer::start(|c| {
+        c.send_buffer = 0;
+        c.queue_capacity = 1 << 17;
+    });
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let p = srv.b().publisher();
     let stop2 = stop.clone();

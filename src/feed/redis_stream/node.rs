@@ -19,7 +19,9 @@ use std::time::Duration;
 use redis::Connection;
 
 use super::entry;
-use super::resp::StreamReader;
+use std::io::Write;
+
+use super::resp::{self, StreamReader};
 use crate::RedisFeed;
 use crate::feed::publisher::{Publisher, Queued};
 use crate::inbox::{ShardLink, ShardMsg};
@@ -209,36 +211,46 @@ impl FeedThread {
     /// Reads and publishes until an error (returned) or shutdown (`Ok`).
     ///
     /// Each read is `XREAD BLOCK` pipelined with `GET <stream>:epoch`
-    /// ([`StreamReader::read`]): Redis runs a client's commands in order,
+    /// ([`resp::read_request`]): Redis runs a client's commands in order,
     /// so the epoch is read after the entries. The same epoch as before
     /// means no new history began before the read (the function sets a new
     /// epoch whenever it recreates the stream), so every entry belongs to
     /// the numbering in force. A new one means the entries may not: they
     /// are dropped, and the new history is read from its start.
+    ///
+    /// The next read is sent as soon as a reply is parsed, before its
+    /// entries are published, so Redis prepares the next batch while this
+    /// one is being published (catching up, the round trip is hidden).
     fn follow(&mut self) -> std::result::Result<(), String> {
         let (addr, auth) = address_of(&self.feed.redis_url)?;
         let mut reader = StreamReader::connect(addr, auth, READ_TIMEOUT)?;
+        let mut sender = reader.sender()?;
         let epoch_key = format!("{}:epoch", self.feed.stream);
         let stream = self.feed.stream.clone();
+        let block = BLOCK.as_millis() as u64;
+        let mut request = Vec::new();
+        let mut send = |request: &mut Vec<u8>, after: &str| {
+            resp::read_request(request, &stream, after, READ_COUNT, block, &epoch_key);
+            sender.write_all(request).map_err(|e| e.to_string())
+        };
+        send(&mut request, &self.last_id)?;
         while !self.runtime.is_stopping() {
-            let after = std::mem::take(&mut self.last_id);
-            let read = reader.read(
-                &stream,
-                &after,
-                READ_COUNT,
-                BLOCK.as_millis() as u64,
-                &epoch_key,
-            );
-            self.last_id = after;
-            let batch = read?;
-            let epoch = match batch.epoch {
+            let batch = reader.receive()?;
+            let epoch = match batch.epoch() {
                 Some(e) => Some(String::from_utf8(e.to_vec()).map_err(|_| "an epoch not UTF-8")?),
                 None => None,
             };
             if self.take_epoch(epoch) {
+                send(&mut request, &self.last_id)?;
                 continue;
             }
-            for (id, fields) in &batch.entries {
+            if let Some(id) = batch.last_id() {
+                self.last_id =
+                    String::from_utf8(id.to_vec()).map_err(|_| "an entry id not UTF-8")?;
+            }
+            send(&mut request, &self.last_id)?;
+            let mut open = true;
+            batch.for_each(|id, fields| {
                 match entry::parse(fields) {
                     Ok(e) => {
                         let q = Queued::Sequenced {
@@ -247,9 +259,7 @@ impl FeedThread {
                             ts: e.ts,
                             feed: self.index,
                         };
-                        if !self.publisher.send_waiting(q) {
-                            return Ok(());
-                        }
+                        open = self.publisher.send_waiting(q);
                     }
                     Err(why) => {
                         crate::metrics::count(&self.runtime.counters.ticks_rejected);
@@ -257,10 +267,10 @@ impl FeedThread {
                         tracing::warn!(feed = %self.feed.stream, %id, %why, "stream entry skipped");
                     }
                 }
-            }
-            if let Some((id, _)) = batch.entries.last() {
-                self.last_id =
-                    String::from_utf8(id.to_vec()).map_err(|_| "an entry id not UTF-8")?;
+                open
+            });
+            if !open {
+                return Ok(()); // the publisher stopped: shutting down
             }
         }
         Ok(())

@@ -23,15 +23,57 @@ use std::time::Duration;
 /// (`READ_COUNT` in `node.rs`) fit many times over; a reply beyond this is
 /// not the stream tickcast writes.
 pub(crate) const MAX_REPLY: usize = 64 * 1024 * 1024;
-/// Bytes asked of the socket per read.
-const READ_CHUNK: usize = 64 * 1024;
+/// Bytes asked of the socket per read: a full reply of 1,024 entries is
+/// ~200 KB, so it usually comes in one read.
+const READ_CHUNK: usize = 1024 * 1024;
 
-/// What a read returned: entries `(id, fields)` as slices of the reply,
-/// and the epoch read after them.
-#[derive(Debug, PartialEq, Eq)]
+/// Where a bulk string sits in the reply buffer.
+type Span = (usize, usize);
+
+/// What a reply holds, as positions in the reader's buffer: kept between
+/// reads so a steady stream allocates nothing here.
+#[derive(Debug, Default)]
+struct Spans {
+    /// Per entry: its id, and its first field's index in `fields` and the
+    /// number of fields (names and values).
+    entries: Vec<(Span, usize, usize)>,
+    fields: Vec<Span>,
+    epoch: Option<Span>,
+}
+
+/// What a read returned: the entries and the epoch read after them, as
+/// slices of the reply.
+#[derive(Debug)]
 pub(crate) struct Batch<'a> {
-    pub(crate) entries: Vec<(&'a [u8], Vec<&'a [u8]>)>,
-    pub(crate) epoch: Option<&'a [u8]>,
+    buf: &'a [u8],
+    spans: &'a Spans,
+}
+
+impl<'a> Batch<'a> {
+    /// The stream's epoch after the read (`None`: no such key).
+    pub(crate) fn epoch(&self) -> Option<&'a [u8]> {
+        self.spans.epoch.map(|(a, b)| &self.buf[a..b])
+    }
+
+    /// Each entry's id and fields (names and values, alternating), oldest
+    /// first; `fields` is cleared and refilled for each.
+    pub(crate) fn for_each(&self, mut f: impl FnMut(&'a [u8], &[&'a [u8]]) -> bool) {
+        let mut fields: Vec<&[u8]> = Vec::new();
+        for &((a, b), first, n) in &self.spans.entries {
+            fields.clear();
+            let spans = &self.spans.fields[first..first + n];
+            fields.extend(spans.iter().map(|&(x, y)| &self.buf[x..y]));
+            if !f(&self.buf[a..b], &fields) {
+                return;
+            }
+        }
+    }
+
+    /// The last entry's id.
+    pub(crate) fn last_id(&self) -> Option<&'a [u8]> {
+        let &((a, b), _, _) = self.spans.entries.last()?;
+        Some(&self.buf[a..b])
+    }
 }
 
 /// A connection to Redis for the feed's read loop.
@@ -41,8 +83,7 @@ pub(crate) struct StreamReader {
     buf: Vec<u8>,
     /// Bytes of `buf` holding the reply being read.
     filled: usize,
-    /// The request, built once per read.
-    request: Vec<u8>,
+    spans: Spans,
 }
 
 impl StreamReader {
@@ -69,7 +110,7 @@ impl StreamReader {
             socket,
             buf: Vec::new(),
             filled: 0,
-            request: Vec::new(),
+            spans: Spans::default(),
         };
         if let Some((user, password)) = auth {
             let mut req = Vec::new();
@@ -90,48 +131,53 @@ impl StreamReader {
         Ok(r)
     }
 
-    /// `XREAD COUNT count BLOCK block_ms STREAMS stream after` then `GET
-    /// epoch_key`, in one round trip. Redis runs a client's commands in
-    /// order, so the epoch is read after the entries.
-    pub(crate) fn read(
-        &mut self,
-        stream: &str,
-        after: &str,
-        count: usize,
-        block_ms: u64,
-        epoch_key: &str,
-    ) -> Result<Batch<'_>, String> {
-        self.request.clear();
-        let (count, block) = (count.to_string(), block_ms.to_string());
-        command(
-            &mut self.request,
-            &[
-                b"XREAD",
-                b"COUNT",
-                count.as_bytes(),
-                b"BLOCK",
-                block.as_bytes(),
-                b"STREAMS",
-                stream.as_bytes(),
-                after.as_bytes(),
-            ],
-        );
-        command(&mut self.request, &[b"GET", epoch_key.as_bytes()]);
-        self.socket
-            .write_all(&self.request)
+    /// A second handle on the socket, for sending the next request while
+    /// the entries of the last reply (borrowed from this reader) are
+    /// being published.
+    pub(crate) fn sender(&self) -> Result<TcpStream, String> {
+        self.socket.try_clone().map_err(|e| e.to_string())
+    }
+
+    /// Reads the reply to one [`read_request`]: the entries and the epoch.
+    /// The reply is parsed as it arrives; a parse that runs out of bytes
+    /// reads more and starts again (with the next read sent before the
+    /// last batch was published, the reply is usually all there at once).
+    pub(crate) fn receive(&mut self) -> Result<Batch<'_>, String> {
+        self.filled = 0;
+        loop {
+            match parse_batch(&self.buf[..self.filled], &mut self.spans) {
+                Ok(()) => break,
+                Err(Stop::Incomplete) => self.read_more()?,
+                Err(Stop::Bad(e)) => return Err(e),
+            }
+        }
+        Ok(Batch {
+            buf: &self.buf[..self.filled],
+            spans: &self.spans,
+        })
+    }
+
+    /// Appends what the socket has to the reply being read.
+    fn read_more(&mut self) -> Result<(), String> {
+        if self.filled >= MAX_REPLY {
+            return Err(format!("a reply over {MAX_REPLY} bytes"));
+        }
+        if self.buf.len() < self.filled + READ_CHUNK {
+            self.buf.resize(self.filled + READ_CHUNK, 0);
+        }
+        let n = self
+            .socket
+            .read(&mut self.buf[self.filled..])
             .map_err(|e| e.to_string())?;
-        let len = self.read_reply(|b| {
-            let Some(n) = skip_one(b)? else {
-                return Ok(None);
-            };
-            Ok(skip_one(&b[n..])?.map(|m| n + m))
-        })?;
-        parse_batch(&self.buf[..len])
+        if n == 0 {
+            return Err("Redis closed the connection".into());
+        }
+        self.filled += n;
+        Ok(())
     }
 
     /// Reads until `complete` finds a whole reply at the start of the
-    /// buffer; returns its length. Bytes after it (there are none: one
-    /// request at a time) would be dropped.
+    /// buffer; returns its length.
     fn read_reply(
         &mut self,
         complete: impl Fn(&[u8]) -> Result<Option<usize>, String>,
@@ -141,22 +187,39 @@ impl StreamReader {
             if let Some(n) = complete(&self.buf[..self.filled])? {
                 return Ok(n);
             }
-            if self.filled >= MAX_REPLY {
-                return Err(format!("a reply over {MAX_REPLY} bytes"));
-            }
-            if self.buf.len() < self.filled + READ_CHUNK {
-                self.buf.resize(self.filled + READ_CHUNK, 0);
-            }
-            let n = self
-                .socket
-                .read(&mut self.buf[self.filled..])
-                .map_err(|e| e.to_string())?;
-            if n == 0 {
-                return Err("Redis closed the connection".into());
-            }
-            self.filled += n;
+            self.read_more()?;
         }
     }
+}
+
+/// Writes into `out` the request of one read: `XREAD COUNT count BLOCK
+/// block_ms STREAMS stream after` then `GET epoch_key`, sent together.
+/// Redis runs a client's commands in order, so the epoch is read after the
+/// entries.
+pub(crate) fn read_request(
+    out: &mut Vec<u8>,
+    stream: &str,
+    after: &str,
+    count: usize,
+    block_ms: u64,
+    epoch_key: &str,
+) {
+    out.clear();
+    let (count, block) = (count.to_string(), block_ms.to_string());
+    command(
+        out,
+        &[
+            b"XREAD",
+            b"COUNT",
+            count.as_bytes(),
+            b"BLOCK",
+            block.as_bytes(),
+            b"STREAMS",
+            stream.as_bytes(),
+            after.as_bytes(),
+        ],
+    );
+    command(out, &[b"GET", epoch_key.as_bytes()]);
 }
 
 /// Appends `args` as one RESP command (an array of bulk strings).
@@ -243,6 +306,11 @@ impl<'a> Cursor<'a> {
 
     /// A bulk string (`None`: the null bulk string).
     fn bulk(&mut self) -> Result<Option<&'a [u8]>, Stop> {
+        Ok(self.bulk_span()?.map(|(a, b)| &self.buf[a..b]))
+    }
+
+    /// Where a bulk string is (`None`: the null bulk string).
+    fn bulk_span(&mut self) -> Result<Option<Span>, Stop> {
         if let Some(e) = self.error()? {
             return Err(Stop::Bad(e));
         }
@@ -251,13 +319,14 @@ impl<'a> Cursor<'a> {
                 let Some(n) = self.length()? else {
                     return Ok(None);
                 };
-                let end = self.pos.checked_add(n).ok_or(Stop::Incomplete)?;
-                let body = self.buf.get(self.pos..end).ok_or(Stop::Incomplete)?;
-                if self.buf.get(end..end + 2).ok_or(Stop::Incomplete)? != b"\r\n" {
+                let start = self.pos;
+                let end = start.checked_add(n).ok_or(Stop::Incomplete)?;
+                let crlf = self.buf.get(end..end + 2).ok_or(Stop::Incomplete)?;
+                if crlf != b"\r\n" {
                     return Err(Stop::Bad("a bulk string without its CRLF".into()));
                 }
                 self.pos = end + 2;
-                Ok(Some(body))
+                Ok(Some((start, end)))
             }
             k => Err(Stop::Bad(format!("expected a string, got {:?}", k as char))),
         }
@@ -319,40 +388,38 @@ fn skip_one(b: &[u8]) -> Result<Option<usize>, String> {
     }
 }
 
-/// Parses a whole `XREAD` + `GET` reply pair: `[[stream, [[id, [f, v,
-/// ...]], ...]]]` or null, then the epoch (bulk or null). An error reply of
-/// either command is returned as the error.
-fn parse_batch(b: &[u8]) -> Result<Batch<'_>, String> {
+/// Parses a whole `XREAD` + `GET` reply pair into `out`: `[[stream,
+/// [[id, [f, v, ...]], ...]]]` or null, then the epoch (bulk or null). An
+/// error reply of either command is an error; a reply not all there yet is
+/// [`Stop::Incomplete`].
+fn parse_batch(b: &[u8], out: &mut Spans) -> Result<(), Stop> {
     let mut c = Cursor { buf: b, pos: 0 };
-    let stop = |s: Stop| match s {
-        Stop::Incomplete => "a truncated reply".to_string(),
-        Stop::Bad(e) => e,
-    };
-    let mut entries = Vec::new();
-    if let Some(streams) = c.array().map_err(stop)? {
+    out.entries.clear();
+    out.fields.clear();
+    let bad = |m: &str| Stop::Bad(m.to_string());
+    if let Some(streams) = c.array()? {
         for _ in 0..streams {
-            if c.array().map_err(stop)? != Some(2) {
-                return Err("a stream reply is not [name, entries]".into());
+            if c.array()? != Some(2) {
+                return Err(bad("a stream reply is not [name, entries]"));
             }
-            c.bulk().map_err(stop)?;
-            let n = c.array().map_err(stop)?.unwrap_or(0);
-            entries.reserve(n);
-            for _ in 0..n {
-                if c.array().map_err(stop)? != Some(2) {
-                    return Err("an entry is not [id, fields]".into());
+            c.bulk_span()?;
+            for _ in 0..c.array()?.unwrap_or(0) {
+                if c.array()? != Some(2) {
+                    return Err(bad("an entry is not [id, fields]"));
                 }
-                let id = c.bulk().map_err(stop)?.ok_or("an entry without id")?;
-                let k = c.array().map_err(stop)?.unwrap_or(0);
-                let mut fields = Vec::with_capacity(k);
-                for _ in 0..k {
-                    fields.push(c.bulk().map_err(stop)?.ok_or("a null field")?);
+                let id = c.bulk_span()?.ok_or_else(|| bad("an entry without id"))?;
+                let n = c.array()?.unwrap_or(0);
+                let first = out.fields.len();
+                for _ in 0..n {
+                    let f = c.bulk_span()?.ok_or_else(|| bad("a null field"))?;
+                    out.fields.push(f);
                 }
-                entries.push((id, fields));
+                out.entries.push((id, first, n));
             }
         }
     }
-    let epoch = c.bulk().map_err(stop)?;
-    Ok(Batch { entries, epoch })
+    out.epoch = c.bulk_span()?;
+    Ok(())
 }
 
 #[cfg(test)]
@@ -378,51 +445,57 @@ mod tests {
         out.into_bytes()
     }
 
-    fn pair_len(b: &[u8]) -> Result<Option<usize>, String> {
-        let Some(n) = skip_one(b)? else {
-            return Ok(None);
+    type Owned = (Vec<(Vec<u8>, Vec<Vec<u8>>)>, Option<Vec<u8>>);
+
+    /// The reply parsed, owned: entries and epoch.
+    fn parse(b: &[u8]) -> Result<Owned, Stop> {
+        let mut spans = Spans::default();
+        parse_batch(b, &mut spans)?;
+        let batch = Batch {
+            buf: b,
+            spans: &spans,
         };
-        Ok(skip_one(&b[n..])?.map(|m| n + m))
+        let mut entries = Vec::new();
+        batch.for_each(|id, f| {
+            entries.push((id.to_vec(), f.iter().map(|x| x.to_vec()).collect()));
+            true
+        });
+        Ok((entries, batch.epoch().map(<[u8]>::to_vec)))
     }
 
     #[test]
     fn a_reply_is_read_as_slices() {
         let r = reply(3, Some("e-1"));
-        assert_eq!(pair_len(&r), Ok(Some(r.len())));
-        let b = parse_batch(&r).unwrap();
-        assert_eq!(b.epoch, Some(&b"e-1"[..]));
-        assert_eq!(b.entries.len(), 3);
-        assert_eq!(b.entries[2].0, b"1-2");
-        assert_eq!(
-            b.entries[2].1,
-            [&b"symbol"[..], b"AAPL", b"seq", b"3", b"ts", b"5"]
-        );
+        let (entries, epoch) = parse(&r).unwrap();
+        assert_eq!(epoch.as_deref(), Some(&b"e-1"[..]));
+        assert_eq!(entries.len(), 3);
+        assert_eq!(entries[2].0, b"1-2");
+        let fields: Vec<&[u8]> = entries[2].1.iter().map(Vec::as_slice).collect();
+        assert_eq!(fields, [&b"symbol"[..], b"AAPL", b"seq", b"3", b"ts", b"5"]);
     }
 
     #[test]
     fn a_timeout_and_a_missing_epoch_are_null() {
-        let r = b"*-1\r\n$-1\r\n";
-        assert_eq!(pair_len(r), Ok(Some(r.len())));
-        assert_eq!(
-            parse_batch(r).unwrap(),
-            Batch {
-                entries: vec![],
-                epoch: None
-            }
-        );
+        assert_eq!(parse(b"*-1\r\n$-1\r\n"), Ok((vec![], None)));
     }
 
     #[test]
     fn every_prefix_is_incomplete_and_error_replies_are_errors() {
         let r = reply(2, Some("e-1"));
         for cut in 0..r.len() {
-            assert_eq!(pair_len(&r[..cut]), Ok(None), "cut at {cut}");
-            assert!(parse_batch(&r[..cut]).is_err(), "cut at {cut}");
+            assert_eq!(parse(&r[..cut]), Err(Stop::Incomplete), "cut at {cut}");
+            assert_eq!(
+                skip_one(&r[..cut.min(r.len() - 10)]),
+                Ok(None),
+                "cut at {cut}"
+            );
         }
         let e = b"-WRONGTYPE Operation against a key\r\n$-1\r\n";
-        assert!(pair_len(e).unwrap().is_some());
-        let err = parse_batch(e).unwrap_err();
-        assert!(err.contains("WRONGTYPE"), "{err}");
+        assert!(skip_one(e).unwrap().is_some());
+        match parse(e) {
+            Err(Stop::Bad(err)) => assert!(err.contains("WRONGTYPE"), "{err}"),
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]
@@ -432,13 +505,13 @@ mod tests {
             for byte in [b'*', b'$', b'-', b'9', b'\r', b'x', 0] {
                 let mut bad = r.clone();
                 bad[i] = byte;
-                let _ = pair_len(&bad);
-                let _ = parse_batch(&bad);
+                let _ = skip_one(&bad);
+                let _ = parse(&bad);
             }
         }
-        assert!(pair_len(b"$99999999999\r\n").is_err(), "length bound");
-        assert!(pair_len(b"*-5\r\n").is_err());
-        assert!(pair_len(b"?\r\n").is_err());
+        assert!(skip_one(b"$99999999999\r\n").is_err(), "length bound");
+        assert!(skip_one(b"*-5\r\n").is_err());
+        assert!(skip_one(b"?\r\n").is_err());
     }
 
     #[test]
