@@ -113,6 +113,9 @@ pub enum Role {
 pub struct ClientResult {
     /// Client number (0-based, churn replacements continue after `clients`).
     pub index: usize,
+    /// The target it connected to (an index into `Options::targets`:
+    /// client i goes to target i % N).
+    pub target: usize,
     /// Whether this was a slow or stalled client.
     pub slow: bool,
     /// Its part in the scenario.
@@ -294,6 +297,8 @@ enum State {
 #[derive(Debug)]
 struct Conn {
     spec: Spec,
+    /// Index of its target in `Plan::targets`.
+    target: usize,
     stream: Wire,
     state: State,
     started: Instant,
@@ -330,9 +335,10 @@ struct Conn {
 /// Static per-run facts every worker needs.
 #[derive(Debug)]
 struct Plan {
-    target: Target,
-    /// `wss://`: what each connection's TLS starts from.
-    tls: Option<crate::tls::Client>,
+    /// Clients connect round-robin: client i to `targets[i % len]`.
+    targets: Vec<Target>,
+    /// Per target, for `wss://`: what each connection's TLS starts from.
+    tls: Vec<Option<crate::tls::Client>>,
     opts: Options,
     universe: Vec<String>,
     t0: Instant,
@@ -341,7 +347,7 @@ struct Plan {
 impl Plan {
     fn rebuilt(&self, opts: Options) -> Plan {
         Plan {
-            target: self.target.clone(),
+            targets: self.targets.clone(),
             tls: self.tls.clone(),
             opts,
             universe: self.universe.clone(),
@@ -402,22 +408,29 @@ struct Worker {
     next_index: usize,
 }
 
-/// Runs the client side of one scenario pass against `target` and returns
-/// the raw per-worker results, merged by the caller. `t0` is the run's time
-/// origin: every `*_ns` instant in the results is measured from it.
+/// Runs the client side of one scenario pass against `targets` (client i
+/// connects to `targets[i % len]`) and returns the raw per-worker results,
+/// merged by the caller. `t0` is the run's time origin: every `*_ns`
+/// instant in the results is measured from it.
 pub(crate) fn drive(
     opts: &Options,
-    target: &Target,
+    targets: &[Target],
     universe: Vec<String>,
     t0: Instant,
 ) -> anyhow::Result<(Vec<WorkerResult>, Window)> {
-    let tls = match (target.tls, &opts.trust) {
-        (false, _) => None,
-        (true, Some(trust)) => Some(crate::tls::Client::new(target, trust)?),
-        (true, None) => anyhow::bail!("a wss:// target needs --ca FILE or --insecure"),
-    };
+    if targets.is_empty() {
+        anyhow::bail!("no target to connect to");
+    }
+    let mut tls = Vec::with_capacity(targets.len());
+    for target in targets {
+        tls.push(match (target.tls, &opts.trust) {
+            (false, _) => None,
+            (true, Some(trust)) => Some(crate::tls::Client::new(target, trust)?),
+            (true, None) => anyhow::bail!("a wss:// target needs --ca FILE or --insecure"),
+        });
+    }
     let plan = Arc::new(Plan {
-        target: target.clone(),
+        targets: targets.to_vec(),
         tls,
         opts: opts.clone(),
         universe,
@@ -893,7 +906,8 @@ impl Worker {
     }
 
     fn connect(&mut self, spec: Spec) -> io::Result<()> {
-        let addr = self.plan.target.addr;
+        let target = spec.index % self.plan.targets.len().max(1);
+        let addr = self.plan.targets[target].addr;
         let sock = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
         sock.set_nonblocking(true)?;
         sock.set_tcp_nodelay(true)?;
@@ -923,9 +937,9 @@ impl Worker {
             Err(e) => return Err(e),
         }
         let tcp = TcpStream::from_std(sock.into());
-        let mut stream = match &self.plan.tls {
-            Some(tls) => Wire::tls(tcp, &tls.config, tls.server_name.clone())?,
-            None => Wire::plain(tcp),
+        let mut stream = match self.plan.tls.get(target) {
+            Some(Some(tls)) => Wire::tls(tcp, &tls.config, tls.server_name.clone())?,
+            _ => Wire::plain(tcp),
         };
         let started_rel = self.rel_ns();
         let entry = self.conns.vacant_entry();
@@ -938,6 +952,7 @@ impl Worker {
         let paused = false;
         entry.insert(Conn {
             spec,
+            target,
             stream,
             state: State::Connecting,
             started: Instant::now(),
@@ -971,6 +986,7 @@ impl Worker {
         }
         self.results.push(ClientResult {
             index: spec.index,
+            target: spec.index % self.plan.targets.len().max(1),
             slow: spec.is_slow(),
             role: spec.role,
             local_addr: None,
@@ -1012,7 +1028,8 @@ impl Worker {
                     return;
                 }
             }
-            let hs = ClientHandshake::new(&self.plan.target.host, &self.plan.target.path);
+            let t = &self.plan.targets[conn.target];
+            let hs = ClientHandshake::new(&t.host, &t.path);
             conn.out.extend_from_slice(&hs.request);
             conn.hs = Some(hs);
             conn.state = State::Handshaking;
@@ -1359,6 +1376,7 @@ impl Worker {
         let full_window = conn.opened_at <= start && end == End::StillOpen;
         self.results.push(ClientResult {
             index: conn.spec.index,
+            target: conn.target,
             slow: conn.spec.is_slow(),
             role: conn.spec.role,
             local_addr: conn.local,

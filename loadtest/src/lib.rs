@@ -17,7 +17,8 @@
 //! # Reading order
 //! [`options`] → [`engine`] → [`frame`] → [`scan`] → [`intern`] →
 //! [`seqcheck`] →
-//! [`stats`] → [`report`] → [`plot`]; [`tls`] is the `wss://` wire.
+//! [`stats`] → [`report`] → [`plot`]; [`tls`] is the `wss://` wire;
+//! [`produce`] feeds a Redis-fed fleet (`--produce`).
 #![deny(
     missing_docs,
     missing_debug_implementations,
@@ -34,6 +35,7 @@ pub mod monitor;
 pub mod options;
 pub mod plot;
 pub mod probe;
+pub mod produce;
 pub mod report;
 pub mod scan;
 pub mod seqcheck;
@@ -43,21 +45,27 @@ pub mod tls;
 
 use std::time::Duration;
 
-pub use options::{Cli, Options, Scenario, SlowMode, Subscription, Target};
+pub use options::{Cli, Options, Produce, Scenario, SlowMode, Subscription, Target};
 pub use report::{RampStep, Report};
 
 /// How long the random:K probe may take.
 const PROBE_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// How long the producer may take to give every symbol a first tick
+/// before the clients connect.
+const PRIME_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// Runs the scenario in `opts` and returns its report.
 ///
-/// Without a target (`opts.target == None`) the in-process server is
-/// started (see [`inprocess`]); the ramp scenario always uses it.
+/// Without a target (`opts.targets` empty) the in-process server is
+/// started (see [`inprocess`]); the ramp scenario always uses it. With a
+/// producer (`opts.produce`) the targets are nodes fed from its stream, or,
+/// without clients, there are none (the producer alone).
 ///
 /// # Errors
-/// If the in-process server cannot start, the probe fails, or a worker
-/// thread cannot be created. Connect failures are not errors: they are
-/// counted in the report.
+/// If the in-process server cannot start, the producer cannot reach
+/// Redis, the probe fails, or a worker thread cannot be created. Connect
+/// failures are not errors: they are counted in the report.
 pub fn run(opts: &Options) -> anyhow::Result<Report> {
     if let Err(e) = sys::raise_nofile_limit() {
         eprintln!("warning: could not raise the open-file limit: {e}");
@@ -65,15 +73,66 @@ pub fn run(opts: &Options) -> anyhow::Result<Report> {
     if opts.scenario == Scenario::Ramp {
         return run_ramp(opts);
     }
-    match &opts.target {
-        Some(t) => run_against(opts, t, opts.server_pid),
-        None => {
-            let (addr, stop) = inprocess::start(opts.symbols, opts.rate)?;
-            let r = run_against(opts, &in_process_target(addr), Some(std::process::id()));
-            stop();
-            r
-        }
+    if let Some(p) = &opts.produce {
+        return run_produced(opts, p);
     }
+    if opts.targets.is_empty() {
+        let (addr, stop) = inprocess::start(opts.symbols, opts.rate)?;
+        let r = run_against(
+            opts,
+            &[in_process_target(addr)],
+            Some(std::process::id()),
+            None,
+        );
+        stop();
+        r
+    } else {
+        run_against(opts, &opts.targets, opts.server_pid, None)
+    }
+}
+
+/// `--produce`: the producer thread, then the clients of the nodes fed
+/// from its stream (or nothing else, with no clients).
+fn run_produced(opts: &Options, p: &Produce) -> anyhow::Result<Report> {
+    let producer = produce::Producer::start(produce::Plan {
+        produce: p.clone(),
+        rate: opts.rate,
+        symbols: opts.symbols,
+        progress: opts.progress,
+    })?;
+    if opts.total_clients() == 0 {
+        return producer_alone(opts, producer);
+    }
+    // Every symbol gets a value before the clients connect, so that `*`
+    // brings one snapshot per symbol.
+    if !producer.wait_accepted(opts.symbols as u64, PRIME_TIMEOUT) && opts.progress {
+        eprintln!(
+            "warning: the producer had not given every symbol a tick within {PRIME_TIMEOUT:?}"
+        );
+    }
+    run_against(opts, &opts.targets, opts.server_pid, Some(producer))
+}
+
+/// The producer by itself for warm-up + duration: its rate is the window's.
+fn producer_alone(opts: &Options, producer: produce::Producer) -> anyhow::Result<Report> {
+    let t0 = std::time::Instant::now();
+    let window = engine::Window {
+        start: opts.warmup,
+        len: opts.duration,
+    };
+    let end = t0 + opts.warmup + opts.duration;
+    // Bounded by the window's end.
+    loop {
+        let left = end.saturating_duration_since(std::time::Instant::now());
+        if left.is_zero() {
+            break;
+        }
+        std::thread::sleep(left.min(Duration::from_millis(50)));
+    }
+    let record = producer.stop()?;
+    let summary = record.summary(t0 + window.start, end);
+    let url = summary.url.clone();
+    report::build(opts, &url, Vec::new(), window, None, Some(summary))
 }
 
 fn in_process_target(addr: std::net::SocketAddr) -> Target {
@@ -85,18 +144,33 @@ fn in_process_target(addr: std::net::SocketAddr) -> Target {
     }
 }
 
-fn run_against(opts: &Options, target: &Target, pid: Option<u32>) -> anyhow::Result<Report> {
+fn run_against(
+    opts: &Options,
+    targets: &[Target],
+    pid: Option<u32>,
+    producer: Option<produce::Producer>,
+) -> anyhow::Result<Report> {
+    let Some(first) = targets.first() else {
+        anyhow::bail!("no target to connect to");
+    };
     let universe = match opts.subscribe {
+        // All targets serve the same symbols (one stream, or the same
+        // synthetic universe): one probe does.
         Subscription::Random(_) if opts.universe.is_empty() => {
-            probe::universe(target, opts, PROBE_TIMEOUT)?
+            probe::universe(first, opts, PROBE_TIMEOUT)?
         }
         Subscription::Random(_) => opts.universe.clone(),
         _ => Vec::new(),
     };
-    let url = target.url();
+    let url = targets
+        .iter()
+        .map(Target::url)
+        .collect::<Vec<_>>()
+        .join(",");
     let t0 = std::time::Instant::now();
+    // Sampling watches one server (several targets refuse it).
     let watch = monitor::MonitorConfig {
-        port: target.addr.port(),
+        port: first.addr.port(),
         pid,
         interval: opts.sample_interval,
     };
@@ -105,7 +179,7 @@ fn run_against(opts: &Options, target: &Target, pid: Option<u32>) -> anyhow::Res
     } else {
         Some(monitor::Monitor::start(watch.clone(), t0)?)
     };
-    let driven = engine::drive(opts, target, universe, t0);
+    let driven = engine::drive(opts, targets, universe, t0);
     // The sampler runs on through the settling, so the samples show the
     // server letting go of its sockets.
     let server = sampler.map(|m| {
@@ -120,8 +194,11 @@ fn run_against(opts: &Options, target: &Target, pid: Option<u32>) -> anyhow::Res
             (m.finish(), settled)
         }
     });
+    let record = producer.map(produce::Producer::stop).transpose()?;
     let (results, window) = driven?;
-    report::build(opts, &url, results, window, server)
+    let from = t0 + window.start;
+    let producer = record.map(|r| r.summary(from, from + window.len));
+    report::build(opts, &url, results, window, server, producer)
 }
 
 /// Restarts the in-process server at each rate of `opts.ramp`, runs a
@@ -138,8 +215,9 @@ fn run_ramp(opts: &Options) -> anyhow::Result<Report> {
         };
         let r = run_against(
             &step_opts,
-            &in_process_target(addr),
+            &[in_process_target(addr)],
             Some(std::process::id()),
+            None,
         );
         stop();
         let r = r?;

@@ -145,6 +145,77 @@ impl Target {
     }
 }
 
+/// The producer of a Redis-fed fleet (`--produce`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Produce {
+    /// `redis://HOST:PORT`, as given.
+    pub redis_url: String,
+    /// The stream's key.
+    pub stream: String,
+    /// Redis's resolved (loopback) address.
+    pub addr: SocketAddr,
+    /// Ticks per `tickcast_publish_batch` call.
+    pub batch: usize,
+    /// Calls per round trip.
+    pub pipeline: usize,
+    /// Core the producer thread is pinned to.
+    pub cpu: Option<usize>,
+}
+
+/// Most ticks per call, and calls per round trip, `--produce` accepts.
+pub const MAX_PRODUCE_BATCH: usize = 100_000;
+
+/// Parses `redis://HOST:PORT/STREAM` for `--produce` and refuses
+/// non-loopback Redis servers.
+///
+/// # Errors
+/// On a malformed URL, an unresolvable host, an address outside
+/// 127.0.0.0/8 and ::1, or a batch or pipeline outside
+/// 1..=[`MAX_PRODUCE_BATCH`].
+pub fn parse_produce(
+    url: &str,
+    batch: usize,
+    pipeline: usize,
+    cpu: Option<usize>,
+) -> anyhow::Result<Produce> {
+    let feed = tickcast::RedisFeed::parse(url).map_err(|e| anyhow::anyhow!("--produce: {e}"))?;
+    let host = feed.redis_url.trim_start_matches("redis://");
+    if host.contains('@') {
+        bail!("--produce {url:?}: credentials in the URL are not supported");
+    }
+    let has_port = match host.strip_prefix('[') {
+        Some(v6) => v6.contains("]:"),
+        None => host.contains(':'),
+    };
+    let with_port = if has_port {
+        host.to_string()
+    } else {
+        format!("{host}:6379")
+    };
+    let addrs: Vec<SocketAddr> = with_port
+        .to_socket_addrs()
+        .with_context(|| format!("resolving {with_port}"))?
+        .collect();
+    let Some(addr) = addrs.iter().find(|a| a.ip().is_loopback()).copied() else {
+        bail!(
+            "--produce {with_port} is not a loopback address; this tool only targets 127.0.0.0/8 or ::1"
+        );
+    };
+    for (name, v) in [("produce-batch", batch), ("produce-pipeline", pipeline)] {
+        if !(1..=MAX_PRODUCE_BATCH).contains(&v) {
+            bail!("--{name} must be 1..={MAX_PRODUCE_BATCH}, got {v}");
+        }
+    }
+    Ok(Produce {
+        redis_url: feed.redis_url,
+        stream: feed.stream,
+        addr,
+        batch,
+        pipeline,
+        cpu,
+    })
+}
+
 /// How a `wss://` server's certificate is checked.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "kebab-case")]
@@ -205,10 +276,31 @@ pub fn parse_url(url: &str) -> anyhow::Result<Target> {
     about = "WebSocket load generator for tickcast (PROTOCOL.md v1)"
 )]
 pub struct Cli {
-    /// Server URL, ws:// or wss://HOST:PORT/ws (loopback only). Without
-    /// it the in-process server is started (see inprocess.rs).
+    /// Server URL, ws:// or wss://HOST:PORT/ws (loopback only);
+    /// repeatable or a comma list: clients are spread round-robin over the
+    /// URLs (client i connects to URL i % N). Without it the in-process
+    /// server is started (see inprocess.rs), unless --produce is given.
+    #[arg(long, value_delimiter = ',')]
+    pub url: Vec<String>,
+    /// Produce the ticks: publish to this Redis stream
+    /// (redis://HOST:PORT/STREAM, loopback only) through
+    /// `FCALL tickcast_publish_batch`, at --rate ticks/s (0: as fast as
+    /// Redis takes them) over --symbols symbols, from a thread of its own.
+    /// The --url nodes are fed from the stream; with --clients 0 and no
+    /// --url, the producer runs alone for warm-up + duration.
+    #[arg(long, value_name = "REDIS_URL")]
+    pub produce: Option<String>,
+    /// --produce: ticks per `tickcast_publish_batch` call.
+    #[arg(long, default_value_t = 16)]
+    pub produce_batch: usize,
+    /// --produce: calls per round trip (pipelined).
+    #[arg(long, default_value_t = 64)]
+    pub produce_pipeline: usize,
+    /// --produce: pin the producer thread to this core (default: the next
+    /// slot of --cpu after the client threads, cpu[threads % len]; no
+    /// pinning without --cpu).
     #[arg(long)]
-    pub url: Option<String>,
+    pub produce_cpu: Option<usize>,
     /// wss://: trust the CA certificates in this PEM file.
     #[arg(long, conflicts_with = "insecure")]
     pub ca: Option<PathBuf>,
@@ -325,7 +417,9 @@ pub struct Cli {
     pub symbols: usize,
     /// Ticks per second in total: what the in-process server publishes,
     /// and, against an external server, what it was started with (the
-    /// delivery % is computed against it).
+    /// delivery % is computed against it). With --produce: the producer's
+    /// target rate (0: unpaced), and the delivery % is computed against
+    /// what it actually produced in the window.
     #[arg(long, default_value_t = 2000)]
     pub rate: u64,
     /// Ramp: comma list of rates to try, in order.
@@ -349,8 +443,11 @@ pub struct Cli {
 /// Validated run options; see the matching [`Cli`] flags for meaning.
 #[derive(Debug, Clone, Serialize)]
 pub struct Options {
-    /// Target server; `None` means the in-process server.
-    pub target: Option<Target>,
+    /// Target servers, clients round-robin over them; empty means the
+    /// in-process server (or, with `produce` and no clients, none).
+    pub targets: Vec<Target>,
+    /// The producer (`--produce`), if any.
+    pub produce: Option<Produce>,
     /// How a `wss://` target's certificate is checked (`None` for `ws://`).
     pub trust: Option<Trust>,
     /// Scenario to run.
@@ -420,6 +517,25 @@ pub struct Options {
     pub progress: bool,
 }
 
+/// `--produce` with or without clients: nodes fed from the stream get
+/// clients (their `--url`), or the producer runs alone.
+fn check_produce(scenario: Scenario, clients: usize, targets: &[Target]) -> anyhow::Result<()> {
+    if clients == 0 {
+        if !targets.is_empty() {
+            bail!("--clients 0 with --produce runs the producer alone: drop --url");
+        }
+        if scenario != Scenario::Fanout {
+            bail!("the producer alone (--clients 0) runs as --scenario fanout");
+        }
+    } else if targets.is_empty() {
+        bail!(
+            "--produce feeds nodes started apart (tickcast --feed redis://HOST:PORT/STREAM): \
+             give their --url, or --clients 0 for the producer alone"
+        );
+    }
+    Ok(())
+}
+
 fn secs(name: &str, v: f64) -> anyhow::Result<Duration> {
     if !(0.0..1e7).contains(&v) {
         bail!("--{name} must be a number of seconds >= 0, got {v}");
@@ -433,13 +549,25 @@ impl Cli {
     /// # Errors
     /// On any out-of-range or contradictory value.
     pub fn into_options(self) -> anyhow::Result<Options> {
-        let target = self.url.as_deref().map(parse_url).transpose()?;
+        let targets = self
+            .url
+            .iter()
+            .map(|u| parse_url(u))
+            .collect::<anyhow::Result<Vec<Target>>>()?;
+        let produce_cpu = self.produce_cpu.or_else(|| {
+            (!self.cpu.is_empty()).then(|| self.cpu[self.threads.max(1) % self.cpu.len()])
+        });
+        let produce = self
+            .produce
+            .as_deref()
+            .map(|u| parse_produce(u, self.produce_batch, self.produce_pipeline, produce_cpu))
+            .transpose()?;
         let trust = match (&self.ca, self.insecure) {
             (Some(ca), _) => Some(Trust::Ca(ca.clone())),
             (None, true) => Some(Trust::Insecure),
             (None, false) => None,
         };
-        match (target.as_ref().is_some_and(|t| t.tls), trust.is_some()) {
+        match (targets.iter().any(|t| t.tls), trust.is_some()) {
             (true, false) => bail!("a wss:// URL needs --ca FILE (or --insecure)"),
             (false, true) => bail!("--ca and --insecure are for wss:// URLs"),
             _ => {}
@@ -462,8 +590,11 @@ impl Cli {
             (_, Some(n)) if n > 0 => bail!("--stalled is for the stalled and soak scenarios"),
             _ => 0,
         };
-        if clients == 0 && !(stalling && stalled > 0) {
+        if clients == 0 && !(stalling && stalled > 0) && produce.is_none() {
             bail!("--clients must be at least 1");
+        }
+        if produce.is_some() {
+            check_produce(self.scenario, clients + stalled, &targets)?;
         }
         let stall_after = secs(
             "stall-after",
@@ -515,8 +646,14 @@ impl Cli {
         if source_addrs > 254 {
             bail!("--source-addrs must be at most 254 (127.0.0.1..=127.0.0.254)");
         }
+        if targets.len() > 1 && sample_ms > 0 {
+            bail!(
+                "server-side sampling (--sample-ms; stalled, soak, storms next to streams) \
+                 watches one server: give one --url"
+            );
+        }
         if self.scenario == Scenario::Ramp {
-            if target.is_some() {
+            if !targets.is_empty() {
                 bail!(
                     "ramp restarts the server at each rate, so it needs the in-process server: drop --url \
                      (for an external server, run fanout once per rate you configure on it)"
@@ -534,14 +671,22 @@ impl Cli {
             self.subscribe
         };
         let symbols = self.symbols.max(1);
+        // A producer's symbols are known up front: no probe needed.
+        let universe = match (&subscribe, &produce) {
+            (Subscription::Random(_), Some(_)) if self.universe.is_empty() => {
+                crate::produce::symbol_names(symbols)
+            }
+            _ => self.universe,
+        };
         let expect_snapshots = self.expect_snapshots.or(match &subscribe {
             Subscription::All => Some(symbols as u64),
-            Subscription::Random(k) if self.universe.is_empty() => Some(*k as u64),
-            Subscription::Random(k) => Some((*k).min(self.universe.len()) as u64),
+            Subscription::Random(k) if universe.is_empty() => Some(*k as u64),
+            Subscription::Random(k) => Some((*k).min(universe.len()) as u64),
             _ => None,
         });
         Ok(Options {
-            target,
+            targets,
+            produce,
             trust,
             scenario: self.scenario,
             clients,
@@ -570,7 +715,7 @@ impl Cli {
             cpus: self.cpu,
             source_addrs,
             subscribe,
-            universe: self.universe,
+            universe,
             slow_fraction,
             slow_mode: self.slow_mode,
             churn_rate,
@@ -601,7 +746,7 @@ impl Options {
             .expect("no arguments always parse")
             .into_options()
             .expect("defaults are valid");
-        o.target = Some(target);
+        o.targets = vec![target];
         o.clients = clients;
         o
     }
@@ -626,7 +771,7 @@ mod tests {
         assert_eq!(o.warmup, Duration::from_secs(2));
         assert_eq!(o.subscribe, Subscription::All);
         assert_eq!((o.threads, o.source_addrs), (1, 1));
-        let t = o.target.expect("target");
+        let t = o.targets.first().cloned().expect("target");
         assert_eq!(t.addr, "127.0.0.1:9000".parse().expect("addr"));
         assert_eq!(t.path, "/ws");
     }
@@ -811,6 +956,89 @@ mod tests {
             .is_err(),
             "the storm must start inside the window"
         );
+    }
+
+    #[test]
+    fn several_urls_are_targets_in_order() {
+        let o = opts(&[
+            "--url",
+            "ws://127.0.0.1:1/ws,ws://127.0.0.1:2/ws",
+            "--url",
+            "ws://127.0.0.1:3/ws",
+        ])
+        .expect("valid");
+        let ports: Vec<u16> = o.targets.iter().map(|t| t.addr.port()).collect();
+        assert_eq!(ports, [1, 2, 3]);
+        // The sampler watches one server.
+        let two = ["--url", "ws://127.0.0.1:1/ws,ws://127.0.0.1:2/ws"];
+        assert!(opts(&[two[0], two[1], "--sample-ms", "100"]).is_err());
+        assert!(opts(&[two[0], two[1], "--scenario", "stalled", "--stalled", "1"]).is_err());
+        assert!(opts(&[two[0], "ws://127.0.0.1:1/ws,ws://10.0.0.1:2/ws"]).is_err());
+    }
+
+    #[test]
+    fn produce_feeds_external_nodes_or_runs_alone() {
+        let r = "redis://127.0.0.1:6390/ticks";
+        let o = opts(&["--produce", r, "--url", "ws://127.0.0.1:1/ws"]).expect("valid");
+        let p = o.produce.expect("a producer");
+        assert_eq!(
+            (p.redis_url.as_str(), p.stream.as_str()),
+            ("redis://127.0.0.1:6390", "ticks")
+        );
+        assert_eq!((p.batch, p.pipeline, p.cpu), (16, 64, None));
+        assert_eq!(p.addr.port(), 6390);
+        // No in-process server next to a producer: clients need --url.
+        assert!(opts(&["--produce", r]).is_err());
+        let o = opts(&["--produce", r, "--clients", "0", "--rate", "0"]).expect("alone");
+        assert_eq!((o.clients, o.rate, o.targets.len()), (0, 0, 0));
+        assert!(
+            opts(&[
+                "--produce",
+                r,
+                "--clients",
+                "0",
+                "--url",
+                "ws://127.0.0.1:1/ws"
+            ])
+            .is_err()
+        );
+        assert!(
+            opts(&["--clients", "0"]).is_err(),
+            "no producer, no clients"
+        );
+        assert!(opts(&["--produce", "redis://10.1.2.3:6379/s", "--clients", "0"]).is_err());
+        assert!(opts(&["--produce", "redis://127.0.0.1:6379", "--clients", "0"]).is_err());
+        let bad_batch = ["--produce", r, "--clients", "0", "--produce-batch", "0"];
+        assert!(opts(&bad_batch).is_err());
+        // The producer's core: given, or the slot after the client threads.
+        let o = opts(&["--produce", r, "--clients", "0", "--cpu", "0,1"]).expect("valid");
+        assert_eq!(o.produce.and_then(|p| p.cpu), Some(1));
+        let o = opts(&[
+            "--produce",
+            r,
+            "--clients",
+            "0",
+            "--cpu",
+            "1",
+            "--produce-cpu",
+            "0",
+        ])
+        .expect("valid");
+        assert_eq!(o.produce.and_then(|p| p.cpu), Some(0));
+        // random:K takes the producer's symbols without a probe.
+        let o = opts(&[
+            "--produce",
+            r,
+            "--url",
+            "ws://127.0.0.1:1/ws",
+            "--symbols",
+            "3",
+            "--subscribe",
+            "random:5",
+        ])
+        .expect("valid");
+        assert_eq!(o.universe, ["P0000", "P0001", "P0002"]);
+        assert_eq!(o.expect_snapshots, Some(3));
     }
 
     #[test]

@@ -18,8 +18,24 @@ use serde::Serialize;
 use crate::engine::{ClientResult, End, Role, Window, WorkerResult};
 use crate::monitor::{MonitorData, Sample, Settled};
 use crate::options::{Options, Scenario, Subscription};
+use crate::produce::ProducerSummary;
 use crate::seqcheck::SeqCounts;
 use crate::stats::{Percentiles, Spread, latency_histogram, merge};
+
+/// One target's share of the clients (several `--url`s).
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct TargetCounts {
+    /// Its URL.
+    pub url: String,
+    /// Clients whose connect succeeded.
+    pub connected: u64,
+    /// Connects that failed.
+    pub failed: u64,
+    /// Ticks its clients received in the window.
+    pub ticks_window: u64,
+    /// `ticks_window` per second of the window.
+    pub ticks_per_sec: f64,
+}
 
 /// Client counts.
 #[derive(Debug, Clone, Default, Serialize)]
@@ -309,6 +325,10 @@ pub struct Report {
     pub storm: Option<StormSummary>,
     /// The server's side (with sampling on).
     pub server: Option<ServerSide>,
+    /// The producer (`--produce`).
+    pub producer: Option<ProducerSummary>,
+    /// Per target (`--url`; clients round-robin over them).
+    pub targets: Vec<TargetCounts>,
     /// The raw samples (written to `samples.csv`).
     #[serde(skip)]
     pub samples: Vec<Sample>,
@@ -326,6 +346,7 @@ pub struct Report {
 /// Healthy (fast, not newcomer) clients against the nominal rate.
 fn delivery(
     opts: &Options,
+    rate: f64,
     window: Window,
     clients: &[ClientResult],
     per_client: &[u64],
@@ -337,7 +358,7 @@ fn delivery(
         Subscription::None => Some(0.0),
         Subscription::Group(_) => None,
     };
-    let expected = share.map(|s| opts.rate as f64 * secs * s);
+    let expected = share.map(|s| rate * secs * s);
     let healthy: Vec<&ClientResult> = clients
         .iter()
         .filter(|c| c.role == Role::Fast && c.connect_ns.is_some())
@@ -362,7 +383,7 @@ fn delivery(
             let from = opened.max(start);
             let to = c.ended_ns.min(end);
             let secs = to.saturating_sub(from) as f64 / 1e9;
-            let rate = share? * opts.rate as f64;
+            let rate = share? * rate;
             (secs >= PARTIAL_MIN_SECS && rate > 0.0)
                 .then(|| c.ticks_window as f64 / (rate * secs) * 100.0)
         })
@@ -382,6 +403,37 @@ fn delivery(
             .and_then(pct),
         max_pct: per_client.iter().max().and_then(|&m| pct(m)),
     }
+}
+
+/// Clients and window ticks per target (client i went to target i % N).
+fn target_counts(opts: &Options, clients: &[ClientResult], secs: f64) -> Vec<TargetCounts> {
+    let mut out: Vec<TargetCounts> = opts
+        .targets
+        .iter()
+        .map(|t| TargetCounts {
+            url: t.url(),
+            ..TargetCounts::default()
+        })
+        .collect();
+    for c in clients {
+        let Some(t) = out.get_mut(c.target) else {
+            continue;
+        };
+        if matches!(c.end, End::ConnectFailed(_)) {
+            t.failed += 1;
+        } else {
+            t.connected += 1;
+            t.ticks_window += c.ticks_window;
+        }
+    }
+    for t in &mut out {
+        t.ticks_per_sec = if secs > 0.0 {
+            t.ticks_window as f64 / secs
+        } else {
+            0.0
+        };
+    }
+    out
 }
 
 /// How long after stalling each stalled client's server socket went.
@@ -583,12 +635,15 @@ fn end_key(end: &End) -> String {
 ///
 /// # Errors
 /// Only if histograms fail to merge (they are all built alike, so never).
+/// With a producer, the delivery % is against what it produced in the
+/// window, not the nominal `--rate`.
 pub fn build(
     opts: &Options,
     url: &str,
     results: Vec<WorkerResult>,
     window: Window,
     server: Option<(MonitorData, Settled)>,
+    producer: Option<ProducerSummary>,
 ) -> anyhow::Result<Report> {
     let mut fast = latency_histogram();
     let mut slow = latency_histogram();
@@ -656,7 +711,17 @@ pub fn build(
     }
     let secs = window.len.as_secs_f64();
     let per_sec = |n: u64| if secs > 0.0 { n as f64 / secs } else { 0.0 };
-    let delivery = delivery(opts, window, &all_clients, &per_client);
+    let rate = producer
+        .as_ref()
+        .map_or(opts.rate as f64, |p| p.ticks_per_sec);
+    let delivery = delivery(opts, rate, window, &all_clients, &per_client);
+    let producer = producer.map(|mut p| {
+        p.end_to_end_ticks_per_sec = delivery
+            .mean_pct
+            .map(|pct| p.ticks_per_sec * (pct / 100.0).min(1.0));
+        p
+    });
+    let targets = target_counts(opts, &all_clients, secs);
     let (monitor, settled) = match server {
         Some((m, s)) => (Some(m), Some(s)),
         None => (None, None),
@@ -707,6 +772,8 @@ pub fn build(
         stalled,
         storm,
         server,
+        producer,
+        targets,
         samples,
         latency_hist: fast,
         latency_slow_hist: slow,
@@ -865,8 +932,67 @@ impl Report {
         s
     }
 
+    /// The producer and per-target lines of the table.
+    fn table_fleet(&self, s: &mut String) {
+        if let Some(p) = &self.producer {
+            let target = if p.target_rate == 0 {
+                "unpaced".to_string()
+            } else {
+                format!("target {}/s", p.target_rate)
+            };
+            let _ = writeln!(
+                s,
+                "producer     {}  {target}  batch {} x pipeline {}  symbols {}  cpu {}",
+                p.url,
+                p.batch,
+                p.pipeline,
+                p.symbols,
+                match (p.cpu, p.pinned) {
+                    (Some(c), Some(true)) => c.to_string(),
+                    (Some(c), _) => format!("{c} (pinning failed)"),
+                    (None, _) => "-".to_string(),
+                }
+            );
+            let _ = writeln!(
+                s,
+                "producer     produced ticks/s {:.0} (window; {:.0} over its {:.1} s run)  ticks {} (window {})  calls {}  refused calls {} ({} ticks)  failed round trips {}  round trip ms p50 {:.3} p99 {:.3}",
+                p.ticks_per_sec,
+                p.ticks_per_sec_total,
+                p.run_secs,
+                p.ticks_total,
+                p.ticks_window,
+                p.calls,
+                p.refused_calls,
+                p.refused_ticks,
+                p.failed_round_trips,
+                p.round_trip.p50_us / 1000.0,
+                p.round_trip.p99_us / 1000.0
+            );
+            if let Some(e) = p.end_to_end_ticks_per_sec {
+                let _ = writeln!(
+                    s,
+                    "end-to-end   {e:.0} ticks/s (produced x mean delivery of the healthy clients); delivered {:.0} ticks/s to all clients",
+                    self.throughput.ticks_per_sec
+                );
+            }
+            if let Some(err) = &p.first_error {
+                let _ = writeln!(s, "producer     first error: {err}");
+            }
+        }
+        if self.targets.len() > 1 {
+            for t in &self.targets {
+                let _ = writeln!(
+                    s,
+                    "target       {}  connected {}  failed {}  ticks/s {:.0}",
+                    t.url, t.connected, t.failed, t.ticks_per_sec
+                );
+            }
+        }
+    }
+
     /// The delivery, stalled, storm and server lines of the table.
     fn table_extra(&self, s: &mut String) {
+        self.table_fleet(s);
         let mib = |b: u64| b as f64 / (1024.0 * 1024.0);
         let opt = |v: Option<f64>| v.map_or("-".to_string(), |x| format!("{x:.2}"));
         let d = &self.delivery;
@@ -1166,6 +1292,7 @@ mod tests {
     fn client(role: Role, opened_s: u64, ended_s: u64, ticks: u64, end: End) -> ClientResult {
         ClientResult {
             index: 0,
+            target: 0,
             slow: role == Role::Stalled,
             role,
             local_addr: None,
@@ -1205,7 +1332,7 @@ mod tests {
             client(Role::Fast, 0, 12, 1100, End::IoError("reset".into())),
             client(Role::Stalled, 0, 9, 10, End::IoError("reset".into())),
         ];
-        let d = delivery(&o, window, &clients, &[3000]);
+        let d = delivery(&o, o.rate as f64, window, &clients, &[3000]);
         assert_eq!(d.expected_per_client, Some(3000.0));
         assert_eq!((d.clients, d.min_pct), (1, Some(100.0)));
         assert_eq!((d.healthy_connected, d.healthy_evicted), (4, 1));

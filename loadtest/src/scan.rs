@@ -635,6 +635,22 @@ mod tests {
     }
 
     #[test]
+    fn fast_path_takes_a_redis_fed_nodes_tick() {
+        // As a node fed from a Redis stream sends it: `ts` is Redis's TIME
+        // in ns (microseconds x 1000), prices are the producer's text.
+        let m = br#"{"type":"tick","symbol":"AAA","seq":2,"ts":1796138821315077000,"bid":1.50,"ask":1.6,"bid_size":10}"#;
+        let f = scan_fast(m).expect("fast path");
+        assert_eq!(
+            (f.kind, f.symbol, f.seq, f.ts),
+            (Kind::Tick, &b"AAA"[..], 2, 1_796_138_821_315_077_000)
+        );
+        assert_eq!(
+            Scanner::new().scan(m),
+            tick("AAA", 2, 1_796_138_821_315_077_000)
+        );
+    }
+
+    #[test]
     fn fast_path_takes_snapshots() {
         let m = server_tick("snapshot", "AAPL", "41", "5", REST);
         let f = scan_fast(&m).expect("fast path");

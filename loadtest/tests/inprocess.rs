@@ -22,7 +22,7 @@ fn a_short_run_against_an_in_process_tickcast_has_no_gaps() {
     ])
     .expect("valid options");
     let opts = cli.into_options().expect("valid options");
-    assert!(opts.target.is_none(), "no --url means in-process");
+    assert!(opts.targets.is_empty(), "no --url means in-process");
     let report = loadtest::run(&opts).expect("run completes");
     assert_eq!(report.clients.connected, 20);
     assert!(report.sequence_ok(), "gaps, duplicates or reorders");

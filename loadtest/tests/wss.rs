@@ -125,7 +125,7 @@ fn wss_urls_need_a_trust_choice() {
     assert_eq!(o.trust, Some(Trust::Insecure));
     let o = parse(&["lt", "--url", url, "--ca", "ca.pem"]).unwrap();
     assert_eq!(o.trust, Some(Trust::Ca(Path::new("ca.pem").to_path_buf())));
-    let t: &Target = o.target.as_ref().unwrap();
+    let t: &Target = o.targets.first().unwrap();
     assert_eq!(
         (t.tls, t.server_name(), t.url().as_str()),
         (true, "localhost", url)
