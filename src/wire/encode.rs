@@ -22,10 +22,7 @@ const SNAPSHOT_PREFIX: &[u8] = br#"{"type":"snapshot""#;
 pub(crate) fn frame(opcode: u8, payload: &[u8]) -> Frame {
     let mut header = [0u8; ws::MAX_HEADER];
     let h = ws::Header::write(&mut header, opcode, payload.len());
-    Frame::build(h + payload.len(), |buf| {
-        buf[..h].copy_from_slice(&header[..h]);
-        buf[h..].copy_from_slice(payload);
-    })
+    Frame::from_parts([&header[..h], payload].into_iter())
 }
 
 /// A text frame carrying `json`.
