@@ -144,8 +144,9 @@ impl StreamReader {
     /// last batch was published, the reply is usually all there at once).
     pub(crate) fn receive(&mut self) -> Result<Batch<'_>, String> {
         self.filled = 0;
+        let mut at = Progress::default();
         loop {
-            match parse_batch(&self.buf[..self.filled], &mut self.spans) {
+            match parse_batch(&self.buf[..self.filled], &mut self.spans, &mut at) {
                 Ok(()) => break,
                 Err(Stop::Incomplete) => self.read_more()?,
                 Err(Stop::Bad(e)) => return Err(e),
@@ -255,28 +256,6 @@ impl<'a> Cursor<'a> {
         Ok(&rest[..end])
     }
 
-    /// A length or integer line: `-1` or decimal digits (at most 18, far
-    /// beyond [`MAX_REPLY`]), parsed by hand: this runs three times per
-    /// entry field.
-    fn int(&mut self) -> Result<i64, Stop> {
-        let line = self.line()?;
-        let bad = || Stop::Bad(format!("bad length {:?}", String::from_utf8_lossy(line)));
-        if line == b"-1" {
-            return Ok(-1);
-        }
-        if line.is_empty() || line.len() > 18 {
-            return Err(bad());
-        }
-        let mut n: i64 = 0;
-        for &d in line {
-            if !d.is_ascii_digit() {
-                return Err(bad());
-            }
-            n = n * 10 + i64::from(d - b'0');
-        }
-        Ok(n)
-    }
-
     fn kind(&mut self) -> Result<u8, Stop> {
         let k = *self.buf.get(self.pos).ok_or(Stop::Incomplete)?;
         self.pos += 1;
@@ -332,12 +311,42 @@ impl<'a> Cursor<'a> {
         }
     }
 
-    /// A length: -1 is null, others must be within [`MAX_REPLY`].
+    /// A length line after its type byte: `-1` (null) or decimal digits
+    /// within [`MAX_REPLY`], then CRLF. Read in one pass without looking
+    /// for the CRLF first: this runs for every bulk string of a reply (13
+    /// per entry), and was the feed thread's largest cost.
     fn length(&mut self) -> Result<Option<usize>, Stop> {
-        match self.int()? {
-            -1 => Ok(None),
-            n if (0..=MAX_REPLY as i64).contains(&n) => Ok(Some(n as usize)),
-            n => Err(Stop::Bad(format!("length {n} out of bounds"))),
+        let b = self.buf;
+        let mut i = self.pos;
+        let null = b.get(i) == Some(&b'-');
+        if null {
+            i += 1;
+        }
+        let (mut n, start) = (0usize, i);
+        loop {
+            match b.get(i) {
+                Some(&d) if d.is_ascii_digit() && i - start < 18 => {
+                    n = n * 10 + usize::from(d - b'0');
+                    i += 1;
+                }
+                Some(b'\r') if i > start => break,
+                Some(_) => return Err(Stop::Bad("a malformed length".into())),
+                None => return Err(Stop::Incomplete),
+            }
+        }
+        match b.get(i + 1) {
+            Some(b'\n') => {}
+            Some(_) => return Err(Stop::Bad("a length without its CRLF".into())),
+            None => return Err(Stop::Incomplete),
+        }
+        self.pos = i + 2;
+        match (null, n) {
+            (true, 1) => Ok(None),
+            (false, n) if n <= MAX_REPLY => Ok(Some(n)),
+            _ => Err(Stop::Bad(format!(
+                "length {}{n} out of bounds",
+                if null { "-" } else { "" }
+            ))),
         }
     }
 
@@ -388,37 +397,107 @@ fn skip_one(b: &[u8]) -> Result<Option<usize>, String> {
     }
 }
 
-/// Parses a whole `XREAD` + `GET` reply pair into `out`: `[[stream,
-/// [[id, [f, v, ...]], ...]]]` or null, then the epoch (bulk or null). An
-/// error reply of either command is an error; a reply not all there yet is
-/// [`Stop::Incomplete`].
-fn parse_batch(b: &[u8], out: &mut Spans) -> Result<(), Stop> {
-    let mut c = Cursor { buf: b, pos: 0 };
-    out.entries.clear();
-    out.fields.clear();
+/// How far the parse of a reply got: replies arrive in pieces (Redis
+/// writes ~64 KiB per event-loop turn), and parsing again from the start
+/// after every read cost more than the parse itself.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+struct Progress {
+    stage: Stage,
+    /// Where the next step starts in the reply.
+    pos: usize,
+}
+
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+enum Stage {
+    /// Nothing parsed.
+    #[default]
+    Start,
+    /// `left` streams of the `XREAD` reply to go.
+    Stream {
+        left: usize,
+    },
+    /// Inside a stream's entries: `left` to go, then `streams` streams.
+    Entries {
+        streams: usize,
+        left: usize,
+    },
+    /// The `GET` reply (the epoch) to go.
+    Epoch,
+    Done,
+}
+
+/// Parses an `XREAD` + `GET` reply pair into `out`: `[[stream, [[id, [f,
+/// v, ...]], ...]]]` or null, then the epoch (bulk or null). An error
+/// reply of either command is an error; a reply not all there yet is
+/// [`Stop::Incomplete`], and `at` says where to go on once more bytes are
+/// appended (complete entries stay in `out`). Start with
+/// `Progress::default()`.
+fn parse_batch(b: &[u8], out: &mut Spans, at: &mut Progress) -> Result<(), Stop> {
     let bad = |m: &str| Stop::Bad(m.to_string());
-    if let Some(streams) = c.array()? {
-        for _ in 0..streams {
-            if c.array()? != Some(2) {
-                return Err(bad("a stream reply is not [name, entries]"));
+    loop {
+        let mut c = Cursor {
+            buf: b,
+            pos: at.pos,
+        };
+        let next = match at.stage {
+            Stage::Start => {
+                out.entries.clear();
+                out.fields.clear();
+                out.epoch = None;
+                Stage::Stream {
+                    left: c.array()?.unwrap_or(0),
+                }
             }
-            c.bulk_span()?;
-            for _ in 0..c.array()?.unwrap_or(0) {
+            Stage::Stream { left: 0 } => Stage::Epoch,
+            Stage::Stream { left } => {
                 if c.array()? != Some(2) {
-                    return Err(bad("an entry is not [id, fields]"));
+                    return Err(bad("a stream reply is not [name, entries]"));
                 }
-                let id = c.bulk_span()?.ok_or_else(|| bad("an entry without id"))?;
-                let n = c.array()?.unwrap_or(0);
-                let first = out.fields.len();
-                for _ in 0..n {
-                    let f = c.bulk_span()?.ok_or_else(|| bad("a null field"))?;
-                    out.fields.push(f);
+                c.bulk_span()?;
+                Stage::Entries {
+                    streams: left - 1,
+                    left: c.array()?.unwrap_or(0),
                 }
-                out.entries.push((id, first, n));
             }
-        }
+            Stage::Entries { streams, left: 0 } => Stage::Stream { left: streams },
+            Stage::Entries { streams, left } => {
+                let first = out.fields.len();
+                if let Err(e) = parse_entry(&mut c, out) {
+                    out.fields.truncate(first);
+                    return Err(e);
+                }
+                Stage::Entries {
+                    streams,
+                    left: left - 1,
+                }
+            }
+            Stage::Epoch => {
+                out.epoch = c.bulk_span()?;
+                Stage::Done
+            }
+            Stage::Done => return Ok(()),
+        };
+        *at = Progress {
+            stage: next,
+            pos: c.pos,
+        };
     }
-    out.epoch = c.bulk_span()?;
+}
+
+/// One entry, `[id, [field, value, ...]]`, appended to `out`.
+fn parse_entry(c: &mut Cursor<'_>, out: &mut Spans) -> Result<(), Stop> {
+    let bad = |m: &str| Stop::Bad(m.to_string());
+    if c.array()? != Some(2) {
+        return Err(bad("an entry is not [id, fields]"));
+    }
+    let id = c.bulk_span()?.ok_or_else(|| bad("an entry without id"))?;
+    let n = c.array()?.unwrap_or(0);
+    let first = out.fields.len();
+    for _ in 0..n {
+        let f = c.bulk_span()?.ok_or_else(|| bad("a null field"))?;
+        out.fields.push(f);
+    }
+    out.entries.push((id, first, n));
     Ok(())
 }
 
@@ -450,7 +529,7 @@ mod tests {
     /// The reply parsed, owned: entries and epoch.
     fn parse(b: &[u8]) -> Result<Owned, Stop> {
         let mut spans = Spans::default();
-        parse_batch(b, &mut spans)?;
+        parse_batch(b, &mut spans, &mut Progress::default())?;
         let batch = Batch {
             buf: b,
             spans: &spans,
@@ -472,6 +551,42 @@ mod tests {
         assert_eq!(entries[2].0, b"1-2");
         let fields: Vec<&[u8]> = entries[2].1.iter().map(Vec::as_slice).collect();
         assert_eq!(fields, [&b"symbol"[..], b"AAPL", b"seq", b"3", b"ts", b"5"]);
+    }
+
+    #[test]
+    fn a_reply_arriving_in_pieces_is_parsed_once_through() {
+        let r = reply(40, Some("e-7"));
+        let whole = parse(&r).unwrap();
+        for step in [1, 7, 64, 1000] {
+            let (mut spans, mut at) = (Spans::default(), Progress::default());
+            let mut end = 0;
+            loop {
+                end = (end + step).min(r.len());
+                match parse_batch(&r[..end], &mut spans, &mut at) {
+                    Ok(()) => break,
+                    Err(Stop::Incomplete) => assert!(end < r.len(), "complete at {end}"),
+                    Err(e) => panic!("{e:?} at {end}"),
+                }
+            }
+            assert_eq!(end, r.len());
+            let batch = Batch {
+                buf: &r,
+                spans: &spans,
+            };
+            let mut got = Vec::new();
+            batch.for_each(|id, f| {
+                got.push((
+                    id.to_vec(),
+                    f.iter().map(|x| x.to_vec()).collect::<Vec<_>>(),
+                ));
+                true
+            });
+            assert_eq!(
+                (got, batch.epoch().map(<[u8]>::to_vec)),
+                whole,
+                "step {step}"
+            );
+        }
     }
 
     #[test]
