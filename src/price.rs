@@ -49,14 +49,21 @@ impl Decimal {
     /// # Errors
     /// [`DecimalError`] if `text` breaks the rules above.
     pub fn parse(text: &str) -> Result<Decimal, DecimalError> {
-        if !is_plain_decimal(text.as_bytes()) {
-            return Err(DecimalError(text.chars().take(64).collect()));
+        Decimal::parse_ascii(text.as_bytes())
+    }
+
+    /// [`Decimal::parse`] of bytes (a Redis stream's values are bytes):
+    /// only ASCII digits, `-` and `.` pass, so no UTF-8 check is needed.
+    pub(crate) fn parse_ascii(text: &[u8]) -> Result<Decimal, DecimalError> {
+        if !is_plain_decimal(text) {
+            let shown = String::from_utf8_lossy(text).chars().take(64).collect();
+            return Err(DecimalError(shown));
         }
         let mut d = Decimal {
             len: text.len() as u8,
             text: [0; MAX_LEN],
         };
-        d.text[..text.len()].copy_from_slice(text.as_bytes());
+        d.text[..text.len()].copy_from_slice(text);
         Ok(d)
     }
 

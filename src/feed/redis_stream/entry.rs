@@ -23,22 +23,26 @@ pub(crate) fn parse(fields: &[&[u8]]) -> Result<Entry, String> {
     let mut tick = Tick::default();
     let (mut seq, mut ts) = (None, None);
     for pair in fields.chunks_exact(2) {
-        let value = std::str::from_utf8(pair[1]).map_err(|_| "a value is not UTF-8")?;
+        let value = pair[1];
         let price = || {
-            Decimal::parse(value)
+            Decimal::parse_ascii(value)
                 .map(Price::Exact)
                 .map_err(|e| e.to_string())
         };
         let int = |name: &[u8]| {
-            value.parse::<u64>().map_err(|_| {
+            ascii_u64(value).ok_or_else(|| {
                 format!(
-                    "{}: not an unsigned integer: {value:?}",
-                    String::from_utf8_lossy(name)
+                    "{}: not an unsigned integer: {:?}",
+                    String::from_utf8_lossy(name),
+                    String::from_utf8_lossy(value)
                 )
             })
         };
         match pair[0] {
-            b"symbol" => tick.symbol = value.to_string(),
+            b"symbol" => {
+                let s = std::str::from_utf8(value).map_err(|_| "the symbol is not UTF-8")?;
+                tick.symbol = s.to_string();
+            }
             b"seq" => seq = Some(int(b"seq")?),
             b"ts" => ts = Some(int(b"ts")?),
             b"bid" => tick.bid = Some(price()?),
@@ -54,6 +58,19 @@ pub(crate) fn parse(fields: &[&[u8]]) -> Result<Entry, String> {
     let ts = ts.ok_or("no ts")?;
     tick.validate()?;
     Ok(Entry { tick, seq, ts })
+}
+
+/// A decimal `u64` of ASCII digits (1 to 20, no sign, no overflow).
+fn ascii_u64(b: &[u8]) -> Option<u64> {
+    if b.is_empty() || b.len() > 20 {
+        return None;
+    }
+    b.iter().try_fold(0u64, |n, &d| {
+        if !d.is_ascii_digit() {
+            return None;
+        }
+        n.checked_mul(10)?.checked_add(u64::from(d - b'0'))
+    })
 }
 
 #[cfg(test)]
@@ -88,6 +105,23 @@ mod tests {
             Some("0.30000000000000000001")
         );
         assert_eq!(e.tick.volume, Some(10));
+    }
+
+    #[test]
+    fn integers_are_read_from_ascii_digits() {
+        assert_eq!(ascii_u64(b"0"), Some(0));
+        assert_eq!(ascii_u64(b"18446744073709551615"), Some(u64::MAX));
+        for bad in [
+            &b""[..],
+            b"18446744073709551616",
+            b"-1",
+            b"+1",
+            b"1 ",
+            b"1.0",
+            b"\xff",
+        ] {
+            assert_eq!(ascii_u64(bad), None, "{bad:?}");
+        }
     }
 
     #[test]

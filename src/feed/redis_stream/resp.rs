@@ -262,22 +262,18 @@ impl<'a> Cursor<'a> {
         Ok(k)
     }
 
-    /// An error reply's text, if the next value is one.
-    fn error(&mut self) -> Result<Option<String>, Stop> {
-        if self.buf.get(self.pos) == Some(&b'-') {
-            self.pos += 1;
-            let line = self.line()?;
-            return Ok(Some(String::from_utf8_lossy(line).into_owned()));
+    /// An error reply, its `-` already read: its text, or `Incomplete`.
+    fn error_reply(&mut self) -> Stop {
+        match self.line() {
+            Ok(line) => Stop::Bad(String::from_utf8_lossy(line).into_owned()),
+            Err(stop) => stop,
         }
-        Ok(None)
     }
 
     /// An array's length (`None`: the null array).
     fn array(&mut self) -> Result<Option<usize>, Stop> {
-        if let Some(e) = self.error()? {
-            return Err(Stop::Bad(e));
-        }
         match self.kind()? {
+            b'-' => Err(self.error_reply()),
             b'*' => self.length(),
             k => Err(Stop::Bad(format!("expected an array, got {:?}", k as char))),
         }
@@ -290,10 +286,8 @@ impl<'a> Cursor<'a> {
 
     /// Where a bulk string is (`None`: the null bulk string).
     fn bulk_span(&mut self) -> Result<Option<Span>, Stop> {
-        if let Some(e) = self.error()? {
-            return Err(Stop::Bad(e));
-        }
         match self.kind()? {
+            b'-' => Err(self.error_reply()),
             b'$' => {
                 let Some(n) = self.length()? else {
                     return Ok(None);
