@@ -471,5 +471,8 @@ print("\n## Commands\n\n```")
 print(open(f"{out}/commands.txt").read().rstrip())
 print("```")
 PY
+# Paths inside the repository are written relative to it: a results
+# folder names no machine's directories.
+grep -rlF "$root/" "$out" | xargs -r sed -i "s#$root/##g"
 echo "== summary: $out/summary.md"
 cat "$out/summary.md"
