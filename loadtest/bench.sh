@@ -46,6 +46,10 @@ have_tokio=0
 if (cd "$here/peers/tokio-tungstenite" && CARGO_TARGET_DIR="$PEERS_TARGET" cargo build --release -q); then
   have_tokio=1
 fi
+have_bare=0
+if (cd "$here/peers/bare-fanout" && CARGO_TARGET_DIR="$PEERS_TARGET" cargo build --release -q); then
+  have_bare=1
+fi
 have_node=0
 if command -v node >/dev/null && (cd "$here/peers/node-ws" && { [ -d node_modules/ws ] || npm install --no-audit --no-fund --silent; }); then
   have_node=1
@@ -92,6 +96,10 @@ start_server() {
       ;;
     tokio-tungstenite)
       taskset -c "$cpus" "$PEERS_TARGET/release/peer-tokio-tungstenite" --listen "127.0.0.1:$port" \
+        --symbols "$SYMBOLS" --rate "$rate" >"$out/cells/server.log" 2>&1 &
+      ;;
+    bare-fanout)
+      taskset -c "$cpus" "$PEERS_TARGET/release/peer-bare-fanout" --listen "127.0.0.1:$port" \
         --symbols "$SYMBOLS" --rate "$rate" >"$out/cells/server.log" 2>&1 &
       ;;
     node-ws)
@@ -155,6 +163,7 @@ PY
 servers=(tickcast)
 [ "$have_tokio" = 1 ] && servers+=(tokio-tungstenite)
 [ "$have_node" = 1 ] && servers+=(node-ws)
+[ "$have_bare" = 1 ] && servers+=(bare-fanout)
 
 if [ -n "${QUICK:-}" ]; then
   cell tickcast "$SERVER_CPU" 1000 5000 fanout

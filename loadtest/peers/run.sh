@@ -2,10 +2,10 @@
 # Builds the comparison peers, starts each on loopback, runs the load
 # generator against it, and stops it again.
 #
-# Usage: loadtest/peers/run.sh [tokio|node|all] [loadtest args...]
+# Usage: loadtest/peers/run.sh [tokio|node|bare|all] [loadtest args...]
 #   e.g. loadtest/peers/run.sh all --clients 200 --duration 10
 # Env:   SYMBOLS (100), RATE (2000 ticks/s), CAPACITY (tokio broadcast, 4096),
-#        MAX_BUFFERED (node, bytes, 4 MiB), PEER_CPU (pin the peer with taskset),
+#        MAX_BUFFERED (node and bare, bytes, 4 MiB), PEER_CPU (pin the peer with taskset),
 #        LOADTEST_TARGET / PEERS_TARGET (cargo target dirs).
 # Results: loadtest/out/peers-<UTC time>/<peer>/ (report.json, .hgrm, .svg).
 set -euo pipefail
@@ -72,6 +72,11 @@ if [ "$which" = node ] || [ "$which" = all ]; then
   (cd "$here/node-ws" && [ -d node_modules/ws ] || npm install --no-audit --no-fund)
   run_one node-ws 9102 node "$here/node-ws/server.js" \
     --listen 127.0.0.1:9102 --symbols "$SYMBOLS" --rate "$RATE" --max-buffered "$MAX_BUFFERED" || status=$?
+fi
+if [ "$which" = bare ] || [ "$which" = bare-fanout ] || [ "$which" = all ]; then
+  (cd "$here/bare-fanout" && CARGO_TARGET_DIR="$PEERS_TARGET" cargo build --release)
+  run_one bare-fanout 9103 "$PEERS_TARGET/release/peer-bare-fanout" \
+    --listen 127.0.0.1:9103 --symbols "$SYMBOLS" --rate "$RATE" --max-buffered "$MAX_BUFFERED" || status=$?
 fi
 echo "results in $outroot"
 exit $status
