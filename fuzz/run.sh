@@ -31,7 +31,7 @@ if ! cargo fuzz --version >/dev/null 2>&1; then
     cargo install cargo-fuzz --locked --version "$cargo_fuzz_version"
 fi
 
-targets=(http_route parse_request session_frames session_core)
+targets=(http_route parse_request session_frames session_core stream_reply)
 
 # libFuzzer options per target: how long an input may be, and a dictionary.
 options() {
@@ -40,6 +40,7 @@ options() {
         parse_request) echo "-max_len=4096 -dict=dict/json.dict" ;;
         session_frames) echo "-max_len=8192 -dict=dict/json.dict" ;;
         session_core) echo "-max_len=12000" ;;
+        stream_reply) echo "-max_len=8192 -dict=dict/resp.dict" ;;
     esac
 }
 

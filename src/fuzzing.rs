@@ -11,6 +11,10 @@
 //! - [`route`]: the HTTP upgrade parser and router (`wire::http::route`);
 //! - [`parse_request`]: the client request parser
 //!   (`wire::protocol::parse_request`);
+//! - [`stream_reply`]: the Redis feed's reply parser
+//!   (`feed::redis_stream::resp`), whole and in pieces, and
+//!   [`stream_entry`]: a stream entry read into a tick
+//!   (`feed::redis_stream::entry::parse`);
 //! - [`Session`]: one connection's sans-I/O protocol state
 //!   (`session::Session`), with the [`Settings`](crate::session::Settings)
 //!   the shard derives from the [`Config`] kept beside it.
@@ -25,6 +29,24 @@ use crate::{Config, Frame, session};
 pub const MAX_HEAD: usize = http::MAX_HEAD;
 /// Most bytes of the `client` query parameter (`wire::http::MAX_CLIENT_NAME`).
 pub const MAX_CLIENT_NAME: usize = http::MAX_CLIENT_NAME;
+
+// ---- feed::redis_stream ---------------------------------------------------------
+
+/// A parsed `XREAD` + `GET` reply pair: the entries (id, fields) and the
+/// epoch; `Err(None)` incomplete, `Err(Some(why))` malformed.
+pub type StreamReply = Result<(Vec<(Vec<u8>, Vec<Vec<u8>>)>, Option<Vec<u8>>), Option<String>>;
+
+/// The reply parser on `buf` in one go and in pieces of `step` bytes
+/// (each parse going on from where the last piece ended).
+pub fn stream_reply(buf: &[u8], step: usize) -> [StreamReply; 2] {
+    crate::feed::redis_stream::resp::parse_owned(buf, step)
+}
+
+/// A stream entry's fields read into a tick: its symbol, seq, ts and the
+/// JSON of its tick frame, or why it is refused.
+pub fn stream_entry(fields: &[&[u8]]) -> Result<(String, u64, u64), String> {
+    crate::feed::redis_stream::entry::parse(fields).map(|e| (e.tick.symbol, e.seq, e.ts))
+}
 
 // ---- wire::http ---------------------------------------------------------------
 

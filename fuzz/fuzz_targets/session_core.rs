@@ -291,7 +291,9 @@ impl Model {
         assert_eq!(got, fuzzing::route(&self.head), "route() is route(head)");
         match got {
             None => {}
-            Some(Route::Respond(_) | Route::Report { .. }) => self.start_closing(s, self.now + self.config.close_linger),
+            Some(Route::Respond(_) | Route::Report { .. }) => {
+                self.start_closing(s, self.now + self.config.close_linger)
+            }
             Some(Route::Upgrade(_)) if id & 0x80 != 0 => {
                 self.start_closing(s, self.now + self.config.close_linger);
             }

@@ -6,9 +6,9 @@
 //! producer, in any language, gets one numbering per symbol and every node
 //! reading the stream publishes the same `(symbol, seq, ts)`.
 
-mod entry;
+pub(crate) mod entry;
 pub(crate) mod node;
-mod resp;
+pub(crate) mod resp;
 mod sink;
 
 pub use sink::{RedisSink, SinkError};

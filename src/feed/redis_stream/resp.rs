@@ -420,6 +420,49 @@ enum Stage {
     Done,
 }
 
+/// What [`parse_batch`] makes of `buf` in one go, and in pieces (`buf`
+/// appended to in steps of `step` bytes, parsed on from where each piece
+/// ended), owned: for the fuzz target, which checks the two agree.
+/// `Err(None)`: incomplete; `Err(Some(why))`: malformed.
+#[cfg(feature = "fuzzing")]
+pub(crate) fn parse_owned(buf: &[u8], step: usize) -> [OwnedReply; 2] {
+    let whole = {
+        let mut spans = Spans::default();
+        let r = parse_batch(buf, &mut spans, &mut Progress::default());
+        owned(buf, &spans, r)
+    };
+    let (mut spans, mut at, mut end) = (Spans::default(), Progress::default(), 0);
+    let pieces = loop {
+        end = (end + step.max(1)).min(buf.len());
+        let r = parse_batch(&buf[..end], &mut spans, &mut at);
+        if end == buf.len() || !matches!(r, Err(Stop::Incomplete)) {
+            break owned(buf, &spans, r);
+        }
+    };
+    [whole, pieces]
+}
+
+/// A parsed reply, owned: the entries (id, fields) and the epoch.
+#[cfg(feature = "fuzzing")]
+pub(crate) type OwnedReply =
+    Result<(Vec<(Vec<u8>, Vec<Vec<u8>>)>, Option<Vec<u8>>), Option<String>>;
+
+#[cfg(feature = "fuzzing")]
+fn owned(buf: &[u8], spans: &Spans, r: Result<(), Stop>) -> OwnedReply {
+    match r {
+        Err(Stop::Incomplete) => return Err(None),
+        Err(Stop::Bad(why)) => return Err(Some(why)),
+        Ok(()) => {}
+    }
+    let batch = Batch { buf, spans };
+    let mut entries = Vec::new();
+    batch.for_each(|id, f| {
+        entries.push((id.to_vec(), f.iter().map(|x| x.to_vec()).collect()));
+        true
+    });
+    Ok((entries, batch.epoch().map(<[u8]>::to_vec)))
+}
+
 /// Parses an `XREAD` + `GET` reply pair into `out`: `[[stream, [[id, [f,
 /// v, ...]], ...]]]` or null, then the epoch (bulk or null). An error
 /// reply of either command is an error; a reply not all there yet is
