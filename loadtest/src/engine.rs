@@ -528,6 +528,9 @@ pub struct Window {
     pub start: Duration,
     /// Its length.
     pub len: Duration,
+    /// CPU this process used during the window, % of one core (all its
+    /// threads; with the in-process server, the server's too).
+    pub cpu_pct: Option<f64>,
 }
 
 /// Waits for the connect phase, fixes the measured window, prints progress
@@ -586,6 +589,9 @@ fn coordinate(
         );
     }
     let mut so_far = latency_histogram();
+    // The process's CPU at the window's start and end, read by this loop
+    // (every <= 100 ms), with the instants read.
+    let mut cpu_at: [Option<(Instant, f64)>; 2] = [None, None];
     let mut last_msgs = shared.msgs.load(Ordering::Relaxed);
     let mut last_tick = Instant::now();
     let finish = plan.t0 + end + DRAIN_TIMEOUT + Duration::from_secs(2);
@@ -601,6 +607,11 @@ fn coordinate(
         }
         if Instant::now() > finish {
             shared.stop.store(true, Ordering::Relaxed);
+        }
+        for (slot, at) in cpu_at.iter_mut().zip([start, end]) {
+            if slot.is_none() && plan.t0.elapsed() >= at {
+                *slot = crate::sys::process_cpu_secs().map(|c| (Instant::now(), c));
+            }
         }
         if last_tick.elapsed() >= Duration::from_secs(1) {
             let msgs = shared.msgs.load(Ordering::Relaxed);
@@ -624,9 +635,19 @@ fn coordinate(
             last_msgs = msgs;
         }
     }
+    if cpu_at[1].is_none() && plan.t0.elapsed() >= end {
+        cpu_at[1] = crate::sys::process_cpu_secs().map(|c| (Instant::now(), c));
+    }
+    let cpu_pct = match cpu_at {
+        [Some((t0, c0)), Some((t1, c1))] if t1 > t0 => {
+            Some(100.0 * (c1 - c0) / (t1 - t0).as_secs_f64())
+        }
+        _ => None,
+    };
     Window {
         start,
         len: end - start,
+        cpu_pct,
     }
 }
 

@@ -119,6 +119,7 @@ fn producer_alone(opts: &Options, producer: produce::Producer) -> anyhow::Result
     let window = engine::Window {
         start: opts.warmup,
         len: opts.duration,
+        cpu_pct: None,
     };
     let end = t0 + opts.warmup + opts.duration;
     // Bounded by the window's end.

@@ -284,6 +284,11 @@ pub struct Report {
     pub options: Options,
     /// Length of the measured window, s.
     pub window_secs: f64,
+    /// CPU the load generator's process used in the window, % of one core
+    /// (all its threads; with the in-process server, the server's too). A
+    /// cell where it nears 100 % per client thread measures the load
+    /// generator, not the server.
+    pub loadgen_cpu_pct: Option<f64>,
     /// Client counts.
     pub clients: ClientCounts,
     /// TCP connect + handshake time.
@@ -748,6 +753,7 @@ pub fn build(
         machine,
         options: opts.clone(),
         window_secs: secs,
+        loadgen_cpu_pct: window.cpu_pct,
         clients,
         connect_time: Percentiles::of(&connect),
         throughput: Throughput {
@@ -854,6 +860,18 @@ impl Report {
             t.ticks_per_sec,
             t.bytes_per_sec / (1024.0 * 1024.0)
         );
+        if let Some(cpu) = self.loadgen_cpu_pct {
+            let whose = if self.options.targets.is_empty() {
+                "this process, with the in-process server"
+            } else {
+                "the load generator"
+            };
+            let _ = writeln!(
+                s,
+                "cpu          {cpu:.0} % of one core in the window ({whose}, {} client thread(s))",
+                self.options.threads
+            );
+        }
         let _ = writeln!(
             s,
             "  {:<14} {:>10} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9}",
@@ -1321,6 +1339,7 @@ mod tests {
         let window = Window {
             start: Duration::from_secs(1),
             len: Duration::from_secs(30),
+            cpu_pct: None,
         };
         let clients = vec![
             client(Role::Fast, 0, 40, 3000, End::StillOpen),

@@ -34,6 +34,19 @@ pub fn pin_to_core(cpu: usize) -> bool {
     core_affinity::set_for_current(core_affinity::CoreId { id: cpu })
 }
 
+/// CPU time this process has used so far (user + system, every thread),
+/// in seconds; `None` if the OS refuses.
+pub fn process_cpu_secs() -> Option<f64> {
+    // SAFETY: an all-zero rusage is a valid value of the plain C struct.
+    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: `ru` is a valid, writable rusage for the duration of the call.
+    if unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut ru) } != 0 {
+        return None;
+    }
+    let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    Some(secs(ru.ru_utime) + secs(ru.ru_stime))
+}
+
 /// Number of online cores.
 pub fn cores() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get())
@@ -41,6 +54,19 @@ pub fn cores() -> usize {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn process_cpu_time_grows_with_work() {
+        let before = super::process_cpu_secs().unwrap();
+        let start = std::time::Instant::now();
+        let mut x = 1u64;
+        // Busy for ~50 ms of wall time (bounded).
+        while start.elapsed() < std::time::Duration::from_millis(50) {
+            x = std::hint::black_box(x.wrapping_mul(6364136223846793005).wrapping_add(1));
+        }
+        let after = super::process_cpu_secs().unwrap();
+        assert!(after > before, "{before} -> {after} ({x})");
+    }
+
     #[test]
     fn raising_the_descriptor_limit_reaches_the_hard_limit() {
         let cur = super::raise_nofile_limit().unwrap();
