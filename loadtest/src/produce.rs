@@ -224,6 +224,25 @@ impl Producer {
 }
 
 impl Record {
+    /// A thread's record before its first call, started at `started`.
+    fn new(started: Instant, plan: Plan, pinned: Option<bool>) -> Record {
+        Record {
+            started,
+            ended: started,
+            samples: vec![(started, 0)],
+            accepted: 0,
+            calls: 0,
+            refused_calls: 0,
+            refused_ticks: 0,
+            failed_round_trips: 0,
+            round_trips: 0,
+            first_error: None,
+            round_trip: latency_histogram(),
+            pinned,
+            plan,
+        }
+    }
+
     /// Ticks accepted by `t` (the last sample at or before it).
     fn accepted_at(&self, t: Instant) -> u64 {
         let i = self.samples.partition_point(|(at, _)| *at <= t);
@@ -356,21 +375,7 @@ fn run(plan: Plan, live: &Live, ready: &mpsc::Sender<Result<(), String>>) -> Rec
         }
     };
     let started = Instant::now();
-    let mut rec = Record {
-        started,
-        ended: started,
-        samples: vec![(started, 0)],
-        accepted: 0,
-        calls: 0,
-        refused_calls: 0,
-        refused_ticks: 0,
-        failed_round_trips: 0,
-        round_trips: 0,
-        first_error: None,
-        round_trip: latency_histogram(),
-        pinned,
-        plan,
-    };
+    let mut rec = Record::new(started, plan, pinned);
     if conn.is_none() {
         return rec;
     }
@@ -564,27 +569,18 @@ mod tests {
 
     fn record(samples: Vec<(Instant, u64)>) -> Record {
         let t0 = samples[0].0;
-        Record {
-            plan: Plan {
-                produce: crate::options::parse_produce("redis://127.0.0.1:1/s", 16, 64, None)
-                    .expect("valid"),
-                rate: 0,
-                symbols: 10,
-                progress: false,
-            },
-            started: t0,
-            ended: samples.last().map_or(t0, |s| s.0),
-            accepted: samples.last().map_or(0, |s| s.1),
-            samples,
-            calls: 0,
-            refused_calls: 0,
-            refused_ticks: 0,
-            failed_round_trips: 0,
-            round_trips: 0,
-            first_error: None,
-            round_trip: latency_histogram(),
-            pinned: None,
-        }
+        let plan = Plan {
+            produce: crate::options::parse_produce("redis://127.0.0.1:1/s", 16, 64, None)
+                .expect("valid"),
+            rate: 0,
+            symbols: 10,
+            progress: false,
+        };
+        let mut r = Record::new(t0, plan, None);
+        r.ended = samples.last().map_or(t0, |s| s.0);
+        r.accepted = samples.last().map_or(0, |s| s.1);
+        r.samples = samples;
+        r
     }
 
     #[test]

@@ -67,19 +67,21 @@ impl Shard {
         // The first tick of a new history: subscribers were reset to seq 0,
         // so a history whose first entries this node never saw (trimmed
         // before it read them) starts with a reset snapshot, not a gap.
-        let sent = match self.restarted.binary_search(&sym) {
+        // Empty but for a moment after a Redis failover: one length check
+        // per tick, and no frame clone unless a reset is due.
+        let reset = match self.restarted.binary_search(&sym) {
             Ok(at) => {
                 self.restarted.remove(at);
-                match seq {
-                    1 => frame.clone(),
-                    _ => encode::reset_snapshot_of(&frame).unwrap_or_else(|| frame.clone()),
-                }
+                (seq != 1)
+                    .then(|| encode::reset_snapshot_of(&frame))
+                    .flatten()
             }
-            Err(_) => frame.clone(),
+            Err(_) => None,
         };
+        let sent = reset.as_ref().unwrap_or(&frame);
         let longest = self
             .index
-            .push_pending(sym, &sent, ts, &mut self.pending_classes);
+            .push_pending(sym, sent, ts, &mut self.pending_classes);
         self.history.push(sym, seq, &frame);
         self.lvc[i] = Some(LastValue {
             seq,

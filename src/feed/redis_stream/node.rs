@@ -236,13 +236,19 @@ impl FeedThread {
         send(&mut request, &self.last_id)?;
         while !self.runtime.is_stopping() {
             let batch = reader.receive()?;
-            let epoch = match batch.epoch() {
-                Some(e) => Some(String::from_utf8(e.to_vec()).map_err(|_| "an epoch not UTF-8")?),
-                None => None,
-            };
-            if self.take_epoch(epoch) {
-                send(&mut request, &self.last_id)?;
-                continue;
+            // Every read but a new history's brings the same epoch: compared
+            // in place, copied only when it changed.
+            if batch.epoch() != self.epoch.as_deref().map(str::as_bytes) {
+                let epoch = match batch.epoch() {
+                    Some(e) => {
+                        Some(String::from_utf8(e.to_vec()).map_err(|_| "an epoch not UTF-8")?)
+                    }
+                    None => None,
+                };
+                if self.take_epoch(epoch) {
+                    send(&mut request, &self.last_id)?;
+                    continue;
+                }
             }
             if let Some(id) = batch.last_id() {
                 self.last_id =

@@ -391,9 +391,9 @@ fn skip_one(b: &[u8]) -> Result<Option<usize>, String> {
     }
 }
 
-/// How far the parse of a reply got: replies arrive in pieces (Redis
-/// writes ~64 KiB per event-loop turn), and parsing again from the start
-/// after every read cost more than the parse itself.
+/// How far the parse of a reply got: a large reply arrives over several
+/// reads, and parsing it again from its start after each one would cost
+/// O(reply x reads), quadratic for the largest replies accepted.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 struct Progress {
     stage: Stage,
