@@ -101,12 +101,28 @@ impl Selection {
 pub(crate) struct Class {
     key: Selection,
     pub(crate) members: IntSet,
+    /// The one member, when there is exactly one: the usual case when every
+    /// client has its own watchlist. Such a class has no batch to share, so
+    /// its ticks go straight to the member's outbox (see
+    /// [`Index::push_pending`]).
+    sole: Option<ConnKey>,
     /// Frames for this class since the last flush, in fan-out order.
     pub(crate) pending: Vec<crate::Frame>,
     /// When `publish` accepted the first of `pending` (its `ts`, in
     /// nanoseconds since the UNIX epoch): the batch's age for the
     /// publish-to-write latency.
     pub(crate) pending_since: u64,
+}
+
+impl Class {
+    /// Keeps `sole` in step with `members`.
+    fn note_sole(&mut self) {
+        self.sole = if self.members.len() == 1 {
+            self.members.iter().next().copied()
+        } else {
+            None
+        };
+    }
 }
 
 /// A named group of symbols as one shard knows it.
@@ -131,16 +147,23 @@ pub(crate) struct Index {
 }
 
 impl Index {
-    /// Appends `frame`, published at `ts` (nanoseconds since the UNIX
-    /// epoch), to the pending batch of every class that receives a tick of
-    /// `sym` (each once); classes whose batch was empty are pushed onto
-    /// `started`. Returns the longest of those batches after.
+    /// Hands a tick of `sym` to every class that receives it (each once).
+    /// A class with one member and nothing pending passes it to `direct`
+    /// with that member: a batch shared by one connection would only cost
+    /// a copy. Every other class appends `frame`, published at `ts`
+    /// (nanoseconds since the UNIX epoch), to its pending batch; classes
+    /// whose batch was empty are pushed onto `started`. Returns the longest
+    /// of those batches after.
+    ///
+    /// Order holds: a class whose batch is not empty (it had more members
+    /// when the batch began) keeps appending to it until the flush.
     pub(crate) fn push_pending(
         &mut self,
         sym: SymId,
         frame: &crate::Frame,
         ts: u64,
         started: &mut Vec<ClassId>,
+        mut direct: impl FnMut(ConnKey),
     ) -> usize {
         let mut longest = 0;
         let specific = self
@@ -152,6 +175,10 @@ impl Index {
         for c in self.all_class.into_iter().chain(specific) {
             if let Some(class) = self.classes.get_mut(c as usize) {
                 if class.pending.is_empty() {
+                    if let Some(key) = class.sole {
+                        direct(key);
+                        continue;
+                    }
                     started.push(c);
                     class.pending_since = ts;
                 }
@@ -289,11 +316,14 @@ impl Index {
         };
         if old != new {
             if let Some(c) = new {
-                self.classes[c as usize].members.insert(key);
+                let class = &mut self.classes[c as usize];
+                class.members.insert(key);
+                class.note_sole();
             }
             if let Some(c) = old {
                 let class = &mut self.classes[c as usize];
                 class.members.remove(&key);
+                class.note_sole();
                 if class.members.is_empty() && class.pending.is_empty() {
                     self.drop_class(c);
                 }
@@ -311,6 +341,7 @@ impl Index {
         let c = self.classes.insert(Class {
             key: key.clone(),
             members: IntSet::default(),
+            sole: None,
             pending: Vec::new(),
             pending_since: 0,
         }) as ClassId;
@@ -496,6 +527,12 @@ impl Index {
                 for &m in &class.members {
                     debug_assert_eq!(self.conns[m as usize].1, Some(c));
                 }
+                debug_assert_eq!(
+                    class.sole,
+                    (class.members.len() == 1)
+                        .then(|| class.members.iter().next().copied())
+                        .flatten()
+                );
             }
         }
     }
@@ -628,6 +665,40 @@ mod tests {
         assert!(ix.add_to_group("nope", 6).is_empty());
         ix.unsubscribe(1, &group("g"));
         assert_eq!(ix.recipients(5), vec![2, 3]);
+    }
+
+    /// Pushes a tick of `sym`; returns (connections served directly,
+    /// classes started).
+    fn push(ix: &mut Index, sym: SymId) -> (Vec<ConnKey>, Vec<ClassId>) {
+        let (mut direct, mut started) = (Vec::new(), Vec::new());
+        let f = crate::Frame::from(&b"t"[..]);
+        ix.push_pending(sym, &f, 1, &mut started, |k| direct.push(k));
+        direct.sort_unstable();
+        (direct, started)
+    }
+
+    #[test]
+    fn a_sole_member_gets_its_ticks_directly_and_a_shared_class_batches_them() {
+        let mut ix = Index::default();
+        ix.subscribe(1, &syms(&[5]));
+        ix.subscribe(2, &syms(&[5, 6]));
+        ix.subscribe(3, &syms(&[5, 6]));
+        let (direct, started) = push(&mut ix, 5);
+        assert_eq!(direct, vec![1], "{{5}} has one member");
+        assert_eq!(started.len(), 1, "{{5,6}} is shared: batched");
+        // 3 leaves mid-turn: {5,6} has one member but a batch begun, so its
+        // ticks keep going to the batch (in order), not around it.
+        ix.remove(3);
+        let (direct, started) = push(&mut ix, 6);
+        assert!(
+            direct.is_empty() && started.is_empty(),
+            "appended to the batch"
+        );
+        let c = ix.conns[2].1.unwrap();
+        assert_eq!(ix.class(c).unwrap().pending.len(), 2);
+        ix.class_mut(c).unwrap().pending.clear();
+        let (direct, _) = push(&mut ix, 6);
+        assert_eq!(direct, vec![2], "flushed: now served directly");
     }
 
     #[test]

@@ -4,8 +4,11 @@
 //! change sends from the last-value cache.
 //!
 //! Per tick the cost is one `Arc` clone per covering class; per turn, each
-//! class's ticks are concatenated once and queued on every member with one
-//! `Arc` clone. No allocation and no lock per tick and client.
+//! shared class's ticks are concatenated once and queued on every member
+//! with one `Arc` clone. A class of one connection (every client its own
+//! watchlist) has nothing to share: its ticks are queued on that outbox as
+//! they come, one `Arc` clone each, and leave in one vectored write, with
+//! no concatenation and no allocation. No lock per tick and client.
 
 use std::sync::Arc;
 
@@ -79,9 +82,17 @@ impl Shard {
             Err(_) => None,
         };
         let sent = reset.as_ref().unwrap_or(&frame);
+        let (conns, dirty, overflow, now) = (
+            &mut self.conns,
+            &mut self.dirty,
+            &mut self.overflow,
+            self.now,
+        );
         let longest = self
             .index
-            .push_pending(sym, sent, ts, &mut self.pending_classes);
+            .push_pending(sym, sent, ts, &mut self.pending_classes, |key| {
+                queue_ticks(conns, dirty, overflow, key, sent.clone(), 1, ts, now);
+            });
         self.history.push(sym, seq, &frame);
         self.lvc[i] = Some(LastValue {
             seq,
@@ -118,19 +129,16 @@ impl Shard {
             };
             let published = class.pending_since;
             for &key in &class.members {
-                let Some(conn) = self.conns.get_mut(key as usize) else {
-                    continue;
-                };
-                match conn.outbox.try_push_ticks(batch.clone(), n, published, now) {
-                    Ok(()) => {
-                        if !conn.dirty {
-                            conn.dirty = true;
-                            self.dirty.push(key);
-                        }
-                    }
-                    Err(PushError::Full) => self.overflow.push(key),
-                    Err(PushError::Closed) => {}
-                }
+                queue_ticks(
+                    &mut self.conns,
+                    &mut self.dirty,
+                    &mut self.overflow,
+                    key,
+                    batch.clone(),
+                    n,
+                    published,
+                    now,
+                );
             }
         }
         while let Some(key) = self.overflow.pop() {
@@ -237,5 +245,39 @@ impl Shard {
         for key in notified {
             self.push(key as usize, f.clone());
         }
+    }
+}
+
+/// Queues `batch` (`frames` ticks, the oldest published at `published`) on
+/// `key`'s outbox and marks it dirty; a full outbox puts `key` on
+/// `overflow`, evicted by [`Shard::flush_classes`] at the end of the turn's
+/// fan-out. Free-standing so the fan-out can call it while it borrows the
+/// subscription index.
+#[allow(
+    clippy::too_many_arguments,
+    reason = "the disjoint shard fields the fan-out may borrow next to the index"
+)]
+fn queue_ticks(
+    conns: &mut slab::Slab<super::connection::Connection>,
+    dirty: &mut Vec<ConnKey>,
+    overflow: &mut Vec<ConnKey>,
+    key: ConnKey,
+    batch: Frame,
+    frames: usize,
+    published: u64,
+    now: std::time::Instant,
+) {
+    let Some(conn) = conns.get_mut(key as usize) else {
+        return;
+    };
+    match conn.outbox.try_push_ticks(batch, frames, published, now) {
+        Ok(()) => {
+            if !conn.dirty {
+                conn.dirty = true;
+                dirty.push(key);
+            }
+        }
+        Err(PushError::Full) => overflow.push(key),
+        Err(PushError::Closed) => {}
     }
 }
