@@ -100,6 +100,9 @@ impl ShardLink {
             Err(TrySendError::Full(m)) => m,
             Err(TrySendError::Disconnected(m)) => return Err(m),
         };
+        // Full: the shard may be asleep, its senders having deferred the
+        // wake to the end of their batch.
+        self.wake();
         loop {
             match self.tx.send_timeout(msg, SEND_RETRY) {
                 Ok(()) => return Ok(()),

@@ -26,7 +26,7 @@ use std::thread::JoinHandle;
 
 use std::time::Duration;
 
-use crossbeam_channel::{Receiver, SendTimeoutError, Sender, TrySendError, select};
+use crossbeam_channel::{Receiver, SendTimeoutError, Sender, TryRecvError, TrySendError, select};
 
 use crate::inbox::{ShardLink, ShardMsg};
 use crate::runtime::{Runtime, unix_nanos};
@@ -34,8 +34,9 @@ use crate::symbols::SymId;
 use crate::wire::encode::TickEncoder;
 use crate::{Error, Result, Tick};
 
-/// Ticks taken from the queue per batch before the shards are woken: a
-/// busy feed costs one wake check per shard per 1,024 ticks.
+/// Ticks sent before the shards are woken: a busy feed costs one wake
+/// check per shard per 1,024 ticks (and a send into a full inbox wakes
+/// the shard before it waits).
 const BATCH: usize = 1024;
 
 /// What waits in the publisher's queue.
@@ -57,7 +58,17 @@ pub(crate) enum Queued {
     /// start again at 1, and the shards reset those symbols (see
     /// [`ShardMsg::NewHistory`]).
     NewHistory { feed: usize },
+    /// Several of the above, in order, handed over at once: a feed that
+    /// produces ticks in bursts (the synthetic feed's millisecond, a Redis
+    /// read) wakes the publisher once per burst, not once per tick. Takes
+    /// one slot of the queue; at most [`MAX_HANDOFF`] entries.
+    Batch(Vec<Queued>),
 }
+
+/// Most entries in one [`Queued::Batch`]: a batch takes one slot of the
+/// publisher's queue, so the bound keeps `publish_queue` meaningful (at most
+/// this many ticks per slot).
+pub(crate) const MAX_HANDOFF: usize = 1024;
 
 /// Why [`Publisher::publish`] refused a tick; the tick is handed back.
 ///
@@ -147,6 +158,31 @@ impl Publisher {
         }
     }
 
+    /// Publishes a burst of local ticks in one hand-off (see
+    /// [`Queued::Batch`]), stamped with one `ts`; like [`Publisher::publish`]
+    /// it never blocks. Invalid ticks are dropped; a full queue drops the
+    /// whole burst. Each dropped tick counts in `ticks_rejected` (none has a
+    /// `seq` yet, so no client sees a gap). At most [`MAX_HANDOFF`] ticks.
+    pub(crate) fn publish_burst(&self, ticks: impl Iterator<Item = Tick>) {
+        let ts = unix_nanos();
+        let mut batch = Vec::with_capacity(ticks.size_hint().0.min(MAX_HANDOFF));
+        for tick in ticks {
+            if tick.validate().is_ok() {
+                batch.push(Queued::Local { tick, ts });
+            } else {
+                crate::metrics::count(&self.runtime.counters.ticks_rejected);
+            }
+        }
+        debug_assert!(batch.len() <= MAX_HANDOFF);
+        let n = batch.len() as u64;
+        if n > 0 && self.tx.try_send(Queued::Batch(batch)).is_err() {
+            self.runtime
+                .counters
+                .ticks_rejected
+                .fetch_add(n, std::sync::atomic::Ordering::Relaxed);
+        }
+    }
+
     /// Queues `msg` (a numbered tick or a history restart), waiting while
     /// the queue is full: an upstream feed is paced by the publisher, it
     /// does not drop. Returns false once the broadcaster is stopping.
@@ -177,7 +213,7 @@ impl Queued {
     fn into_tick(self) -> Tick {
         match self {
             Queued::Local { tick, .. } | Queued::Sequenced { tick, .. } => tick,
-            Queued::NewHistory { .. } => Tick::default(),
+            Queued::NewHistory { .. } | Queued::Batch(_) => Tick::default(),
         }
     }
 }
@@ -213,6 +249,8 @@ struct PublisherThread {
     /// it.
     state: HashMap<String, SymState>,
     encoder: TickEncoder,
+    /// Ticks sent to the shards since they were last woken.
+    since_wake: usize,
 }
 
 impl PublisherThread {
@@ -222,6 +260,7 @@ impl PublisherThread {
             runtime,
             state: HashMap::new(),
             encoder: TickEncoder::new(),
+            since_wake: 0,
         }
     }
 
@@ -234,13 +273,34 @@ impl PublisherThread {
                 },
                 recv(stop) -> _ => break,
             }
-            for q in rx.try_iter().take(BATCH - 1) {
-                self.take(q);
+            // Drain what else is queued, waking the shards every BATCH
+            // ticks; before the wait, one yield lets a feed preempted in the
+            // middle of a burst (all threads on one core) finish it first.
+            let mut yielded = false;
+            loop {
+                match rx.try_recv() {
+                    Ok(q) => self.take(q),
+                    Err(TryRecvError::Empty) if !yielded => {
+                        yielded = true;
+                        std::thread::yield_now();
+                        continue;
+                    }
+                    Err(_) => break,
+                }
+                if self.since_wake >= BATCH {
+                    self.wake_shards();
+                }
             }
-            for link in &self.links {
-                link.wake();
-            }
+            self.wake_shards();
         }
+    }
+
+    /// Wakes every shard that sleeps (a fence and a load each if none does).
+    fn wake_shards(&mut self) {
+        for link in &self.links {
+            link.wake();
+        }
+        self.since_wake = 0;
     }
 
     /// The first tick of `symbol`: the groups whose prefixes take it learn
@@ -274,6 +334,11 @@ impl PublisherThread {
                 feed,
             } => self.handle(&tick, Some((feed, seq)), ts),
             Queued::NewHistory { feed } => self.new_history(feed),
+            Queued::Batch(batch) => {
+                for q in batch {
+                    self.take(q);
+                }
+            }
         }
     }
 
@@ -345,5 +410,39 @@ impl PublisherThread {
             );
         }
         crate::metrics::count(&self.runtime.counters.ticks_published);
+        self.since_wake += 1;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, Instant};
+
+    use crate::{Broadcaster, Config, Tick};
+
+    #[test]
+    fn a_burst_publishes_its_valid_ticks_and_counts_the_rest() {
+        let b = Broadcaster::start(Config {
+            listen: "127.0.0.1:0".parse().unwrap(),
+            synthetic_rate: 0,
+            pin_threads: false,
+            ..Config::default()
+        })
+        .unwrap();
+        let ticks = vec![
+            Tick::new("AAA").bid(1.0),
+            Tick::new("BBB").bid(f64::NAN),
+            Tick::new("AAA").bid(2.0),
+            Tick::new("").bid(3.0),
+        ];
+        b.publisher().publish_burst(ticks.into_iter());
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while b.stats().ticks_published < 2 {
+            assert!(Instant::now() < deadline, "the burst was not published");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        let s = b.stats();
+        assert_eq!((s.ticks_published, s.ticks_rejected), (2, 2));
+        b.shutdown().unwrap();
     }
 }

@@ -23,7 +23,7 @@ use std::io::Write;
 
 use super::resp::{self, StreamReader};
 use crate::RedisFeed;
-use crate::feed::publisher::{Publisher, Queued};
+use crate::feed::publisher::{MAX_HANDOFF, Publisher, Queued};
 use crate::inbox::{ShardLink, ShardMsg};
 use crate::metrics::FeedCell;
 use crate::runtime::{Runtime, unix_nanos};
@@ -255,17 +255,23 @@ impl FeedThread {
                     String::from_utf8(id.to_vec()).map_err(|_| "an entry id not UTF-8")?;
             }
             send(&mut request, &self.last_id)?;
+            // The read's entries go to the publisher in hand-offs of up to
+            // MAX_HANDOFF (one wake per hand-off, not per entry).
             let mut open = true;
+            let mut handoff = Vec::new();
             batch.for_each(|id, fields| {
                 match entry::parse(fields) {
                     Ok(e) => {
-                        let q = Queued::Sequenced {
+                        handoff.push(Queued::Sequenced {
                             tick: e.tick,
                             seq: e.seq,
                             ts: e.ts,
                             feed: self.index,
-                        };
-                        open = self.publisher.send_waiting(q);
+                        });
+                        if handoff.len() == MAX_HANDOFF {
+                            let full = std::mem::take(&mut handoff);
+                            open = self.publisher.send_waiting(Queued::Batch(full));
+                        }
                     }
                     Err(why) => {
                         crate::metrics::count(&self.runtime.counters.ticks_rejected);
@@ -275,6 +281,9 @@ impl FeedThread {
                 }
                 open
             });
+            if open && !handoff.is_empty() {
+                open = self.publisher.send_waiting(Queued::Batch(handoff));
+            }
             if !open {
                 return Ok(()); // the publisher stopped: shutting down
             }
