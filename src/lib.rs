@@ -73,6 +73,8 @@ pub mod fuzzing;
 mod metrics;
 mod price;
 mod symbols;
+#[cfg(test)]
+mod test_alloc;
 mod tick;
 
 pub use auth::{Authenticator, Entitlements, Identity, JwtAuthenticator, StaticTokens};

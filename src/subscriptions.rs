@@ -99,7 +99,10 @@ impl Selection {
 /// Connections with the same subscriptions, and their pending batch.
 #[derive(Debug)]
 pub(crate) struct Class {
-    key: Selection,
+    /// Shared with `Index::by_key` and with every member's entry in
+    /// `Index::conns` (but a `*` member's, whose own subscriptions differ
+    /// from the `*` key): a watchlist is stored once, not three times.
+    key: Arc<Selection>,
     pub(crate) members: IntSet,
     /// The one member, when there is exactly one: the usual case when every
     /// client has its own watchlist. Such a class has no batch to share, so
@@ -138,12 +141,12 @@ struct Group {
 #[derive(Debug, Default)]
 pub(crate) struct Index {
     classes: Slab<Class>,
-    by_key: HashMap<Selection, ClassId>,
+    by_key: HashMap<Arc<Selection>, ClassId>,
     by_symbol: Vec<IntSet>,
     all_class: Option<ClassId>,
     groups: HashMap<Arc<str>, Group>,
     /// Per connection key: (its subscriptions, its class).
-    conns: Vec<(Selection, Option<ClassId>)>,
+    conns: Vec<(Arc<Selection>, Option<ClassId>)>,
 }
 
 impl Index {
@@ -268,7 +271,7 @@ impl Index {
     pub(crate) fn selection(&self, key: ConnKey) -> Selection {
         self.conns
             .get(key as usize)
-            .map(|c| c.0.clone())
+            .map(|c| Selection::clone(&c.0))
             .unwrap_or_default()
     }
 
@@ -329,6 +332,12 @@ impl Index {
                 }
             }
         }
+        // A member's subscriptions are its class's key (but under `*`):
+        // share the class's copy.
+        let spec = match new {
+            Some(c) if !spec.all => self.classes[c as usize].key.clone(),
+            _ => Arc::new(spec),
+        };
         self.conns[k] = (spec, new);
         self.check_invariants();
     }
@@ -338,6 +347,7 @@ impl Index {
         if let Some(&c) = self.by_key.get(key) {
             return c;
         }
+        let key = Arc::new(key.clone());
         let c = self.classes.insert(Class {
             key: key.clone(),
             members: IntSet::default(),
@@ -346,6 +356,7 @@ impl Index {
             pending_since: 0,
         }) as ClassId;
         self.by_key.insert(key.clone(), c);
+        let key = &*key;
         if key.all {
             self.all_class = Some(c);
         } else {
@@ -699,6 +710,56 @@ mod tests {
         ix.class_mut(c).unwrap().pending.clear();
         let (direct, _) = push(&mut ix, 6);
         assert_eq!(direct, vec![2], "flushed: now served directly");
+    }
+
+    /// Heap bytes per connection of an index holding `conns` connections,
+    /// each with its own `k` random symbols of `universe` (one class
+    /// each: the watchlist workloads of issue 11).
+    fn weigh(conns: u32, k: usize, universe: u32) -> isize {
+        let mut seed = 0x2545_F491_4F6C_DD1D_u64;
+        let mut pick = |n: u32| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            (seed % u64::from(n)) as SymId
+        };
+        let lists: Vec<Selection> = (0..conns)
+            .map(|_| {
+                let mut s = Selection::default();
+                while s.symbols.len() < k {
+                    s.symbols.push(pick(universe));
+                    s.normalize();
+                }
+                s
+            })
+            .collect();
+        let before = crate::test_alloc::live_bytes();
+        let mut ix = Index::default();
+        for (key, sel) in lists.iter().enumerate() {
+            ix.subscribe(key as ConnKey, sel);
+        }
+        let bytes = crate::test_alloc::live_bytes() - before;
+        assert_eq!(ix.classes.len(), conns as usize, "one class each");
+        bytes / conns as isize
+    }
+
+    /// Prints what the index takes per connection (`cargo test --lib
+    /// index_memory -- --nocapture`) and fails if it grows past a bound
+    /// well above it. Idle connections (no subscription) take nothing.
+    #[test]
+    fn index_memory_per_connection() {
+        for (conns, k, universe, bound) in [
+            (1000, 10, 100, 2048),
+            (1000, 50, 2000, 6144),
+            (1000, 100, 10_000, 12_288),
+        ] {
+            let per_conn = weigh(conns, k, universe);
+            println!(
+                "index: {conns} connections x random {k} of {universe} symbols: \
+                 {per_conn} bytes per connection"
+            );
+            assert!(per_conn < bound, "{per_conn} bytes per connection");
+        }
     }
 
     #[test]
