@@ -175,7 +175,16 @@ impl Publisher {
         }
         debug_assert!(batch.len() <= MAX_HANDOFF);
         let n = batch.len() as u64;
-        if n > 0 && self.tx.try_send(Queued::Batch(batch)).is_err() {
+        // A burst of one goes as it is: no batch to allocate.
+        let msg = match batch.pop() {
+            Some(only) if batch.is_empty() => only,
+            Some(last) => {
+                batch.push(last);
+                Queued::Batch(batch)
+            }
+            None => return,
+        };
+        if self.tx.try_send(msg).is_err() {
             self.runtime
                 .counters
                 .ticks_rejected
