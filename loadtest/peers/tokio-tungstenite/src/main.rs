@@ -12,7 +12,7 @@
 //!   reads; a receiver that falls a ring behind (`Lagged`) is closed.
 //! - named symbols (each client its own watchlist): the generator keeps a
 //!   routing table, per symbol the clients that asked for it, and pushes
-//!   each tick into those clients' own bounded `mpsc` queues (`--capacity`
+//!   each tick into those clients' own bounded `mpsc` queues (`--queue`
 //!   ticks each; a full queue closes the client). A per-client filter on
 //!   the one broadcast channel would make every task wake for and discard
 //!   every tick of the universe (clients x ticks/s of work for a share of
@@ -30,7 +30,7 @@
 //! while the client also holds `*`, so no tick is delivered twice.
 //!
 //! Usage: `peer-tokio-tungstenite --listen 127.0.0.1:9101 --symbols 100
-//! --rate 2000 [--capacity 4096]`
+//! --rate 2000 [--capacity 4096] [--queue 4096]`
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -92,6 +92,9 @@ struct Args {
     symbols: usize,
     rate: u64,
     capacity: usize,
+    /// Ticks each client's own queue holds (named-symbol routes), as
+    /// tickcast's per-connection queue of 4096 frames.
+    queue: usize,
 }
 
 fn args() -> Result<Args, String> {
@@ -100,6 +103,7 @@ fn args() -> Result<Args, String> {
         symbols: 100,
         rate: 2000,
         capacity: 4096,
+        queue: 4096,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -109,11 +113,12 @@ fn args() -> Result<Args, String> {
             "--symbols" => a.symbols = v.parse().map_err(|e| format!("--symbols: {e}"))?,
             "--rate" => a.rate = v.parse().map_err(|e| format!("--rate: {e}"))?,
             "--capacity" => a.capacity = v.parse().map_err(|e| format!("--capacity: {e}"))?,
+            "--queue" => a.queue = v.parse().map_err(|e| format!("--queue: {e}"))?,
             _ => return Err(format!("unknown flag {flag}")),
         }
     }
-    if a.symbols == 0 || a.capacity == 0 {
-        return Err("--symbols and --capacity must be > 0".into());
+    if a.symbols == 0 || a.capacity == 0 || a.queue == 0 {
+        return Err("--symbols, --capacity and --queue must be > 0".into());
     }
     Ok(a)
 }
@@ -158,7 +163,7 @@ async fn main() {
             continue;
         };
         let _ = stream.set_nodelay(true);
-        tokio::spawn(serve(stream, Arc::clone(&market), tx.clone(), a.capacity));
+        tokio::spawn(serve(stream, Arc::clone(&market), tx.clone(), a.queue));
     }
 }
 
@@ -220,7 +225,7 @@ impl Routes {
         &mut self,
         m: &mut Market,
         symbol: usize,
-        capacity: usize,
+        queue_len: usize,
         rx: &mut Option<mpsc::Receiver<Utf8Bytes>>,
     ) {
         if self.routed.is_empty() {
@@ -230,7 +235,7 @@ impl Routes {
             return;
         }
         let slot = *self.slot.get_or_insert_with(|| {
-            let (q, r) = mpsc::channel(capacity);
+            let (q, r) = mpsc::channel(queue_len);
             *rx = Some(r);
             match m.free.pop() {
                 Some(s) => {
@@ -335,7 +340,7 @@ async fn serve(
     stream: TcpStream,
     market: Arc<Mutex<Market>>,
     tx: broadcast::Sender<Utf8Bytes>,
-    capacity: usize,
+    queue_len: usize,
 ) {
     let Ok(ws) = tokio_tungstenite::accept_async(stream).await else {
         return;
@@ -368,7 +373,7 @@ async fn serve(
                 let id = req.get("id").cloned().unwrap_or(serde_json::Value::Null);
                 let mut replies = Vec::new();
                 match req.get("op").and_then(|o| o.as_str()) {
-                    Some("subscribe") => match subscribe(&req, &market, &tx, capacity, &mut all, &mut routed, &mut routes) {
+                    Some("subscribe") => match subscribe(&req, &market, &tx, queue_len, &mut all, &mut routed, &mut routes) {
                         Some(snaps) => {
                             let groups = req.get("groups").cloned().unwrap_or(serde_json::json!([]));
                             let symbols = req.get("symbols").cloned().unwrap_or(serde_json::json!([]));
@@ -429,7 +434,7 @@ fn subscribe(
     req: &serde_json::Value,
     market: &Mutex<Market>,
     tx: &broadcast::Sender<Utf8Bytes>,
-    capacity: usize,
+    queue_len: usize,
     all: &mut Option<broadcast::Receiver<Utf8Bytes>>,
     routed: &mut Option<mpsc::Receiver<Utf8Bytes>>,
     routes: &mut Routes,
@@ -473,7 +478,7 @@ fn subscribe(
         }
         if all.is_none() {
             for &i in &v {
-                routes.add(m, i, capacity, routed);
+                routes.add(m, i, queue_len, routed);
             }
         }
         v
