@@ -1,26 +1,29 @@
 //! Comparison peer: the floor of this machine for a fan-out. One thread, one
 //! mio loop, no protocol beyond what the load generator needs: a minimal
 //! HTTP upgrade, `welcome` on connect, `subscribed` + one `snapshot` per
-//! symbol with a last value on `subscribe` (the filter is ignored: every
-//! client gets every symbol, as with `*`); every other client frame is read
-//! and dropped, a close frame ends the connection.
+//! covered symbol with a last value on `subscribe` (`"groups":["*"]` covers
+//! every symbol, `"symbols":[...]` the named ones); every other client frame
+//! is read and dropped, a close frame ends the connection.
 //!
 //! Each turn of the loop: accept and read what is ready, generate the ticks
 //! due (round-robin over the symbols, `rate` per second, caught up in whole
 //! milliseconds like the other peers), serialize each tick ONCE into a
-//! complete unmasked text frame, append the turn's frames to every
-//! subscribed socket's buffer, and make one `write` per socket with bytes
-//! pending (what the kernel does not take stays for the next turn). A socket
-//! whose pending bytes pass `--max-buffered` (default 4 MiB) is closed
-//! without a close frame.
+//! complete unmasked text frame, append the turn's frames to every `*`
+//! socket's buffer (one copy of the whole batch) and each tick's frame to
+//! the buffer of every socket on its symbol's list, and make one `write` per
+//! socket with bytes pending (what the kernel does not take stays for the
+//! next turn). A socket whose pending bytes pass `--max-buffered` (default
+//! 4 MiB) is closed without a close frame.
 //!
-//! Invariant: one thread appends a client's snapshots and every later tick
+//! Invariants: one thread appends a client's snapshots and every later tick
 //! to the same buffer in order, so the ticks after a snapshot continue its
-//! `seq` without a gap.
+//! `seq` without a gap. A socket is on a symbol's list at most once, and on
+//! none while it is on the `*` list, so no tick is delivered twice.
 //!
 //! Usage: `peer-bare-fanout --listen 127.0.0.1:9103 --symbols 100
 //! --rate 2000 [--max-buffered 4194304]`
 
+use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::io::{self, ErrorKind, Read, Write};
 use std::net::SocketAddr;
@@ -130,8 +133,10 @@ struct Conn {
     out: Vec<u8>,
     /// Bytes of `out` already written.
     sent: usize,
-    /// Position in `Server::subscribed`, once subscribed.
+    /// Position in `Server::subscribed` (the `*` list), once subscribed to `*`.
     sub_at: Option<usize>,
+    /// Symbols whose list (`Server::routes`) holds this socket.
+    symbols: Vec<usize>,
     /// On `Server::dirty` (has bytes to write this turn).
     dirty: bool,
 }
@@ -144,6 +149,7 @@ impl Conn {
 
 struct Market {
     names: Vec<String>,
+    index: HashMap<Vec<u8>, usize>,
     last: Vec<Option<Quote>>,
     start: Instant,
     rate: u64,
@@ -153,13 +159,14 @@ struct Market {
 
 impl Market {
     /// Generates the ticks due by now into `batch` as complete frames, each
-    /// serialized once. Returns how many.
-    fn generate(&mut self, batch: &mut Vec<u8>, text: &mut String) -> u64 {
+    /// serialized once, and where each one is into `ticks`. Returns how many.
+    fn generate(&mut self, batch: &mut Vec<u8>, ticks: &mut Vec<Framed>, text: &mut String) -> u64 {
         let ms = self.start.elapsed().as_millis() as u64;
         let due = (u128::from(ms) * u128::from(self.rate) / 1000) as u64;
         let n = self.names.len();
         let first = self.sent;
         while self.sent < due {
+            let at = batch.len();
             let i = self.next_symbol;
             self.next_symbol = (self.next_symbol + 1) % n;
             let prev = self.last[i];
@@ -179,10 +186,20 @@ impl Market {
             text.clear();
             json(text, "tick", &self.names[i], &q);
             frame(batch, text.as_bytes());
+            ticks.push(Framed {
+                symbol: i,
+                bytes: (at, batch.len()),
+            });
             self.sent += 1;
         }
         self.sent - first
     }
+}
+
+/// One tick of a turn's batch: its symbol and its frame's bytes.
+struct Framed {
+    symbol: usize,
+    bytes: (usize, usize),
 }
 
 struct Server {
@@ -190,7 +207,10 @@ struct Server {
     listener: TcpListener,
     conns: Vec<Option<Conn>>,
     free: Vec<usize>,
+    /// Connections subscribed to `*`.
     subscribed: Vec<usize>,
+    /// Per symbol: the connections that named it (and do not hold `*`).
+    routes: Vec<Vec<usize>>,
     dirty: Vec<usize>,
     /// Connections whose read budget ran out (edge-triggered: no new event
     /// would come for bytes already there).
@@ -231,6 +251,7 @@ impl Server {
                         out: Vec::new(),
                         sent: 0,
                         sub_at: None,
+                        symbols: Vec::new(),
                         dirty: false,
                     });
                 }
@@ -247,6 +268,7 @@ impl Server {
             return;
         };
         let _ = self.poll.registry().deregister(&mut c.stream);
+        unroute(&mut self.routes, id, &mut c.symbols);
         if let Some(at) = c.sub_at {
             self.subscribed.swap_remove(at);
             if let Some(&moved) = self.subscribed.get(at)
@@ -320,11 +342,10 @@ impl Server {
             self.mark_dirty(id);
         }
         let mut at = 0;
-        let mut subscribe: Option<Option<u64>> = None;
-        let Some(c) = self.conns[id].as_mut() else {
-            return false;
-        };
         loop {
+            let Some(c) = self.conns[id].as_mut() else {
+                return false;
+            };
             match client_frame(&mut c.inbuf[at..]) {
                 ClientFrame::Need => break,
                 ClientFrame::Bad | ClientFrame::Close => return false,
@@ -333,49 +354,89 @@ impl Server {
                     opcode,
                     payload,
                 } => {
-                    let p = &c.inbuf[at + payload.0..at + payload.1];
-                    if opcode == 0x1 && find(p, b"\"subscribe\"").is_some() {
-                        subscribe = Some(request_id(p));
-                    }
+                    let p = (at + payload.0, at + payload.1);
                     at += len;
+                    if opcode == 0x1 && find(&c.inbuf[p.0..p.1], b"\"subscribe\"").is_some() {
+                        // Taken out for the call and put back: no copy.
+                        let inbuf = std::mem::take(&mut c.inbuf);
+                        self.subscribe(id, &inbuf[p.0..p.1]);
+                        if let Some(c) = self.conns[id].as_mut() {
+                            c.inbuf = inbuf;
+                        }
+                    }
                 }
             }
         }
-        c.inbuf.drain(..at);
-        if let Some(rid) = subscribe {
-            self.subscribe(id, rid);
+        if let Some(c) = self.conns[id].as_mut() {
+            c.inbuf.drain(..at);
         }
         true
     }
 
-    /// Replies `subscribed` and the snapshots, then puts the connection on
-    /// the fan-out list (once).
-    fn subscribe(&mut self, id: usize, rid: Option<u64>) {
+    /// Replies `subscribed` and the snapshots of the covered symbols, then
+    /// puts the connection on the `*` list or its symbols' lists (once).
+    fn subscribe(&mut self, id: usize, p: &[u8]) {
         let Some(c) = self.conns[id].as_mut() else {
             return;
         };
+        let rid = request_id(p);
+        let groups = array(p, b"\"groups\"");
+        let symbols = array(p, b"\"symbols\"");
+        let star = groups.is_some_and(|g| strings(g).next().is_some());
         let t = &mut self.text;
         t.clear();
-        match rid {
-            Some(v) => {
-                let _ = write!(
-                    t,
-                    r#"{{"type":"subscribed","id":{v},"symbols":[],"groups":["*"]}}"#
-                );
-            }
-            None => t.push_str(r#"{"type":"subscribed","id":null,"symbols":[],"groups":["*"]}"#),
+        let raw = |a: Option<&[u8]>| String::from_utf8_lossy(a.unwrap_or_default()).into_owned();
+        let id_text = rid.map_or("null".to_string(), |v| v.to_string());
+        if groups.is_some_and(|g| strings(g).any(|s| s != b"*")) {
+            let _ = write!(
+                t,
+                r#"{{"type":"error","id":{id_text},"code":"unknown_group","message":"only the group * is defined"}}"#
+            );
+            frame(&mut c.out, t.as_bytes());
+            self.mark_dirty(id);
+            return;
         }
+        let _ = write!(
+            t,
+            r#"{{"type":"subscribed","id":{id_text},"symbols":[{}],"groups":[{}]}}"#,
+            raw(symbols),
+            raw(groups)
+        );
         frame(&mut c.out, t.as_bytes());
-        for (q, name) in self.market.last.iter().zip(&self.market.names) {
-            if let Some(q) = q {
+        let market = &self.market;
+        let mut snapshot = |c: &mut Conn, i: usize| {
+            if let Some(q) = &market.last[i] {
                 t.clear();
-                json(t, "snapshot", name, q);
+                json(t, "snapshot", &market.names[i], q);
                 frame(&mut c.out, t.as_bytes());
             }
-        }
-        if c.sub_at.is_none() {
-            c.sub_at = Some(self.subscribed.len());
-            self.subscribed.push(id);
+        };
+        if star {
+            for i in 0..market.names.len() {
+                snapshot(c, i);
+            }
+            unroute(&mut self.routes, id, &mut c.symbols);
+            if c.sub_at.is_none() {
+                c.sub_at = Some(self.subscribed.len());
+                self.subscribed.push(id);
+            }
+        } else {
+            let mut seen = Vec::new();
+            for name in symbols.into_iter().flat_map(strings) {
+                // A symbol this peer does not publish never ticks: nothing to route.
+                let Some(&i) = market.index.get(name) else {
+                    continue;
+                };
+                if seen.contains(&i) {
+                    continue;
+                }
+                seen.push(i);
+                snapshot(c, i);
+                if c.sub_at.is_none() && !c.symbols.contains(&i) {
+                    c.symbols.push(i);
+                    self.routes[i].push(id);
+                }
+            }
         }
         self.mark_dirty(id);
     }
@@ -424,9 +485,49 @@ impl Server {
         self.dirty = dirty;
     }
 
-    /// Appends this turn's frames to every subscribed connection; closes
-    /// those over the bound.
-    fn fan_out(&mut self, batch: &[u8]) {
+    /// Appends this turn's frames to every connection that covers them:
+    /// the whole batch to each `*` connection, each tick to its symbol's
+    /// list. Closes the connections that would pass the bound.
+    fn fan_out(&mut self, batch: &[u8], ticks: &[Framed]) {
+        self.fan_out_all(batch);
+        for t in ticks {
+            let bytes = &batch[t.bytes.0..t.bytes.1];
+            let mut i = 0;
+            while i < self.routes[t.symbol].len() {
+                let id = self.routes[t.symbol][i];
+                if self.conns[id].is_none() {
+                    // Not expected (close() unroutes), but never loop on it.
+                    self.routes[t.symbol].swap_remove(i);
+                    continue;
+                }
+                if !self.append(id, bytes) {
+                    // close() swap_removed it: the last one is at `i` now.
+                    self.close(id);
+                    continue;
+                }
+                i += 1;
+            }
+        }
+    }
+
+    /// Appends `bytes` to a connection's buffer; false if that would pass
+    /// the bound (or the slot is empty).
+    fn append(&mut self, id: usize, bytes: &[u8]) -> bool {
+        let Some(c) = self.conns[id].as_mut() else {
+            return false;
+        };
+        if c.pending() + bytes.len() > self.max_buffered {
+            return false;
+        }
+        c.out.extend_from_slice(bytes);
+        if !c.dirty {
+            c.dirty = true;
+            self.dirty.push(id);
+        }
+        true
+    }
+
+    fn fan_out_all(&mut self, batch: &[u8]) {
         let mut i = 0;
         while i < self.subscribed.len() {
             let id = self.subscribed[i];
@@ -447,6 +548,35 @@ impl Server {
             i += 1;
         }
     }
+}
+
+/// Takes connection `id` off the lists of `symbols` (and empties it).
+fn unroute(routes: &mut [Vec<usize>], id: usize, symbols: &mut Vec<usize>) {
+    for s in symbols.drain(..) {
+        if let Some(at) = routes[s].iter().position(|&x| x == id) {
+            routes[s].swap_remove(at);
+        }
+    }
+}
+
+/// The inside of the JSON array after `key` (`"symbols"`), without the
+/// brackets; enough JSON for what the load generator sends.
+fn array<'a>(p: &'a [u8], key: &[u8]) -> Option<&'a [u8]> {
+    let after = &p[find(p, key)? + key.len()..];
+    let open = after.iter().position(|&b| b == b'[')?;
+    if !after[..open]
+        .iter()
+        .all(|&b| b == b':' || b.is_ascii_whitespace())
+    {
+        return None;
+    }
+    let inner = &after[open + 1..];
+    Some(&inner[..inner.iter().position(|&b| b == b']')?])
+}
+
+/// The strings of an array's inside (no escapes: symbols are plain).
+fn strings(inner: &[u8]) -> impl Iterator<Item = &[u8]> {
+    inner.split(|&b| b == b'"').skip(1).step_by(2)
 }
 
 fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
@@ -546,17 +676,24 @@ fn run(a: Args) -> io::Result<()> {
         "peer-bare-fanout listening on ws://{}/ws ({} symbols, {} ticks/s)",
         a.listen, a.symbols, a.rate
     );
+    let names: Vec<String> = (0..a.symbols).map(|i| format!("S{i:03}")).collect();
     let mut s = Server {
         poll,
         listener,
         conns: Vec::new(),
         free: Vec::new(),
         subscribed: Vec::new(),
+        routes: vec![Vec::new(); a.symbols],
         dirty: Vec::new(),
         again: Vec::new(),
         max_buffered: a.max_buffered,
         market: Market {
-            names: (0..a.symbols).map(|i| format!("S{i:03}")).collect(),
+            index: names
+                .iter()
+                .enumerate()
+                .map(|(i, n)| (n.as_bytes().to_vec(), i))
+                .collect(),
+            names,
             last: vec![None; a.symbols],
             start: Instant::now(),
             rate: a.rate,
@@ -568,6 +705,7 @@ fn run(a: Args) -> io::Result<()> {
     };
     let mut events = Events::with_capacity(1024);
     let mut batch = Vec::with_capacity(64 * 1024);
+    let mut ticks = Vec::new();
     let mut text = String::with_capacity(256);
     loop {
         // Ticks are due every millisecond at most; don't sleep past that.
@@ -604,8 +742,9 @@ fn run(a: Args) -> io::Result<()> {
             }
         }
         batch.clear();
-        if s.market.generate(&mut batch, &mut text) > 0 {
-            s.fan_out(&batch);
+        ticks.clear();
+        if s.market.generate(&mut batch, &mut ticks, &mut text) > 0 {
+            s.fan_out(&batch, &ticks);
         }
         s.flush();
     }
