@@ -1,17 +1,23 @@
 //! The publisher thread with no clients: how many ticks per second one
-//! publisher carries from `Publisher::publish` to the shards' inboxes
-//! (issue 11 asks for at least 5 M/s, so the publisher is never a feed's
+//! publisher carries from the feed's call to the shards' inboxes (issue 11
+//! asks for at least 5 M/s, so the publisher is never a feed's
 //! bottleneck).
 //!
-//! What is measured: one iteration publishes `BATCH` ticks (100 symbols,
+//! What is measured: one iteration publishes `TICKS` ticks (100 symbols,
 //! bid/ask/sizes as a quote feed sends them) from the bench thread and
 //! waits until the broadcaster's `ticks_published` count (counted by the
-//! publisher once a tick is in every shard's inbox) has grown by `BATCH`:
+//! publisher once a tick is in every shard's inbox) has grown by `TICKS`:
 //! validation and the queue on the caller's side, then numbering,
 //! serializing once and one send per shard on the publisher thread, while
 //! the shard drains its inbox (no connections, so no fan-out; a full inbox
-//! would hold the publisher back). One shard, threads unpinned. A `PublishError::Full` (the queue is 65,536 ticks) is
-//! retried: the figure is the sustained rate, not the enqueue rate.
+//! would hold the publisher back). One shard, threads unpinned. A full
+//! queue (`Full`, 65,536 slots) is retried: the figure is the sustained
+//! rate, not the enqueue rate.
+//!
+//! Two ways in: `publish`, one tick per call (one queue slot and possibly
+//! one wake per tick), and `publish_batch`, `BATCH` ticks per call (one
+//! slot and at most one wake per batch), as a feed handler that receives
+//! quotes in packets would call it.
 //!
 //! Mock cost: none; the threads are the real ones. The caller's own work
 //! (building the `Tick`) is inside the measurement, as for a real feed.
@@ -19,11 +25,31 @@
 use std::time::{Duration, Instant};
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use tickcast::{Broadcaster, Config, PublishError, Tick};
+use tickcast::{BatchError, Broadcaster, Config, PublishError, Tick};
 
 /// Ticks per iteration: enough to fill the queue and the inbox many times
 /// over, so the steady state dominates.
-const BATCH: u64 = 200_000;
+const TICKS: u64 = 200_000;
+/// Ticks per `publish_batch` call: a packet's worth of quotes.
+const BATCH: usize = 256;
+
+/// The `i`th tick of the bench's quote stream.
+fn tick(symbols: &[String], i: u64) -> Tick {
+    Tick::new(&symbols[(i % 100) as usize])
+        .bid(100.0 + (i % 1000) as f64 / 100.0)
+        .ask(100.5 + (i % 1000) as f64 / 100.0)
+        .bid_size(100 + i % 7)
+        .ask_size(200 + i % 5)
+}
+
+/// Waits (bounded) until `target` ticks have been published.
+fn wait_published(b: &Broadcaster, target: u64) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while b.stats().ticks_published < target {
+        assert!(Instant::now() < deadline, "the publisher stalled");
+        std::thread::yield_now();
+    }
+}
 
 fn publisher(c: &mut Criterion) {
     let b = Broadcaster::start(Config {
@@ -38,19 +64,15 @@ fn publisher(c: &mut Criterion) {
     let symbols: Vec<String> = (0..100).map(|i| format!("S{i:03}")).collect();
     let mut i = 0u64;
     let mut g = c.benchmark_group("publisher");
-    g.throughput(Throughput::Elements(BATCH));
+    g.throughput(Throughput::Elements(TICKS));
     g.sample_size(10);
-    g.bench_function("publish_to_shard_inbox", |bench| {
+    g.bench_function("publish", |bench| {
         bench.iter_custom(|iters| {
             let start = Instant::now();
             for _ in 0..iters {
-                let target = b.stats().ticks_published + BATCH;
-                for _ in 0..BATCH {
-                    let mut t = Tick::new(&symbols[(i % 100) as usize])
-                        .bid(100.0 + (i % 1000) as f64 / 100.0)
-                        .ask(100.5 + (i % 1000) as f64 / 100.0)
-                        .bid_size(100 + i % 7)
-                        .ask_size(200 + i % 5);
+                let target = b.stats().ticks_published + TICKS;
+                for _ in 0..TICKS {
+                    let mut t = tick(&symbols, i);
                     loop {
                         match p.publish(t) {
                             Ok(()) => break,
@@ -63,11 +85,41 @@ fn publisher(c: &mut Criterion) {
                     }
                     i += 1;
                 }
-                let deadline = Instant::now() + Duration::from_secs(30);
-                while b.stats().ticks_published < target {
-                    assert!(Instant::now() < deadline, "the publisher stalled");
-                    std::thread::yield_now();
+                wait_published(&b, target);
+            }
+            start.elapsed()
+        })
+    });
+    g.bench_function("publish_batch", |bench| {
+        bench.iter_custom(|iters| {
+            let start = Instant::now();
+            for _ in 0..iters {
+                let target = b.stats().ticks_published + TICKS;
+                for _ in 0..TICKS / BATCH as u64 {
+                    let mut batch: Vec<Tick> =
+                        (0..BATCH as u64).map(|k| tick(&symbols, i + k)).collect();
+                    loop {
+                        match p.publish_batch(batch) {
+                            Ok(()) => break,
+                            Err(BatchError::Full(back)) => {
+                                batch = back;
+                                std::thread::yield_now();
+                            }
+                            Err(e) => panic!("{e}"),
+                        }
+                    }
+                    i += BATCH as u64;
                 }
+                // TICKS is not a multiple of BATCH: the rest one by one.
+                let rest = TICKS % BATCH as u64;
+                if rest > 0 {
+                    let last: Vec<Tick> = (0..rest).map(|k| tick(&symbols, i + k)).collect();
+                    while let Err(BatchError::Full(_)) = p.publish_batch(last.clone()) {
+                        std::thread::yield_now();
+                    }
+                    i += rest;
+                }
+                wait_published(&b, target);
             }
             start.elapsed()
         })

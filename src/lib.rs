@@ -83,7 +83,7 @@ pub use config::{
     Config, JwtConfig, JwtKey, MAX_HISTORY_DEPTH, MIN_QUEUE_CAPACITY, RedisFeed, TlsFiles,
 };
 pub use error::{Error, Result};
-pub use feed::publisher::{PublishError, Publisher};
+pub use feed::publisher::{BatchError, MAX_BATCH, PublishError, Publisher};
 pub use feed::redis_stream;
 pub use groups::GroupSpec;
 pub use metrics::{Disconnect, HandshakeFailure, LatencySummary, Metrics, ShardMetrics, Stats};

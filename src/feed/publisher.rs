@@ -58,17 +58,45 @@ pub(crate) enum Queued {
     /// start again at 1, and the shards reset those symbols (see
     /// [`ShardMsg::NewHistory`]).
     NewHistory { feed: usize },
-    /// Several of the above, in order, handed over at once: a feed that
-    /// produces ticks in bursts (the synthetic feed's millisecond, a Redis
-    /// read) wakes the publisher once per burst, not once per tick. Takes
-    /// one slot of the queue; at most [`MAX_HANDOFF`] entries.
+    /// Ticks from `Publisher::publish_batch`, accepted together at `ts`.
+    LocalBatch { ticks: Vec<Tick>, ts: u64 },
+    /// Several of the above, in order, handed over at once: a Redis read's
+    /// entries wake the publisher once, not once per entry. Takes one slot
+    /// of the queue; at most [`MAX_BATCH`] entries.
     Batch(Vec<Queued>),
 }
 
-/// Most entries in one [`Queued::Batch`]: a batch takes one slot of the
-/// publisher's queue, so the bound keeps `publish_queue` meaningful (at most
-/// this many ticks per slot).
-pub(crate) const MAX_HANDOFF: usize = 1024;
+/// Most ticks in one batch ([`Publisher::publish_batch`], and a Redis
+/// read's hand-off): a batch takes one slot of the publisher's queue, so
+/// the bound keeps [`Config::publish_queue`](crate::Config::publish_queue)
+/// meaningful (at most this many ticks per slot), and one batch is at most
+/// a few hundred microseconds of the publisher's work.
+pub const MAX_BATCH: usize = 1024;
+
+/// Why [`Publisher::publish_batch`] refused a batch; the ticks are handed
+/// back, none published.
+#[derive(Debug, thiserror::Error)]
+pub enum BatchError {
+    /// The publisher is behind (see [`PublishError::Full`]).
+    #[error("the publisher is behind; batch not published")]
+    Full(Vec<Tick>),
+    /// The broadcaster has shut down.
+    #[error("the broadcaster is shut down")]
+    Stopped(Vec<Tick>),
+    /// More than [`MAX_BATCH`] ticks: split it.
+    #[error("a batch holds at most {MAX_BATCH} ticks")]
+    TooLarge(Vec<Tick>),
+    /// Tick `index` breaks the protocol (as [`PublishError::Invalid`]).
+    #[error("invalid tick at {index}: {reason}")]
+    Invalid {
+        /// The refused batch.
+        ticks: Vec<Tick>,
+        /// Which tick is invalid.
+        index: usize,
+        /// What is wrong with it.
+        reason: String,
+    },
+}
 
 /// Why [`Publisher::publish`] refused a tick; the tick is handed back.
 ///
@@ -158,37 +186,60 @@ impl Publisher {
         }
     }
 
-    /// Publishes a burst of local ticks in one hand-off (see
-    /// [`Queued::Batch`]), stamped with one `ts`; like [`Publisher::publish`]
-    /// it never blocks. Invalid ticks are dropped; a full queue drops the
-    /// whole burst. Each dropped tick counts in `ticks_rejected` (none has a
-    /// `seq` yet, so no client sees a gap). At most [`MAX_HANDOFF`] ticks.
-    pub(crate) fn publish_burst(&self, ticks: impl Iterator<Item = Tick>) {
-        let ts = unix_nanos();
-        let mut batch = Vec::with_capacity(ticks.size_hint().0.min(MAX_HANDOFF));
-        for tick in ticks {
-            if tick.validate().is_ok() {
-                batch.push(Queued::Local { tick, ts });
-            } else {
-                crate::metrics::count(&self.runtime.counters.ticks_rejected);
-            }
+    /// Publishes `ticks`, in order, in one hand-off: all of them or none.
+    /// For a feed that receives ticks in bursts (a packet of quotes, a
+    /// read from a socket): the publisher thread is woken once per batch,
+    /// not once per tick, and the batch takes one slot of the queue. Every
+    /// tick gets the same `ts`, stamped now. Never blocks.
+    ///
+    /// ```
+    /// use tickcast::{BatchError, Broadcaster, Config, Tick};
+    /// # let b = Broadcaster::start(Config {
+    /// #     listen: "127.0.0.1:0".parse().unwrap(), synthetic_rate: 0, pin_threads: false,
+    /// #     ..Default::default() }).unwrap();
+    /// let p = b.publisher();
+    /// p.publish_batch(vec![Tick::new("AAPL").bid(189.25), Tick::new("MSFT").bid(415.5)])
+    ///     .unwrap();
+    /// match p.publish_batch(vec![Tick::new("AAPL").bid(1.0), Tick::new("").bid(2.0)]) {
+    ///     Err(BatchError::Invalid { ticks, index, .. }) => assert_eq!((ticks.len(), index), (2, 1)),
+    ///     other => panic!("{other:?}"),
+    /// }
+    /// # b.shutdown().unwrap();
+    /// ```
+    ///
+    /// # Errors
+    /// Hands the whole batch back in [`BatchError`] if one tick is invalid
+    /// (with its index), if it holds more than [`MAX_BATCH`] ticks, if the
+    /// publisher is behind (each tick counts in `ticks_rejected`), or after
+    /// shutdown. None of its ticks has a `seq` then, so no client sees a
+    /// gap.
+    pub fn publish_batch(&self, ticks: Vec<Tick>) -> Result<(), BatchError> {
+        if ticks.len() > MAX_BATCH {
+            return Err(BatchError::TooLarge(ticks));
         }
-        debug_assert!(batch.len() <= MAX_HANDOFF);
-        let n = batch.len() as u64;
-        // A burst of one goes as it is: no batch to allocate.
-        let msg = match batch.pop() {
-            Some(only) if batch.is_empty() => only,
-            Some(last) => {
-                batch.push(last);
-                Queued::Batch(batch)
+        if let Some((index, reason)) = ticks
+            .iter()
+            .enumerate()
+            .find_map(|(i, t)| t.validate().err().map(|r| (i, r)))
+        {
+            return Err(BatchError::Invalid {
+                ticks,
+                index,
+                reason,
+            });
+        }
+        let n = ticks.len() as u64;
+        let ts = unix_nanos();
+        match self.tx.try_send(Queued::LocalBatch { ticks, ts }) {
+            Ok(()) => Ok(()),
+            Err(TrySendError::Full(q)) => {
+                self.runtime
+                    .counters
+                    .ticks_rejected
+                    .fetch_add(n, std::sync::atomic::Ordering::Relaxed);
+                Err(BatchError::Full(q.into_ticks()))
             }
-            None => return,
-        };
-        if self.tx.try_send(msg).is_err() {
-            self.runtime
-                .counters
-                .ticks_rejected
-                .fetch_add(n, std::sync::atomic::Ordering::Relaxed);
+            Err(TrySendError::Disconnected(q)) => Err(BatchError::Stopped(q.into_ticks())),
         }
     }
 
@@ -222,7 +273,17 @@ impl Queued {
     fn into_tick(self) -> Tick {
         match self {
             Queued::Local { tick, .. } | Queued::Sequenced { tick, .. } => tick,
-            Queued::NewHistory { .. } | Queued::Batch(_) => Tick::default(),
+            Queued::NewHistory { .. } | Queued::Batch(_) | Queued::LocalBatch { .. } => {
+                Tick::default()
+            }
+        }
+    }
+
+    /// The ticks handed back to `publish_batch`'s caller.
+    fn into_ticks(self) -> Vec<Tick> {
+        match self {
+            Queued::LocalBatch { ticks, .. } => ticks,
+            other => vec![other.into_tick()],
         }
     }
 }
@@ -343,6 +404,11 @@ impl PublisherThread {
                 feed,
             } => self.handle(&tick, Some((feed, seq)), ts),
             Queued::NewHistory { feed } => self.new_history(feed),
+            Queued::LocalBatch { ticks, ts } => {
+                for tick in &ticks {
+                    self.handle(tick, None, ts);
+                }
+            }
             Queued::Batch(batch) => {
                 for q in batch {
                     self.take(q);
@@ -427,10 +493,11 @@ impl PublisherThread {
 mod tests {
     use std::time::{Duration, Instant};
 
+    use super::{BatchError, MAX_BATCH};
     use crate::{Broadcaster, Config, Tick};
 
     #[test]
-    fn a_burst_publishes_its_valid_ticks_and_counts_the_rest() {
+    fn a_batch_is_published_whole_or_handed_back_whole() {
         let b = Broadcaster::start(Config {
             listen: "127.0.0.1:0".parse().unwrap(),
             synthetic_rate: 0,
@@ -438,20 +505,27 @@ mod tests {
             ..Config::default()
         })
         .unwrap();
-        let ticks = vec![
-            Tick::new("AAA").bid(1.0),
-            Tick::new("BBB").bid(f64::NAN),
-            Tick::new("AAA").bid(2.0),
-            Tick::new("").bid(3.0),
-        ];
-        b.publisher().publish_burst(ticks.into_iter());
+        let p = b.publisher();
+        let bad = vec![Tick::new("AAA").bid(1.0), Tick::new("BBB").bid(f64::NAN)];
+        match p.publish_batch(bad) {
+            Err(BatchError::Invalid { ticks, index, .. }) => {
+                assert_eq!((ticks.len(), index), (2, 1))
+            }
+            other => panic!("{other:?}"),
+        }
+        let big = vec![Tick::new("AAA").bid(1.0); MAX_BATCH + 1];
+        assert!(
+            matches!(p.publish_batch(big), Err(BatchError::TooLarge(t)) if t.len() == MAX_BATCH + 1)
+        );
+        p.publish_batch(vec![Tick::new("AAA").bid(1.0), Tick::new("AAA").bid(2.0)])
+            .unwrap();
         let deadline = Instant::now() + Duration::from_secs(10);
         while b.stats().ticks_published < 2 {
-            assert!(Instant::now() < deadline, "the burst was not published");
+            assert!(Instant::now() < deadline, "the batch was not published");
             std::thread::sleep(Duration::from_millis(5));
         }
         let s = b.stats();
-        assert_eq!((s.ticks_published, s.ticks_rejected), (2, 2));
+        assert_eq!((s.ticks_published, s.ticks_rejected), (2, 0));
         b.shutdown().unwrap();
     }
 }

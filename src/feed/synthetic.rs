@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use crate::feed::publisher::MAX_HANDOFF;
+use crate::feed::publisher::MAX_BATCH;
 use crate::{Error, Publisher, Result, Tick};
 
 const US_TECH: &[&str] = &[
@@ -230,19 +230,25 @@ pub(crate) fn spawn(
                 if due > sent + rate / 10 + 1 {
                     sent = due - rate / 10 - 1;
                 }
-                // One hand-off per burst of up to MAX_HANDOFF ticks: the
+                // One hand-off per burst of up to MAX_BATCH ticks: the
                 // publisher wakes once per millisecond, not once per tick.
                 while sent < due {
-                    let n = ((due - sent) as usize).min(MAX_HANDOFF);
-                    let burst = (0..n).map(|_| {
+                    let n = ((due - sent) as usize).min(MAX_BATCH);
+                    let mut step = || {
                         let len = quotes.len();
                         let q = &mut quotes[next];
                         next = (next + 1) % len;
                         q.step(&mut rng)
-                    });
+                    };
                     // A full publisher queue drops the burst before its
                     // ticks have a seq; the counter records them.
-                    publisher.publish_burst(burst);
+                    let _ = if n == 1 {
+                        publisher.publish(step()).is_ok()
+                    } else {
+                        publisher
+                            .publish_batch((0..n).map(|_| step()).collect())
+                            .is_ok()
+                    };
                     sent += n as u64;
                 }
                 std::thread::sleep(Duration::from_millis(1));

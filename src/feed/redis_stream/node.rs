@@ -23,7 +23,7 @@ use std::io::Write;
 
 use super::resp::{self, StreamReader};
 use crate::RedisFeed;
-use crate::feed::publisher::{MAX_HANDOFF, Publisher, Queued};
+use crate::feed::publisher::{MAX_BATCH, Publisher, Queued};
 use crate::inbox::{ShardLink, ShardMsg};
 use crate::metrics::FeedCell;
 use crate::runtime::{Runtime, unix_nanos};
@@ -256,7 +256,7 @@ impl FeedThread {
             }
             send(&mut request, &self.last_id)?;
             // The read's entries go to the publisher in hand-offs of up to
-            // MAX_HANDOFF (one wake per hand-off, not per entry).
+            // MAX_BATCH (one wake per hand-off, not per entry).
             let mut open = true;
             let mut handoff = Vec::new();
             batch.for_each(|id, fields| {
@@ -268,7 +268,7 @@ impl FeedThread {
                             ts: e.ts,
                             feed: self.index,
                         });
-                        if handoff.len() == MAX_HANDOFF {
+                        if handoff.len() == MAX_BATCH {
                             let full = std::mem::take(&mut handoff);
                             open = self.publisher.send_waiting(Queued::Batch(full));
                         }
