@@ -22,12 +22,12 @@
 //! an entry is on.
 
 use std::collections::{HashMap, HashSet};
-use std::hash::{BuildHasherDefault, Hasher};
+use std::hash::BuildHasherDefault;
 use std::sync::Arc;
 
 use slab::Slab;
 
-use crate::symbols::SymId;
+use crate::symbols::{FastHasher, SymId};
 
 /// A connection's key in its shard (its slab index).
 pub(crate) type ConnKey = u32;
@@ -35,26 +35,7 @@ pub(crate) type ConnKey = u32;
 pub(crate) type ClassId = u32;
 
 /// A set of small integers with a cheap multiplicative hash.
-pub(crate) type IntSet = HashSet<u32, BuildHasherDefault<IntHasher>>;
-
-/// Fibonacci hashing for `u32` keys: one multiply, spreads the high bits
-/// that hashbrown uses for its control bytes.
-#[derive(Debug, Default, Clone, Copy)]
-pub(crate) struct IntHasher(u64);
-
-impl Hasher for IntHasher {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-    fn write(&mut self, bytes: &[u8]) {
-        for &b in bytes {
-            self.0 = (self.0.rotate_left(8) ^ u64::from(b)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
-        }
-    }
-    fn write_u32(&mut self, n: u32) {
-        self.0 = u64::from(n).wrapping_mul(0x9E37_79B9_7F4A_7C15);
-    }
-}
+pub(crate) type IntSet = HashSet<u32, BuildHasherDefault<FastHasher>>;
 
 /// What a subscription asks for, already resolved to ids and known groups.
 /// Also a connection's whole subscription state.

@@ -20,7 +20,6 @@
 //! symbol's last (a replay); the numbering of two sources cannot be merged
 //! without gaps or duplicates.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
@@ -30,7 +29,7 @@ use crossbeam_channel::{Receiver, SendTimeoutError, Sender, TryRecvError, TrySen
 
 use crate::inbox::{ShardLink, ShardMsg};
 use crate::runtime::{Runtime, unix_nanos};
-use crate::symbols::SymId;
+use crate::symbols::{ByName, SymId};
 use crate::wire::encode::TickEncoder;
 use crate::{Error, Result, Tick};
 
@@ -317,7 +316,7 @@ struct PublisherThread {
     runtime: Arc<Runtime>,
     /// Per symbol: its id, the last `seq` assigned and which feed numbers
     /// it.
-    state: HashMap<String, SymState>,
+    state: ByName<SymState>,
     encoder: TickEncoder,
     /// Ticks sent to the shards since they were last woken.
     since_wake: usize,
@@ -328,7 +327,7 @@ impl PublisherThread {
         PublisherThread {
             links,
             runtime,
-            state: HashMap::new(),
+            state: ByName::default(),
             encoder: TickEncoder::new(),
             since_wake: 0,
         }
