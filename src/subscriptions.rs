@@ -132,22 +132,24 @@ pub(crate) struct Index {
 
 impl Index {
     /// Hands a tick of `sym` to every class that receives it (each once).
-    /// A class with one member and nothing pending passes it to `direct`
-    /// with that member: a batch shared by one connection would only cost
-    /// a copy. Every other class appends `frame`, published at `ts`
-    /// (nanoseconds since the UNIX epoch), to its pending batch; classes
-    /// whose batch was empty are pushed onto `started`. Returns the longest
-    /// of those batches after.
+    /// A class with one member and nothing pending offers it to `direct`
+    /// with that member, which queues it as it is and returns true, or
+    /// returns false (the member has a backlog: a batch is cheaper to
+    /// write than many small frames). Every other class, and one whose
+    /// member refused, appends `frame`, published at `ts` (nanoseconds
+    /// since the UNIX epoch), to its pending batch; classes whose batch was
+    /// empty are pushed onto `started`. Returns the longest of those
+    /// batches after.
     ///
-    /// Order holds: a class whose batch is not empty (it had more members
-    /// when the batch began) keeps appending to it until the flush.
+    /// Order holds: a class whose batch is not empty keeps appending to it
+    /// until the flush, which queues the batch after any direct ticks.
     pub(crate) fn push_pending(
         &mut self,
         sym: SymId,
         frame: &crate::Frame,
         ts: u64,
         started: &mut Vec<ClassId>,
-        mut direct: impl FnMut(ConnKey),
+        mut direct: impl FnMut(ConnKey) -> bool,
     ) -> usize {
         let mut longest = 0;
         let specific = self
@@ -159,8 +161,7 @@ impl Index {
         for c in self.all_class.into_iter().chain(specific) {
             if let Some(class) = self.classes.get_mut(c as usize) {
                 if class.pending.is_empty() {
-                    if let Some(key) = class.sole {
-                        direct(key);
+                    if class.sole.is_some_and(&mut direct) {
                         continue;
                     }
                     started.push(c);
@@ -664,7 +665,10 @@ mod tests {
     fn push(ix: &mut Index, sym: SymId) -> (Vec<ConnKey>, Vec<ClassId>) {
         let (mut direct, mut started) = (Vec::new(), Vec::new());
         let f = crate::Frame::from(&b"t"[..]);
-        ix.push_pending(sym, &f, 1, &mut started, |k| direct.push(k));
+        ix.push_pending(sym, &f, 1, &mut started, |k| {
+            direct.push(k);
+            true
+        });
         direct.sort_unstable();
         (direct, started)
     }
@@ -691,6 +695,12 @@ mod tests {
         ix.class_mut(c).unwrap().pending.clear();
         let (direct, _) = push(&mut ix, 6);
         assert_eq!(direct, vec![2], "flushed: now served directly");
+        // A member that refuses (it has a backlog) gets a batch.
+        let mut started = Vec::new();
+        let f = crate::Frame::from(&b"t"[..]);
+        ix.push_pending(6, &f, 1, &mut started, |_| false);
+        assert_eq!(started, vec![c]);
+        assert_eq!(ix.class(c).unwrap().pending.len(), 1);
     }
 
     /// Heap bytes per connection of an index holding `conns` connections,
