@@ -148,22 +148,62 @@ impl SymbolTable {
     /// The id of `symbol`, assigning the next free one on first sight.
     #[inline]
     pub fn intern(&mut self, symbol: &[u8]) -> u32 {
-        if let Some(key) = Key::of(symbol) {
-            let set = self.set_of(&key);
-            for way in 0..WAYS {
-                let slot = self.slots[set + way];
-                if slot.holds(&key) && self.middle_matches(slot.id, symbol) {
-                    self.hits += 1;
-                    return slot.id;
-                }
-            }
-            self.misses += 1;
-            let id = self.intern_slow(symbol);
-            self.fill(key, id);
-            id
-        } else {
-            self.intern_slow(symbol)
+        match Key::of(symbol) {
+            Some(key) => self.lookup(key, symbol),
+            None => self.intern_slow(symbol),
         }
+    }
+
+    /// [`SymbolTable::intern`] of `text[..len]`, for a symbol read in
+    /// place from a message: `text` goes on past the symbol (its closing
+    /// quote and more), so a symbol of up to 16 bytes is keyed with one or
+    /// two word loads and a mask instead of byte-length cases. A `len`
+    /// past the end of `text` is taken as `text.len()`.
+    #[inline(always)]
+    pub fn intern_in(&mut self, text: &[u8], len: usize) -> u32 {
+        if let (Some(w), Some(symbol)) = (text.first_chunk::<8>(), text.get(..len)) {
+            let head = u64::from_le_bytes(*w);
+            let key = match len {
+                0..=8 => Some(Key {
+                    head: head & PREFIX_MASK[len],
+                    tail: 0,
+                    len: len as u32,
+                }),
+                9..=16 => Some(Key {
+                    head,
+                    tail: load8(&symbol[len - 8..]),
+                    len: len as u32,
+                }),
+                _ => None,
+            };
+            if let Some(key) = key {
+                return self.lookup(key, symbol);
+            }
+        }
+        self.intern(text.get(..len).unwrap_or(text))
+    }
+
+    /// The cache, then the map (see the module invariants).
+    #[inline(always)]
+    fn lookup(&mut self, key: Key, symbol: &[u8]) -> u32 {
+        let set = self.set_of(&key);
+        for way in 0..WAYS {
+            let slot = self.slots[set + way];
+            if slot.holds(&key) && self.middle_matches(slot.id, symbol) {
+                self.hits += 1;
+                return slot.id;
+            }
+        }
+        self.miss(key, symbol)
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn miss(&mut self, key: Key, symbol: &[u8]) -> u32 {
+        self.misses += 1;
+        let id = self.intern_slow(symbol);
+        self.fill(key, id);
+        id
     }
 
     #[inline(always)]
@@ -227,6 +267,17 @@ impl SymbolTable {
     }
 }
 
+/// `PREFIX_MASK[n]` keeps the low `n` bytes of a little-endian word.
+const PREFIX_MASK: [u64; 9] = {
+    let mut m = [0u64; 9];
+    let mut n = 1;
+    while n < 9 {
+        m[n] = u64::MAX >> (64 - 8 * n);
+        n += 1;
+    }
+    m
+};
+
 #[inline(always)]
 fn load8(s: &[u8]) -> u64 {
     let mut b = [0u8; 8];
@@ -264,6 +315,32 @@ mod tests {
             let mut padded = [0u8; 8];
             padded[..n].copy_from_slice(&all[..n]);
             assert_eq!(load_short(&all[..n]), u64::from_le_bytes(padded), "n={n}");
+        }
+    }
+
+    #[test]
+    fn interning_in_place_is_interning_the_symbol() {
+        // Symbols of every length up to 20, followed by text that must not
+        // leak into the key; in place and by slice, in either order.
+        let all = b"ABCDEFGHIJKLMNOPQRST";
+        for first_in_place in [true, false] {
+            let mut t = SymbolTable::new();
+            for n in 0..=all.len() {
+                let text: Vec<u8> = [&all[..n], &br#"","seq":1"#[..]].concat();
+                let (a, b) = if first_in_place {
+                    (t.intern_in(&text, n), t.intern(&all[..n]))
+                } else {
+                    (t.intern(&all[..n]), t.intern_in(&text, n))
+                };
+                assert_eq!(a, b, "n={n}");
+                assert_eq!(a, n as u32, "n={n}");
+                // Different trailing text, same symbol.
+                let other: Vec<u8> = [&all[..n], &b"\"XXXXXXXXXXXXXXX"[..]].concat();
+                assert_eq!(t.intern_in(&other, n), a, "n={n}");
+            }
+            // Text shorter than a word: the byte-wise key.
+            assert_eq!(t.intern_in(b"AB", 2), 2);
+            assert_eq!(t.intern_in(b"AB", 5), t.intern(b"AB"));
         }
     }
 

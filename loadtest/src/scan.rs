@@ -200,6 +200,9 @@ pub struct FastTick<'a> {
     pub kind: Kind,
     /// The symbol's raw bytes (no escapes in them).
     pub symbol: &'a [u8],
+    /// The payload from the symbol's first byte on (the symbol, its
+    /// closing quote and the rest), for `SymbolTable::intern_in`.
+    pub symbol_text: &'a [u8],
     /// Per-symbol sequence number.
     pub seq: u64,
     /// Broadcaster accept time, ns since the UNIX epoch.
@@ -224,9 +227,12 @@ impl<'a> FastTick<'a> {
 /// inlined (two overlapping 16-byte loads) instead of a `memcmp` call.
 const TICK_HEAD: &[u8; 25] = br#"{"type":"tick","symbol":""#;
 const SNAPSHOT_HEAD: &[u8; 29] = br#"{"type":"snapshot","symbol":""#;
-const SEQ_KEY: &[u8; 7] = br#","seq":"#;
-const TS_KEY: &[u8; 6] = br#","ts":"#;
-
+/// The symbol's closing quote and the next key, `","seq":`: exactly one
+/// word, so one comparison checks both.
+const QUOTE_SEQ_KEY: u64 = u64::from_le_bytes(*br#"","seq":"#);
+/// `,"ts":` (6 bytes), compared as the low 6 bytes of a word.
+const TS_KEY: u64 = u64::from_le_bytes(*b",\"ts\":\0\0");
+const TS_KEY_MASK: u64 = 0xFFFF_FFFF_FFFF;
 /// Most digits the fast path parses; 19 digits always fit in a `u64`.
 /// Longer numbers (or overflow) are left to the general path.
 const MAX_FAST_DIGITS: usize = 19;
@@ -240,29 +246,136 @@ const HIGHS: u64 = 0x8080_8080_8080_8080;
 /// numbers at most 19 digits. Returns `None` for anything else; the caller
 /// then uses the general [`Scanner::scan`], which gives the same answer
 /// for everything this accepts.
-#[inline]
+///
+/// Two tiers: a tick of at least [`WINDOW`] bytes with a short symbol and
+/// `seq` and a 19-digit `ts` (every live tick of tickcast and the peers)
+/// is read by [`tick_in_window`], whose word loads all sit inside that
+/// window, so they need no per-load length checks; anything else
+/// (snapshots, short messages, long symbols, other digit counts) by
+/// [`scan_fast_checked`].
+#[inline(always)]
 pub fn scan_fast(p: &[u8]) -> Option<FastTick<'_>> {
+    if let Some(w) = p.first_chunk::<WINDOW>()
+        && let Some(t) = tick_in_window(p, w)
+    {
+        return Some(t);
+    }
+    scan_fast_checked(p)
+}
+
+/// Bytes of a payload [`tick_in_window`] reads: the head (25), a symbol of
+/// up to 15 bytes and its quote (16), `,"seq":` (7), up to 15 digits,
+/// `,"ts":` (6) and 19 digits are 88 bytes; the last word load of the `ts`
+/// reaches 5 bytes past its digits (93).
+pub const WINDOW: usize = 96;
+
+/// Longest symbol [`tick_in_window`] takes: its closing quote must be in
+/// the symbol's first two words.
+const WINDOW_SYMBOL: usize = 15;
+
+/// A word of the window at `at` (the callers keep `at + 8 <= WINDOW`; a
+/// bad offset is a `None`, never a panic).
+#[inline(always)]
+fn word(w: &[u8; WINDOW], at: usize) -> Option<u64> {
+    w.get(at..at + 8)
+        .and_then(|b| b.first_chunk::<8>())
+        .map(|b| u64::from_le_bytes(*b))
+}
+
+/// Index (0..=7) of the first `"` or backslash in `w`, if any (the classic
+/// zero-byte test is exact for the lowest zero byte, the one taken).
+#[inline(always)]
+fn quote_or_backslash(w: u64) -> Option<usize> {
+    let q = w ^ (ONES * u64::from(b'"'));
+    let b = w ^ (ONES * u64::from(b'\\'));
+    let z = (q.wrapping_sub(ONES) & !q | b.wrapping_sub(ONES) & !b) & HIGHS;
+    (z != 0).then(|| (z.trailing_zeros() / 8) as usize)
+}
+
+/// The server's tick in the first [`WINDOW`] bytes of `p` (`w`), or `None`
+/// for anything that is not exactly that (see [`scan_fast`]).
+#[inline(always)]
+fn tick_in_window<'a>(p: &'a [u8], w: &[u8; WINDOW]) -> Option<FastTick<'a>> {
+    const START: usize = TICK_HEAD.len();
+    if w[..START] != TICK_HEAD[..] {
+        return None;
+    }
+    let end = match quote_or_backslash(word(w, START)?) {
+        Some(k) => START + k,
+        None => START + 8 + quote_or_backslash(word(w, START + 8)?)?,
+    };
+    debug_assert!(end - START <= WINDOW_SYMBOL);
+    // The closing quote and `,"seq":` in one comparison (a backslash or
+    // anything else there fails it).
+    if word(w, end)? != QUOTE_SEQ_KEY {
+        return None;
+    }
+    let (seq, at) = short_digits(w, end + 8)?;
+    if word(w, at)? & TS_KEY_MASK != TS_KEY {
+        return None;
+    }
+    let t = at + 6;
+    let (w0, w1, w2) = (word(w, t)?, word(w, t + 8)?, word(w, t + 16)?);
+    // 19 digits, then `,` or `}` (a float, an exponent or a 20th digit
+    // fails this and goes to the checked path).
+    let delimiter = (w2 >> 24) as u8;
+    if non_digits(w0) | non_digits(w1) | (non_digits(w2) & 0xFF_FFFF) != 0
+        || !matches!(delimiter, b',' | b'}')
+    {
+        return None;
+    }
+    let d = w2 & 0x0F_0F0F;
+    let low3 = (d & 0xFF) * 100 + ((d >> 8) & 0xFF) * 10 + (d >> 16);
+    let ts = (value8(w0) * 100_000_000 + value8(w1)) * 1000 + low3;
+    Some(FastTick {
+        kind: Kind::Tick,
+        symbol: p.get(START..end)?,
+        symbol_text: p.get(START..)?,
+        seq,
+        ts,
+    })
+}
+
+/// 1..=15 digits at `at` in the window: their value and the index after
+/// them; `None` for none or more.
+#[inline(always)]
+fn short_digits(w: &[u8; WINDOW], at: usize) -> Option<(u64, usize)> {
+    let w0 = word(w, at)?;
+    let m0 = non_digits(w0);
+    if m0 != 0 {
+        let n = digit_run(m0);
+        return (n > 0).then(|| (value_first(w0, n), at + n));
+    }
+    let w1 = word(w, at + 8)?;
+    let m1 = non_digits(w1);
+    if m1 == 0 {
+        return None;
+    }
+    let n = digit_run(m1);
+    Some((value8(w0) * POW10[n] + value_first(w1, n), at + 8 + n))
+}
+
+/// [`scan_fast`] with a length check per load: any length, snapshots,
+/// symbols and numbers of any size up to the fast path's limits.
+#[inline(never)]
+fn scan_fast_checked(p: &[u8]) -> Option<FastTick<'_>> {
     let (kind, start) = if p.len() > TICK_HEAD.len() && p[..TICK_HEAD.len()] == TICK_HEAD[..] {
         (Kind::Tick, TICK_HEAD.len())
-    } else if p.len() > SNAPSHOT_HEAD.len() && p[..SNAPSHOT_HEAD.len()] == SNAPSHOT_HEAD[..] {
-        (Kind::Snapshot, SNAPSHOT_HEAD.len())
     } else {
-        return None;
+        scan_snapshot_head(p)?
     };
     let end = find_quote_or_backslash(p, start)?;
-    if p[end] != b'"' {
+    // The closing quote and `,"seq":` in one comparison (a backslash or
+    // anything else there fails it).
+    if load8(p, end)? != QUOTE_SEQ_KEY {
         return None;
     }
     let symbol = &p[start..end];
-    let at = end + 1;
-    if p.get(at..at + SEQ_KEY.len())? != SEQ_KEY {
+    let (seq, at) = digits_fast(p, end + 8)?;
+    if load8(p, at)? & TS_KEY_MASK != TS_KEY {
         return None;
     }
-    let (seq, at) = digits_fast(p, at + SEQ_KEY.len())?;
-    if p.get(at..at + TS_KEY.len())? != TS_KEY {
-        return None;
-    }
-    let (ts, at) = digits_fast(p, at + TS_KEY.len())?;
+    let (ts, at) = digits_fast(p, at + 6)?;
     // The number must end at a delimiter, or it was a prefix of something
     // else (a float, an exponent); let the general path decide.
     if !matches!(p.get(at), Some(b',') | Some(b'}')) {
@@ -271,9 +384,18 @@ pub fn scan_fast(p: &[u8]) -> Option<FastTick<'_>> {
     Some(FastTick {
         kind,
         symbol,
+        symbol_text: &p[start..],
         seq,
         ts,
     })
+}
+
+/// The snapshot head, out of the tick path's way (a few per subscription).
+#[cold]
+#[inline(never)]
+fn scan_snapshot_head(p: &[u8]) -> Option<(Kind, usize)> {
+    (p.len() > SNAPSHOT_HEAD.len() && p[..SNAPSHOT_HEAD.len()] == SNAPSHOT_HEAD[..])
+        .then_some((Kind::Snapshot, SNAPSHOT_HEAD.len()))
 }
 
 /// Loads 8 bytes at `at` (little-endian), if there are 8.
@@ -288,14 +410,8 @@ fn load8(p: &[u8], at: usize) -> Option<u64> {
 fn find_quote_or_backslash(p: &[u8], from: usize) -> Option<usize> {
     let mut i = from;
     while let Some(w) = load8(p, i) {
-        // Bytes equal to `"` or a backslash become zero; the classic zero-byte test
-        // is exact for the lowest zero byte (false positives can only sit
-        // above a true one), which is the one we take.
-        let q = w ^ (ONES * u64::from(b'"'));
-        let b = w ^ (ONES * u64::from(b'\\'));
-        let z = (q.wrapping_sub(ONES) & !q | b.wrapping_sub(ONES) & !b) & HIGHS;
-        if z != 0 {
-            return Some(i + (z.trailing_zeros() / 8) as usize);
+        if let Some(k) = quote_or_backslash(w) {
+            return Some(i + k);
         }
         i += 8;
     }
