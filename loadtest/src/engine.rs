@@ -38,9 +38,11 @@ use mio::{Events, Interest, Poll, Token};
 use slab::Slab;
 use socket2::{Domain, Protocol, Socket, Type};
 
+use crate::fastpath::{TickSink, take_ticks};
 use crate::frame::{self, FrameError, OP_BINARY, OP_CLOSE, OP_PING, OP_PONG, OP_TEXT, Parsed};
 use crate::handshake::ClientHandshake;
 use crate::intern::SymbolTable;
+use crate::latency::LatencyCounts;
 use crate::options::{Options, Scenario, SlowMode, Subscription, Target};
 use crate::scan::{Control, Kind, Scanned, Scanner, parse_control, scan_fast};
 use crate::seqcheck::{SeqCounts, SeqTracker};
@@ -366,6 +368,9 @@ struct Ctx {
     fast_interval: Histogram<u64>,
     slow: Histogram<u64>,
     newcomer: Histogram<u64>,
+    /// Latencies counted since the last flush into the histograms above
+    /// (see `latency`: exact, cheaper per tick).
+    counts: RoleCounts,
     counters: Counters,
     msgs_unflushed: u64,
     /// Snapshots a subscription brings (`u64::MAX`: unknown).
@@ -375,6 +380,33 @@ struct Ctx {
 impl Ctx {
     fn bump(&mut self, key: &str) {
         *self.counters.control.entry(key.to_string()).or_insert(0) += 1;
+    }
+
+    /// Moves the counted latencies into the histograms (before the
+    /// interval histogram is sent, and at the end).
+    fn flush_latencies(&mut self) {
+        self.counts.fast.flush_into(&mut self.fast_interval);
+        self.counts.slow.flush_into(&mut self.slow);
+        self.counts.newcomer.flush_into(&mut self.newcomer);
+    }
+}
+
+/// Latency counts per role, flushed into `Ctx::fast_interval`, `slow` and
+/// `newcomer`.
+#[derive(Debug, Default)]
+struct RoleCounts {
+    fast: LatencyCounts,
+    slow: LatencyCounts,
+    newcomer: LatencyCounts,
+}
+
+impl RoleCounts {
+    fn of(&mut self, role: Role) -> &mut LatencyCounts {
+        match role {
+            Role::Fast => &mut self.fast,
+            Role::Slow | Role::Stalled => &mut self.slow,
+            Role::Newcomer => &mut self.newcomer,
+        }
     }
 }
 
@@ -678,6 +710,7 @@ impl Worker {
                 fast_interval: latency_histogram(),
                 slow: latency_histogram(),
                 newcomer: latency_histogram(),
+                counts: RoleCounts::default(),
                 counters: Counters::default(),
                 msgs_unflushed: 0,
                 expect_snapshots,
@@ -814,6 +847,7 @@ impl Worker {
     }
 
     fn send_progress(&mut self) {
+        self.ctx.flush_latencies();
         let fresh = latency_histogram();
         let interval = std::mem::replace(&mut self.ctx.fast_interval, fresh);
         let _ = crate::stats::merge(&mut self.ctx.fast, &interval);
@@ -1442,6 +1476,7 @@ impl Worker {
                 self.connect_failed(spec, "never started".into());
             }
         }
+        self.ctx.flush_latencies();
         let interval = std::mem::replace(&mut self.ctx.fast_interval, latency_histogram());
         crate::stats::merge(&mut self.ctx.fast, &interval)?;
         Ok(WorkerResult {
@@ -1525,6 +1560,10 @@ fn subscribe_message(plan: &Plan, rng: &mut Rng) -> Option<String> {
 
 /// Parses every whole frame at the start of `data`; returns the number of
 /// bytes consumed. Stops early once the connection has ended.
+///
+/// Runs of ticks in the server's layout go through `fastpath::take_ticks`;
+/// each frame it leaves is handled here, one at a time, then the fast path
+/// takes over again.
 fn parse_frames(
     conn: &mut Conn,
     ctx: &mut Ctx,
@@ -1533,6 +1572,10 @@ fn parse_frames(
 ) -> Result<usize, FrameError> {
     let mut at = 0;
     while at < data.len() {
+        at = fast_ticks(conn, ctx, data, at, now);
+        if at >= data.len() {
+            break;
+        }
         let f = match frame::parse(&data[at..])? {
             Parsed::Frame(f) => f,
             Parsed::Need(_) => break,
@@ -1564,6 +1607,30 @@ fn parse_frames(
         }
     }
     Ok(at)
+}
+
+/// The fast path from `at` (see `fastpath`), with the per-tick counters
+/// added once for the run it took; returns where it stopped.
+#[inline]
+fn fast_ticks(conn: &mut Conn, ctx: &mut Ctx, data: &[u8], at: usize, now: Now) -> usize {
+    let mut sink = TickSink {
+        symbols: &mut ctx.symbols,
+        seq: &mut conn.seq,
+        latency: now.in_window.then(|| ctx.counts.of(conn.spec.role)),
+        now: now.wall,
+        future: 0,
+    };
+    let (next, ticks) = take_ticks(data, at, &mut sink);
+    let future = sink.future;
+    ctx.msgs_unflushed += ticks;
+    conn.ticks_total += ticks;
+    if now.in_window {
+        ctx.counters.msgs_window += ticks;
+        ctx.counters.ticks_window += ticks;
+        ctx.counters.negative_latency += future;
+        conn.ticks_window += ticks;
+    }
+    next
 }
 
 fn on_text(conn: &mut Conn, ctx: &mut Ctx, payload: &[u8], now: Now) {
@@ -1622,12 +1689,9 @@ fn on_tick(conn: &mut Conn, ctx: &mut Ctx, id: u32, seq: u64, ts: u64, now: Now)
         if ts > now.wall {
             ctx.counters.negative_latency += 1;
         }
-        let lat = now.wall.saturating_sub(ts).max(1);
-        match conn.spec.role {
-            Role::Fast => ctx.fast_interval.saturating_record(lat),
-            Role::Slow | Role::Stalled => ctx.slow.saturating_record(lat),
-            Role::Newcomer => ctx.newcomer.saturating_record(lat),
-        }
+        ctx.counts
+            .of(conn.spec.role)
+            .record(now.wall.saturating_sub(ts));
     }
 }
 

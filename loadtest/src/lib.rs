@@ -3,20 +3,22 @@
 //!
 //! ```text
 //!  Options ─► run ─► engine (mio worker threads: connect → handshake → subscribe → frames)
+//!                      │  fastpath (a read's tick frames in one pass: the rest ↓)
 //!                      │  frame (server frames in, masked client frames out)
 //!                      │  scan (type/symbol/seq/ts by byte scan; serde_json for the rest)
 //!                      │  intern (symbol → dense id, cached per thread)
 //!                      │  seqcheck (snapshot baseline, gaps, duplicates, reorders)
+//!                      │  latency (per-bucket counts, flushed into the histograms)
 //!                      └► per-thread histograms ─► report (table, report.json, .hgrm, plot SVG)
 //! ```
 //!
-//! The client must never be the bottleneck: one thread parses millions of
-//! frames per second (one 64 KiB read buffer per thread, no per-frame
-//! allocation, no locks on the data path).
+//! The client must never be the bottleneck: one thread parses tens of
+//! millions of frames per second (one 64 KiB read buffer per thread, no
+//! per-frame allocation, no locks on the data path).
 //!
 //! # Reading order
-//! [`options`] → [`engine`] → [`frame`] → [`scan`] → [`intern`] →
-//! [`seqcheck`] →
+//! [`options`] → [`engine`] → [`fastpath`] → [`frame`] → [`scan`] →
+//! [`intern`] → [`seqcheck`] → [`latency`] →
 //! [`stats`] → [`report`] → [`plot`]; [`tls`] is the `wss://` wire;
 //! [`produce`] feeds a Redis-fed fleet (`--produce`).
 #![deny(
@@ -27,10 +29,12 @@
 )]
 
 pub mod engine;
+pub mod fastpath;
 pub mod frame;
 pub mod handshake;
 pub mod inprocess;
 pub mod intern;
+pub mod latency;
 pub mod monitor;
 pub mod options;
 pub mod plot;
