@@ -24,7 +24,7 @@ use loadtest::fastpath::{TickSink, take_ticks};
 use loadtest::frame::{self, Parsed};
 use loadtest::intern::SymbolTable;
 use loadtest::latency::LatencyCounts;
-use loadtest::scan::{Kind, Scanned, Scanner, scan_fast};
+use loadtest::scan::{Kind, Scanned, Scanner, TsPrefix, scan_fast};
 use loadtest::seqcheck::SeqTracker;
 use loadtest::stats::latency_histogram;
 use rustc_hash::FxHashMap;
@@ -164,6 +164,7 @@ fn run(chunks: &[Vec<u8>], per_chunk: &[u64], messages: u64, conns: usize, fast:
     let mut trackers = vec![SeqTracker::default(); conns];
     let mut hist = latency_histogram();
     let mut counts = LatencyCounts::new();
+    let mut prefix = TsPrefix::default();
     let now = 1_763_775_001_000_000_000u64;
     // STAGE=1..4 stops after frame parse / scan / intern / seq check.
     let stage: u32 = std::env::var("STAGE")
@@ -189,6 +190,7 @@ fn run(chunks: &[Vec<u8>], per_chunk: &[u64], messages: u64, conns: usize, fast:
                 latency: Some(&mut counts),
                 now,
                 future: 0,
+                ts_prefix: &mut prefix,
             };
             at = take_ticks(c, 0, &mut sink).0;
         }

@@ -44,7 +44,7 @@ use crate::handshake::ClientHandshake;
 use crate::intern::SymbolTable;
 use crate::latency::LatencyCounts;
 use crate::options::{Options, Scenario, SlowMode, Subscription, Target};
-use crate::scan::{Control, Kind, Scanned, Scanner, parse_control, scan_fast};
+use crate::scan::{Control, Kind, Scanned, Scanner, TsPrefix, parse_control, scan_fast};
 use crate::seqcheck::{SeqCounts, SeqTracker};
 use crate::stats::latency_histogram;
 use crate::tls::Wire;
@@ -371,6 +371,8 @@ struct Ctx {
     /// Latencies counted since the last flush into the histograms above
     /// (see `latency`: exact, cheaper per tick).
     counts: RoleCounts,
+    /// The fast path's `ts` prefix, kept across reads.
+    ts_prefix: TsPrefix,
     counters: Counters,
     msgs_unflushed: u64,
     /// Snapshots a subscription brings (`u64::MAX`: unknown).
@@ -711,6 +713,7 @@ impl Worker {
                 slow: latency_histogram(),
                 newcomer: latency_histogram(),
                 counts: RoleCounts::default(),
+                ts_prefix: TsPrefix::default(),
                 counters: Counters::default(),
                 msgs_unflushed: 0,
                 expect_snapshots,
@@ -1619,6 +1622,7 @@ fn fast_ticks(conn: &mut Conn, ctx: &mut Ctx, data: &[u8], at: usize, now: Now) 
         latency: now.in_window.then(|| ctx.counts.of(conn.spec.role)),
         now: now.wall,
         future: 0,
+        ts_prefix: &mut ctx.ts_prefix,
     };
     let (next, ticks) = take_ticks(data, at, &mut sink);
     let future = sink.future;

@@ -19,7 +19,7 @@
 
 use crate::intern::SymbolTable;
 use crate::latency::LatencyCounts;
-use crate::scan::{Kind, scan_fast};
+use crate::scan::{Kind, TsPrefix, scan_fast_with};
 use crate::seqcheck::SeqTracker;
 
 /// First byte of an unmasked, final, uncompressed text frame.
@@ -42,6 +42,8 @@ pub struct TickSink<'a> {
     pub now: u64,
     /// Ticks stamped later than `now` (clock trouble), counted up.
     pub future: u64,
+    /// The client thread's `ts` prefix (see [`TsPrefix`]).
+    pub ts_prefix: &'a mut TsPrefix,
 }
 
 /// Takes the tick frames at `data[at..]` (see the module docs); returns
@@ -65,7 +67,8 @@ pub fn take_ticks(data: &[u8], mut at: usize, sink: &mut TickSink<'_>) -> (usize
         let Some(payload) = rest.get(header..header + len) else {
             break;
         };
-        let Some(t) = scan_fast(payload).filter(|t| t.kind == Kind::Tick) else {
+        let Some(t) = scan_fast_with(payload, sink.ts_prefix).filter(|t| t.kind == Kind::Tick)
+        else {
             break;
         };
         let id = sink.symbols.intern_in(t.symbol_text, t.symbol.len());
@@ -161,6 +164,7 @@ mod tests {
         let mut counts = LatencyCounts::new();
         let mut hist = latency_histogram();
         let (mut at, mut ticks, mut future) = (0, 0, 0);
+        let mut prefix = TsPrefix::default();
         loop {
             let mut sink = TickSink {
                 symbols: &mut symbols,
@@ -168,6 +172,7 @@ mod tests {
                 latency: Some(&mut counts),
                 now,
                 future: 0,
+                ts_prefix: &mut prefix,
             };
             let (next, n) = take_ticks(data, at, &mut sink);
             future += sink.future;
@@ -227,6 +232,7 @@ mod tests {
             latency: Some(&mut counts),
             now: NOW,
             future: 0,
+            ts_prefix: &mut TsPrefix::default(),
         };
         assert_eq!(take_ticks(&data, 0, &mut sink), (data.len(), 300));
         assert_eq!(sink.future, 0);
@@ -257,6 +263,7 @@ mod tests {
                 latency: None,
                 now: NOW,
                 future: 0,
+                ts_prefix: &mut TsPrefix::default(),
             };
             assert_eq!(
                 take_ticks(&data[..cut], 0, &mut sink),
@@ -286,6 +293,7 @@ mod tests {
                 latency: None,
                 now: NOW,
                 future: 0,
+                ts_prefix: &mut TsPrefix::default(),
             };
             assert_eq!(take_ticks(&data, 0, &mut sink), (first, 1));
             assert_same(&data, NOW);
@@ -307,6 +315,7 @@ mod tests {
                 latency: None,
                 now: NOW,
                 future: 0,
+                ts_prefix: &mut TsPrefix::default(),
             };
             assert_eq!(take_ticks(&data, 0, &mut sink), (first, 1), "{header:?}");
         }
