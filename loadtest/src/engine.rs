@@ -1616,6 +1616,7 @@ fn parse_frames(
 /// added once for the run it took; returns where it stopped.
 #[inline]
 fn fast_ticks(conn: &mut Conn, ctx: &mut Ctx, data: &[u8], at: usize, now: Now) -> usize {
+    conn.seq.warm();
     let mut sink = TickSink {
         symbols: &mut ctx.symbols,
         seq: &mut conn.seq,
