@@ -20,8 +20,17 @@
 //! `seq` without a gap. A socket is on a symbol's list at most once, and on
 //! none while it is on the `*` list, so no tick is delivered twice.
 //!
+//! Two knobs make it a cheaper sender, to drive a load generator to its own
+//! ceiling (both off by default, so the floor above is what is measured):
+//! `--turn-ms N` makes a turn N milliseconds (ticks caught up in whole
+//! turns, so each write carries N ms of ticks: a write per socket per turn
+//! is most of the cost), and `--direct` writes a turn's block straight from
+//! the shared batch to a `*` socket with nothing pending, keeping only what
+//! the kernel did not take (no copy into the socket's buffer; the same
+//! bytes in the same order on the wire).
+//!
 //! Usage: `peer-bare-fanout --listen 127.0.0.1:9103 --symbols 100
-//! --rate 2000 [--max-buffered 4194304]`
+//! --rate 2000 [--max-buffered 4194304] [--turn-ms 1] [--direct]`
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
@@ -61,6 +70,8 @@ struct Args {
     symbols: usize,
     rate: u64,
     max_buffered: usize,
+    turn_ms: u64,
+    direct: bool,
 }
 
 fn args() -> Result<Args, String> {
@@ -69,9 +80,15 @@ fn args() -> Result<Args, String> {
         symbols: 100,
         rate: 2000,
         max_buffered: 4 << 20,
+        turn_ms: 1,
+        direct: false,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
+        if flag == "--direct" {
+            a.direct = true;
+            continue;
+        }
         let v = it.next().ok_or(format!("{flag} needs a value"))?;
         match flag.as_str() {
             "--listen" => a.listen = v,
@@ -80,11 +97,12 @@ fn args() -> Result<Args, String> {
             "--max-buffered" => {
                 a.max_buffered = v.parse().map_err(|e| format!("--max-buffered: {e}"))?
             }
+            "--turn-ms" => a.turn_ms = v.parse().map_err(|e| format!("--turn-ms: {e}"))?,
             _ => return Err(format!("unknown flag {flag}")),
         }
     }
-    if a.symbols == 0 || a.max_buffered == 0 {
-        return Err("--symbols and --max-buffered must be > 0".into());
+    if a.symbols == 0 || a.max_buffered == 0 || a.turn_ms == 0 {
+        return Err("--symbols, --max-buffered and --turn-ms must be > 0".into());
     }
     Ok(a)
 }
@@ -153,15 +171,25 @@ struct Market {
     last: Vec<Option<Quote>>,
     start: Instant,
     rate: u64,
+    /// Ticks are caught up in whole turns of this many ms.
+    turn_ms: u64,
     sent: u64,
     next_symbol: usize,
 }
 
 impl Market {
+    /// Time left until the next whole turn since the start.
+    fn until_next_turn(&self) -> Duration {
+        let turn = Duration::from_millis(self.turn_ms);
+        let elapsed = self.start.elapsed();
+        let into = Duration::from_nanos((elapsed.as_nanos() % turn.as_nanos()) as u64);
+        turn - into
+    }
+
     /// Generates the ticks due by now into `batch` as complete frames, each
     /// serialized once, and where each one is into `ticks`. Returns how many.
     fn generate(&mut self, batch: &mut Vec<u8>, ticks: &mut Vec<Framed>, text: &mut String) -> u64 {
-        let ms = self.start.elapsed().as_millis() as u64;
+        let ms = self.start.elapsed().as_millis() as u64 / self.turn_ms * self.turn_ms;
         let due = (u128::from(ms) * u128::from(self.rate) / 1000) as u64;
         let n = self.names.len();
         let first = self.sent;
@@ -216,6 +244,8 @@ struct Server {
     /// would come for bytes already there).
     again: Vec<usize>,
     max_buffered: usize,
+    /// `--direct`: write a `*` socket's turn straight from the batch.
+    direct: bool,
     market: Market,
     rbuf: Vec<u8>,
     text: String,
@@ -540,10 +570,22 @@ impl Server {
                 self.close(id);
                 continue;
             }
-            c.out.extend_from_slice(batch);
-            if !c.dirty {
-                c.dirty = true;
-                self.dirty.push(id);
+            let rest = if self.direct && c.pending() == 0 {
+                // Nothing queued before it, so writing now keeps the order;
+                // an error shows at the next write from the buffer.
+                match c.stream.write(batch) {
+                    Ok(n) => &batch[n.min(batch.len())..],
+                    Err(_) => batch,
+                }
+            } else {
+                batch
+            };
+            if !rest.is_empty() {
+                c.out.extend_from_slice(rest);
+                if !c.dirty {
+                    c.dirty = true;
+                    self.dirty.push(id);
+                }
             }
             i += 1;
         }
@@ -673,8 +715,12 @@ fn run(a: Args) -> io::Result<()> {
     poll.registry()
         .register(&mut listener, LISTENER, Interest::READABLE)?;
     eprintln!(
-        "peer-bare-fanout listening on ws://{}/ws ({} symbols, {} ticks/s)",
-        a.listen, a.symbols, a.rate
+        "peer-bare-fanout listening on ws://{}/ws ({} symbols, {} ticks/s, {} ms turns{})",
+        a.listen,
+        a.symbols,
+        a.rate,
+        a.turn_ms,
+        if a.direct { ", direct" } else { "" }
     );
     let names: Vec<String> = (0..a.symbols).map(|i| format!("S{i:03}")).collect();
     let mut s = Server {
@@ -687,6 +733,7 @@ fn run(a: Args) -> io::Result<()> {
         dirty: Vec::new(),
         again: Vec::new(),
         max_buffered: a.max_buffered,
+        direct: a.direct,
         market: Market {
             index: names
                 .iter()
@@ -697,6 +744,7 @@ fn run(a: Args) -> io::Result<()> {
             last: vec![None; a.symbols],
             start: Instant::now(),
             rate: a.rate,
+            turn_ms: a.turn_ms,
             sent: 0,
             next_symbol: 0,
         },
@@ -708,9 +756,9 @@ fn run(a: Args) -> io::Result<()> {
     let mut ticks = Vec::new();
     let mut text = String::with_capacity(256);
     loop {
-        // Ticks are due every millisecond at most; don't sleep past that.
+        // Ticks are due once a turn; don't sleep past the next one.
         let timeout = if s.again.is_empty() {
-            Duration::from_millis(1)
+            s.market.until_next_turn()
         } else {
             Duration::ZERO
         };
