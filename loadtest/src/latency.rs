@@ -69,8 +69,6 @@ pub struct LatencyCounts {
     /// Where values past the histogram's range go (the bucket of
     /// [`MAX_TRACKED_NS`], as `saturating_record` clamps them).
     clamp_index: usize,
-    /// Values counted since the last flush.
-    pending: u64,
 }
 
 impl Default for LatencyCounts {
@@ -86,7 +84,6 @@ impl LatencyCounts {
         LatencyCounts {
             counts: vec![0; len],
             clamp_index: index_of(MAX_TRACKED_NS).min(len - 1),
-            pending: 0,
         }
     }
 
@@ -99,27 +96,22 @@ impl LatencyCounts {
             i = self.clamp_index;
         }
         self.counts[i] += 1;
-        self.pending += 1;
     }
 
     /// Returns true if and only if nothing was recorded since the last
-    /// flush.
+    /// flush (a scan of every bucket).
     pub fn is_empty(&self) -> bool {
-        self.pending == 0
+        self.counts.iter().all(|&c| c == 0)
     }
 
     /// Adds every count into `h` (a [`latency_histogram`]) and clears them.
     /// Scans the whole array (~26,000 buckets, a few µs; once a second).
     pub fn flush_into(&mut self, h: &mut Histogram<u64>) {
-        if self.is_empty() {
-            return;
-        }
         for (i, c) in self.counts.iter_mut().enumerate() {
             if *c > 0 {
                 h.saturating_record_n(lowest_of(i), std::mem::take(c));
             }
         }
-        self.pending = 0;
     }
 }
 

@@ -270,23 +270,27 @@ pub fn scan_fast_with<'a>(p: &'a [u8], prefix: &mut TsPrefix) -> Option<FastTick
     scan_fast_checked(p)
 }
 
-/// The first 8 digits of the last 19-digit `ts` converted, and their
-/// value: they change once every 100 s (10^11 ns), so nearly every tick
-/// finds its leading word here and converts only the other 11 digits.
+/// The first 11 digits of the last 19-digit `ts` converted, and their
+/// value: they change once every 100 ms (10^8 ns), and the ticks of a read
+/// were stamped within a few ms of each other, so nearly every tick finds
+/// its first 11 digits here and converts only the last 8 (one word).
 ///
-/// Invariant: `word` is always 8 ASCII digits and `value` their value ×
-/// 10^11, so a tick whose leading word equals `word` has 8 digits there
-/// (no check needed) worth `value`.
+/// Invariant: `head` is 8 ASCII digits, `mid` 3 ASCII digits (the low 3
+/// bytes of a word, the rest zero) and `value` the value of those 11
+/// digits × 10^8, so a tick whose first 11 bytes equal them has 11 digits
+/// there (no check needed) worth `value`.
 #[derive(Debug, Clone, Copy)]
 pub struct TsPrefix {
-    word: u64,
+    head: u64,
+    mid: u64,
     value: u64,
 }
 
 impl Default for TsPrefix {
     fn default() -> Self {
         TsPrefix {
-            word: u64::from_le_bytes(*b"00000000"),
+            head: u64::from_le_bytes(*b"00000000"),
+            mid: u64::from_le_bytes(*b"000\0\0\0\0\0"),
             value: 0,
         }
     }
@@ -294,8 +298,7 @@ impl Default for TsPrefix {
 
 /// Bytes of a payload [`tick_in_window`] reads: the head (25), a symbol of
 /// up to 15 bytes and its quote (16), `,"seq":` (7), up to 15 digits,
-/// `,"ts":` (6) and 19 digits are 88 bytes; the last word load of the `ts`
-/// reaches 5 bytes past its digits (93).
+/// `,"ts":` (6), 19 digits and the delimiter after them: 89 bytes.
 pub const WINDOW: usize = 96;
 
 /// Longest symbol [`tick_in_window`] takes: its closing quote must be in
@@ -348,25 +351,28 @@ fn tick_in_window<'a>(
         return None;
     }
     let t = at + 6;
-    let (w0, w1, w2) = (word(w, t)?, word(w, t + 8)?, word(w, t + 16)?);
-    // 19 digits, then `,` or `}` (a float, an exponent or a 20th digit
-    // fails this and goes to the checked path).
-    let delimiter = (w2 >> 24) as u8;
-    if non_digits(w1) | (non_digits(w2) & 0xFF_FFFF) != 0 || !matches!(delimiter, b',' | b'}') {
+    // 19 digits: 11 (a word and 3 bytes), then the last 8 (one word),
+    // then `,` or `}` (a float, an exponent or a 20th digit fails this and
+    // goes to the checked path).
+    let (head, mid, tail) = (word(w, t)?, word(w, t + 8)? & 0xFF_FFFF, word(w, t + 11)?);
+    let delimiter = w.get(t + 19).copied();
+    if non_digits(tail) != 0 || !matches!(delimiter, Some(b',' | b'}')) {
         return None;
     }
-    if w0 != prefix.word {
-        if non_digits(w0) != 0 {
+    if head != prefix.head || mid != prefix.mid {
+        // Bytes 3..8 of `mid` are zero: make them digits for the check.
+        if non_digits(head) | non_digits(mid | 0x3030_3030_3000_0000) != 0 {
             return None;
         }
+        let d = mid & 0x0F_0F0F;
+        let mid3 = (d & 0xFF) * 100 + ((d >> 8) & 0xFF) * 10 + (d >> 16);
         *prefix = TsPrefix {
-            word: w0,
-            value: value8(w0) * 100_000_000_000,
+            head,
+            mid,
+            value: (value8(head) * 1000 + mid3) * 100_000_000,
         };
     }
-    let d = w2 & 0x0F_0F0F;
-    let low3 = (d & 0xFF) * 100 + ((d >> 8) & 0xFF) * 10 + (d >> 16);
-    let ts = prefix.value + value8(w1) * 1000 + low3;
+    let ts = prefix.value + value8(tail);
     Some(FastTick {
         kind: Kind::Tick,
         symbol: p.get(START..end)?,
@@ -859,39 +865,33 @@ mod tests {
     #[test]
     fn a_kept_ts_prefix_gives_the_same_answers() {
         // One prefix across ticks whose ts share, then change, their first
-        // 8 digits, and across messages that must be refused (a non-digit
-        // in the first 8, a 20-digit ts): every answer is scan_fast's.
+        // 11 digits, and across messages that must be refused (a non-digit
+        // in the first 8, in the 3 after them, in the last 8; a 20-digit
+        // ts): every answer is scan_fast's.
         let mut prefix = TsPrefix::default();
-        let mut check = |ts: &str| {
+        let cases: [(&str, Option<u64>); 15] = [
+            ("1763775000123456789", Some(1_763_775_000_123_456_789)),
+            ("1763775000123999999", Some(1_763_775_000_123_999_999)),
+            ("1763775000987654321", Some(1_763_775_000_987_654_321)),
+            ("1763775100000000000", Some(1_763_775_100_000_000_000)),
+            ("17637751x0000000000", None),
+            ("1763775x00000000000", None),
+            ("17637751000x0000000", None),
+            ("17637751000000000x0", None),
+            ("1763775100000000001", Some(1_763_775_100_000_000_001)),
+            ("00000000123456789012", None),
+            ("0000000012345678901", Some(12_345_678_901)),
+            ("0000000000045678901", Some(45_678_901)),
+            ("1763775100000000002", Some(1_763_775_100_000_000_002)),
+            ("9999999999999999999", Some(9_999_999_999_999_999_999)),
+            ("1763775100000000003", Some(1_763_775_100_000_000_003)),
+        ];
+        for (ts, want) in cases {
             let m = server_tick("tick", "EQ0042", "7", ts, REST);
             let with = scan_fast_with(&m, &mut prefix);
             assert_eq!(with, scan_fast(&m), "{ts}");
-            with.map(|t| t.ts)
-        };
-        assert_eq!(
-            check("1763775000123456789"),
-            Some(1_763_775_000_123_456_789)
-        );
-        assert_eq!(
-            check("1763775000987654321"),
-            Some(1_763_775_000_987_654_321)
-        );
-        assert_eq!(
-            check("1763775100000000000"),
-            Some(1_763_775_100_000_000_000)
-        );
-        assert_eq!(check("17637751x0000000000"), None);
-        assert_eq!(check("1763775x00000000000"), None);
-        assert_eq!(
-            check("1763775100000000001"),
-            Some(1_763_775_100_000_000_001)
-        );
-        assert_eq!(check("00000000123456789012"), None);
-        assert_eq!(check("0000000012345678901"), Some(12_345_678_901));
-        assert_eq!(
-            check("1763775100000000002"),
-            Some(1_763_775_100_000_000_002)
-        );
+            assert_eq!(with.map(|t| t.ts), want, "{ts}");
+        }
     }
 
     #[test]

@@ -122,6 +122,23 @@ impl SeqTracker {
     /// Records a tick of `symbol` at `seq`.
     #[inline]
     pub fn tick(&mut self, symbol: u32, seq: u64) -> TickOutcome {
+        // Nearly every tick: exactly the baseline + 1.
+        if let Some(slot) = self.last.get_mut(symbol as usize)
+            && *slot != NONE
+            && seq == slot.wrapping_add(1)
+        {
+            *slot = seq;
+            self.counts.in_order += 1;
+            return TickOutcome::InOrder;
+        }
+        self.tick_other(symbol, seq)
+    }
+
+    /// [`SeqTracker::tick`] for everything but an in-order tick of a known
+    /// symbol.
+    #[cold]
+    #[inline(never)]
+    fn tick_other(&mut self, symbol: u32, seq: u64) -> TickOutcome {
         let slot = self.slot(symbol);
         let last = *slot;
         let outcome = if last == NONE {
