@@ -342,22 +342,20 @@ impl PublisherThread {
                 },
                 recv(stop) -> _ => break,
             }
-            // Drain what else is queued, waking the shards every BATCH
-            // ticks; before the wait, one yield lets a feed preempted in the
-            // middle of a burst (all threads on one core) finish it first.
+            // Drain what else is queued, up to BATCH ticks (then the shards
+            // are woken and `select!` sees `stop` again, so a feed that
+            // never pauses cannot hold shutdown off); before the wait, one
+            // yield lets a feed preempted in the middle of a burst (all
+            // threads on one core) finish it first.
             let mut yielded = false;
-            loop {
+            while self.since_wake < BATCH {
                 match rx.try_recv() {
                     Ok(q) => self.take(q),
                     Err(TryRecvError::Empty) if !yielded => {
                         yielded = true;
                         std::thread::yield_now();
-                        continue;
                     }
                     Err(_) => break,
-                }
-                if self.since_wake >= BATCH {
-                    self.wake_shards();
                 }
             }
             self.wake_shards();
