@@ -103,13 +103,15 @@ impl Shard {
                 // the ticks go as a batch (one iovec, not one per tick:
                 // the kernel's per-iovec cost made a backlog of single
                 // ticks drain slower than it grew).
-                let short = conns
-                    .get(key as usize)
-                    .is_some_and(|c| c.outbox.len() < DIRECT_BELOW);
-                if short {
-                    queue_ticks(conns, dirty, overflow, key, sent.clone(), 1, ts, now);
+                // A connection gone meanwhile takes nothing either way.
+                let Some(conn) = conns.get_mut(key as usize) else {
+                    return true;
+                };
+                if conn.outbox.len() >= DIRECT_BELOW {
+                    return false;
                 }
-                short
+                queue_ticks(conn, dirty, overflow, key, sent.clone(), 1, ts, now);
+                true
             });
         self.history.push(sym, seq, &frame);
         self.lvc[i] = Some(LastValue {
@@ -147,8 +149,11 @@ impl Shard {
             };
             let published = class.pending_since;
             for &key in &class.members {
+                let Some(conn) = self.conns.get_mut(key as usize) else {
+                    continue;
+                };
                 queue_ticks(
-                    &mut self.conns,
+                    conn,
                     &mut self.dirty,
                     &mut self.overflow,
                     key,
@@ -267,7 +272,7 @@ impl Shard {
 }
 
 /// Queues `batch` (`frames` ticks, the oldest published at `published`) on
-/// `key`'s outbox and marks it dirty; a full outbox puts `key` on
+/// `conn`'s (key `key`) outbox and marks it dirty; a full outbox puts `key` on
 /// `overflow`, evicted by [`Shard::flush_classes`] at the end of the turn's
 /// fan-out. Free-standing so the fan-out can call it while it borrows the
 /// subscription index.
@@ -276,7 +281,7 @@ impl Shard {
     reason = "the disjoint shard fields the fan-out may borrow next to the index"
 )]
 fn queue_ticks(
-    conns: &mut slab::Slab<super::connection::Connection>,
+    conn: &mut super::connection::Connection,
     dirty: &mut Vec<ConnKey>,
     overflow: &mut Vec<ConnKey>,
     key: ConnKey,
@@ -285,9 +290,6 @@ fn queue_ticks(
     published: u64,
     now: std::time::Instant,
 ) {
-    let Some(conn) = conns.get_mut(key as usize) else {
-        return;
-    };
     match conn.outbox.try_push_ticks(batch, frames, published, now) {
         Ok(()) => {
             if !conn.dirty {
