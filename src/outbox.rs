@@ -2,8 +2,10 @@
 //!
 //! Each queue entry is a shared [`Frame`] holding one frame or a *batch*
 //! of whole frames (the ticks a subscription class received in one shard
-//! turn, concatenated once for all its members), or an HTTP response (the
-//! `101` of the upgrade, or a refusal), which is never cut.
+//! turn, concatenated once for all its members), or a range of a shard's
+//! *chunk* (the batches of many connections alone in their classes, side
+//! by side in one allocation), or an HTTP response (the `101` of the
+//! upgrade, or a refusal), which is never cut.
 //!
 //! Invariant: bytes leave a connection in whole frames, in push order.
 //! `offset` is the number of bytes of the head entry already written; every
@@ -30,7 +32,7 @@ use crate::wire::ws::Header;
 /// amortize the syscall while keeping the iovec array on the stack small.
 const MAX_IOV: usize = 256;
 /// The iovec array of a write that carries few entries (the common case:
-/// one batch, or a few ticks of a connection alone in its class): 16
+/// one batch or chunk range, and a reply or two): 16
 /// slices are 256 bytes to fill, against 4 KiB for `MAX_IOV`.
 const SMALL_IOV: usize = 16;
 
@@ -71,14 +73,18 @@ pub struct Progress {
     pub drained: bool,
 }
 
-/// One queue entry: `bytes[..end]` holds `frames` whole frames, or (when
-/// `http`) one HTTP response, counted as one frame.
+/// One queue entry: `bytes[start..end]` holds `frames` whole frames, or
+/// (when `http`) one HTTP response, counted as one frame.
 #[derive(Debug, Clone)]
 struct Entry {
-    /// A [`Frame`]'s bytes, shared, or an HTTP response's.
+    /// A [`Frame`]'s bytes, shared, or an HTTP response's, or a shard's
+    /// chunk of several connections' batches (see
+    /// [`Outbox::try_push_range`]).
     bytes: Arc<[u8]>,
-    /// Bytes to send; less than the entry's length only after an eviction
-    /// cut a batch at a frame boundary.
+    /// Where this entry's bytes begin: 0 but in a chunk.
+    start: usize,
+    /// Where they end: `bytes.len()`, or less in a chunk, or after an
+    /// eviction cut a batch at a frame boundary.
     end: usize,
     frames: usize,
     /// An HTTP response: sent whole, never cut at a "frame" boundary.
@@ -169,6 +175,28 @@ impl Outbox {
         published_ns: u64,
         now: Instant,
     ) -> Result<(), PushError> {
+        let end = batch.len();
+        self.try_push_range(&batch.into_shared(), 0..end, frames, published_ns, now)
+    }
+
+    /// [`Outbox::try_push_ticks`] of `bytes[range]`, which holds `frames`
+    /// whole tick frames: one connection's part of a chunk that a shard
+    /// filled with the batches of many connections in one turn (one
+    /// allocation and one copy for all of them, see `shard::fanout`).
+    /// Takes one reference to `bytes`; the chunk lives while any entry in
+    /// it is queued.
+    ///
+    /// # Errors
+    /// As [`Outbox::try_push_batch`].
+    pub(crate) fn try_push_range(
+        &mut self,
+        bytes: &Arc<[u8]>,
+        range: std::ops::Range<usize>,
+        frames: usize,
+        published_ns: u64,
+        now: Instant,
+    ) -> Result<(), PushError> {
+        debug_assert!(range.start < range.end && range.end <= bytes.len());
         if self.closed {
             return Err(PushError::Closed);
         }
@@ -177,8 +205,9 @@ impl Outbox {
         }
         self.frames += frames;
         self.queue.push_back(Entry {
-            end: batch.len(),
-            bytes: batch.into_shared(),
+            bytes: bytes.clone(),
+            start: range.start,
+            end: range.end,
             frames,
             http: false,
             queued_at: now,
@@ -219,6 +248,7 @@ impl Outbox {
     fn push_back(&mut self, bytes: Arc<[u8]>, http: bool, now: Instant) {
         self.frames += 1;
         self.queue.push_back(Entry {
+            start: 0,
             end: bytes.len(),
             bytes,
             frames: 1,
@@ -253,12 +283,12 @@ impl Outbox {
             let end = if head.http {
                 head.end
             } else {
-                frame_boundary(&head.bytes[..head.end], self.offset)
+                head.start + frame_boundary(&head.bytes[head.start..head.end], self.offset)
             };
             head.frames = 1;
             head.end = end;
             self.frames = 1;
-            if end == self.offset {
+            if end == head.start + self.offset {
                 self.queue.clear();
                 self.offset = 0;
                 self.frames = 0;
@@ -325,7 +355,11 @@ impl Outbox {
         let mut slices = [IoSlice::new(&[]); N];
         let mut n = 0;
         for (i, e) in self.queue.iter().take(N).enumerate() {
-            let start = if i == 0 { self.offset } else { 0 };
+            let start = if i == 0 {
+                e.start + self.offset
+            } else {
+                e.start
+            };
             slices[i] = IoSlice::new(&e.bytes[start..e.end]);
             n += 1;
         }
@@ -340,7 +374,7 @@ impl Outbox {
             let Some(head) = self.queue.front() else {
                 break;
             };
-            let left = head.end - self.offset;
+            let left = head.end - head.start - self.offset;
             if n >= left {
                 n -= left;
                 self.offset = 0;
@@ -377,7 +411,11 @@ impl Outbox {
     }
 
     fn check_invariants(&self) {
-        debug_assert!(self.queue.front().is_none_or(|e| self.offset < e.end));
+        debug_assert!(
+            self.queue
+                .front()
+                .is_none_or(|e| e.start + self.offset < e.end)
+        );
         debug_assert!(!self.queue.is_empty() || self.offset == 0);
         debug_assert!(self.frames <= self.capacity + 2);
         debug_assert!(self.queue.is_empty() == (self.frames == 0));
@@ -640,6 +678,83 @@ mod tests {
         assert_eq!(w.out, want, "the frame in flight completes, then the close");
     }
 
+    /// A chunk holding three connections' batches: `x`, `yz` and `w`
+    /// frames, one after the other.
+    fn chunk() -> (Arc<[u8]>, [std::ops::Range<usize>; 3], Vec<Frame>) {
+        let frames: Vec<Frame> = ["x", "yy", "zzz", "w"]
+            .iter()
+            .map(|s| crate::encode::text(s.as_bytes()))
+            .collect();
+        let mut bytes = Vec::new();
+        let mut at = vec![0];
+        for f in &frames {
+            bytes.extend_from_slice(f.as_bytes());
+            at.push(bytes.len());
+        }
+        (
+            Arc::from(bytes),
+            [at[0]..at[1], at[1]..at[3], at[3]..at[4]],
+            frames,
+        )
+    }
+
+    #[test]
+    fn a_range_of_a_shared_chunk_writes_only_its_own_bytes() {
+        let (bytes, ranges, frames) = chunk();
+        let mut o = Outbox::new(10);
+        o.try_push(f("reply"), t()).unwrap();
+        o.try_push_range(&bytes, ranges[1].clone(), 2, 5, t())
+            .unwrap();
+        assert_eq!(o.len(), 3, "the range counts its two frames");
+        // One byte at a time: every resume lands inside the range.
+        let mut w = Scripted {
+            out: vec![],
+            per_call: 1,
+            calls_left: 1000,
+        };
+        let mut delivered = Vec::new();
+        let p = o
+            .write_recording(&mut w, |ts, n| delivered.push((ts, n)))
+            .unwrap();
+        assert!(p.drained);
+        assert_eq!(p.frames, 3);
+        assert_eq!(delivered, vec![(5, 2)]);
+        let mut want = b"reply".to_vec();
+        want.extend_from_slice(frames[1].as_bytes());
+        want.extend_from_slice(frames[2].as_bytes());
+        assert_eq!(w.out, want, "nothing of the neighbours' ranges");
+    }
+
+    #[test]
+    fn evict_cuts_a_half_sent_range_after_its_current_frame() {
+        let (bytes, ranges, frames) = chunk();
+        let mut o = Outbox::new(10);
+        o.try_push_range(&bytes, ranges[1].clone(), 2, 5, t())
+            .unwrap();
+        o.try_push_range(&bytes, ranges[2].clone(), 1, 6, t())
+            .unwrap();
+        let mut w = Scripted {
+            out: vec![],
+            per_call: 1,
+            calls_left: 1,
+        };
+        o.write_to(&mut w).unwrap();
+        o.evict(f("X"), t());
+        w.per_call = 100;
+        w.calls_left = 10;
+        o.write_to(&mut w).unwrap();
+        let mut want = frames[1].as_bytes().to_vec();
+        want.push(b'X');
+        assert_eq!(w.out, want, "the frame in flight completes, then the close");
+        // An eviction with the head's range untouched drops it whole.
+        let mut o = Outbox::new(10);
+        o.try_push_range(&bytes, ranges[2].clone(), 1, 6, t())
+            .unwrap();
+        o.evict(f("X"), t());
+        let mut sink = Vec::new();
+        o.write_to(&mut sink).unwrap();
+        assert_eq!(sink, b"X");
+    }
     #[test]
     fn frame_boundaries_follow_the_headers() {
         let small = crate::encode::text(&[b'x'; 10]);
