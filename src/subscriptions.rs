@@ -87,11 +87,15 @@ pub(crate) struct Class {
     pub(crate) members: IntSet,
     /// The one member, when there is exactly one: the usual case when every
     /// client has its own watchlist. Such a class has no batch to share, so
-    /// its ticks go straight to the member's outbox (see
-    /// [`Index::push_pending`]).
-    sole: Option<ConnKey>,
-    /// Frames for this class since the last flush, in fan-out order.
-    pub(crate) pending: Vec<crate::Frame>,
+    /// the fan-out packs its batch with other such classes' into one chunk
+    /// (see `shard::fanout`).
+    pub(crate) sole: Option<ConnKey>,
+    /// The ticks for this class since the last flush, in fan-out order: as
+    /// indices into the shard's list of the turn's ticks, so a delivery
+    /// costs no reference count until the batch is built.
+    pub(crate) pending: Vec<u32>,
+    /// The wire bytes of `pending`'s ticks, summed: the batch's size.
+    pub(crate) pending_bytes: usize,
     /// When `publish` accepted the first of `pending` (its `ts`, in
     /// nanoseconds since the UNIX epoch): the batch's age for the
     /// publish-to-write latency.
@@ -131,25 +135,18 @@ pub(crate) struct Index {
 }
 
 impl Index {
-    /// Hands a tick of `sym` to every class that receives it (each once).
-    /// A class with one member and nothing pending offers it to `direct`
-    /// with that member, which queues it as it is and returns true, or
-    /// returns false (the member has a backlog: a batch is cheaper to
-    /// write than many small frames). Every other class, and one whose
-    /// member refused, appends `frame`, published at `ts` (nanoseconds
-    /// since the UNIX epoch), to its pending batch; classes whose batch was
-    /// empty are pushed onto `started`. Returns the longest of those
-    /// batches after.
-    ///
-    /// Order holds: a class whose batch is not empty keeps appending to it
-    /// until the flush, which queues the batch after any direct ticks.
+    /// Appends tick `tick` (the shard's index of it in the turn) of `sym`,
+    /// `len` wire bytes published at `ts` (nanoseconds since the UNIX
+    /// epoch), to the pending batch of every class that receives it (each
+    /// once); classes whose batch was empty are pushed onto `started`.
+    /// Returns the longest of those batches after.
     pub(crate) fn push_pending(
         &mut self,
         sym: SymId,
-        frame: &crate::Frame,
+        tick: u32,
+        len: usize,
         ts: u64,
         started: &mut Vec<ClassId>,
-        mut direct: impl FnMut(ConnKey) -> bool,
     ) -> usize {
         let mut longest = 0;
         let specific = self
@@ -161,13 +158,12 @@ impl Index {
         for c in self.all_class.into_iter().chain(specific) {
             if let Some(class) = self.classes.get_mut(c as usize) {
                 if class.pending.is_empty() {
-                    if class.sole.is_some_and(&mut direct) {
-                        continue;
-                    }
                     started.push(c);
                     class.pending_since = ts;
+                    class.pending_bytes = 0;
                 }
-                class.pending.push(frame.clone());
+                class.pending.push(tick);
+                class.pending_bytes += len;
                 longest = longest.max(class.pending.len());
             }
         }
@@ -335,6 +331,7 @@ impl Index {
             members: IntSet::default(),
             sole: None,
             pending: Vec::new(),
+            pending_bytes: 0,
             pending_since: 0,
         }) as ClassId;
         self.by_key.insert(key.clone(), c);
@@ -660,47 +657,39 @@ mod tests {
         assert_eq!(ix.recipients(5), vec![2, 3]);
     }
 
-    /// Pushes a tick of `sym`; returns (connections served directly,
-    /// classes started).
-    fn push(ix: &mut Index, sym: SymId) -> (Vec<ConnKey>, Vec<ClassId>) {
-        let (mut direct, mut started) = (Vec::new(), Vec::new());
-        let f = crate::Frame::from(&b"t"[..]);
-        ix.push_pending(sym, &f, 1, &mut started, |k| {
-            direct.push(k);
-            true
-        });
-        direct.sort_unstable();
-        (direct, started)
-    }
-
     #[test]
-    fn a_sole_member_gets_its_ticks_directly_and_a_shared_class_batches_them() {
+    fn pending_batches_hold_tick_indices_and_their_bytes_and_start_once() {
         let mut ix = Index::default();
         ix.subscribe(1, &syms(&[5]));
         ix.subscribe(2, &syms(&[5, 6]));
         ix.subscribe(3, &syms(&[5, 6]));
-        let (direct, started) = push(&mut ix, 5);
-        assert_eq!(direct, vec![1], "{{5}} has one member");
-        assert_eq!(started.len(), 1, "{{5,6}} is shared: batched");
-        // 3 leaves mid-turn: {5,6} has one member but a batch begun, so its
-        // ticks keep going to the batch (in order), not around it.
-        ix.remove(3);
-        let (direct, started) = push(&mut ix, 6);
-        assert!(
-            direct.is_empty() && started.is_empty(),
-            "appended to the batch"
-        );
-        let c = ix.conns[2].1.unwrap();
-        assert_eq!(ix.class(c).unwrap().pending.len(), 2);
-        ix.class_mut(c).unwrap().pending.clear();
-        let (direct, _) = push(&mut ix, 6);
-        assert_eq!(direct, vec![2], "flushed: now served directly");
-        // A member that refuses (it has a backlog) gets a batch.
         let mut started = Vec::new();
-        let f = crate::Frame::from(&b"t"[..]);
-        ix.push_pending(6, &f, 1, &mut started, |_| false);
-        assert_eq!(started, vec![c]);
-        assert_eq!(ix.class(c).unwrap().pending.len(), 1);
+        assert_eq!(ix.push_pending(5, 0, 10, 7, &mut started), 1);
+        assert_eq!(started.len(), 2, "{{5}} and {{5,6}} begin a batch");
+        assert_eq!(ix.push_pending(6, 1, 30, 8, &mut started), 2);
+        assert_eq!(started.len(), 2, "a begun batch is not started again");
+        let solo = ix.conns[1].1.unwrap();
+        let pair = ix.conns[2].1.unwrap();
+        let (a, b) = (ix.class(solo).unwrap(), ix.class(pair).unwrap());
+        assert_eq!(
+            (a.sole, &a.pending, a.pending_bytes, a.pending_since),
+            (Some(1), &vec![0], 10, 7)
+        );
+        assert_eq!(
+            (b.sole, &b.pending, b.pending_bytes, b.pending_since),
+            (None, &vec![0, 1], 40, 7)
+        );
+        // 3 leaves mid-turn: {5,6} now has one member, and its batch goes on.
+        ix.remove(3);
+        assert_eq!(ix.class(pair).unwrap().sole, Some(2));
+        assert_eq!(ix.push_pending(6, 2, 5, 9, &mut started), 3);
+        // Flushed, the next batch starts over: new first `ts`, bytes from 0.
+        ix.class_mut(pair).unwrap().pending.clear();
+        let mut started = Vec::new();
+        ix.push_pending(6, 3, 5, 11, &mut started);
+        assert_eq!(started, vec![pair]);
+        let b = ix.class(pair).unwrap();
+        assert_eq!((b.pending_bytes, b.pending_since), (5, 11));
     }
 
     /// Heap bytes per connection of an index holding `conns` connections,

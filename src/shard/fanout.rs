@@ -3,20 +3,21 @@
 //! [`crate::subscriptions`]), and the snapshots a subscription or a group
 //! change sends from the last-value cache.
 //!
-//! Per tick the cost is one `Arc` clone per covering class; per turn, each
-//! shared class's ticks are concatenated once and queued on every member
-//! with one `Arc` clone. A class of one connection (every client its own
-//! watchlist) has nothing to share: while its outbox is short, its ticks
-//! are queued as they come, one `Arc` clone each, and leave in one vectored
-//! write with no concatenation and no allocation; behind a backlog they are
-//! batched like a shared class's (fewer, larger iovecs drain it faster).
-//! No lock per tick and client.
+//! Per tick the cost is one index pushed per covering class (no reference
+//! count); per turn, each class's ticks are copied once into one batch,
+//! queued on every member with one `Arc` clone. Classes of one connection
+//! (every client its own watchlist: nothing to share) are packed together:
+//! their batches are copied side by side into one *chunk* of at most
+//! [`CHUNK_BYTES`], and each member queues its range of it. So a turn
+//! costs one allocation per chunk, not one per connection, and each
+//! connection's ticks still leave as one iovec. No lock per tick and
+//! client.
 
 use std::sync::Arc;
 
 use crate::Frame;
 use crate::outbox::PushError;
-use crate::subscriptions::ConnKey;
+use crate::subscriptions::{ClassId, ConnKey};
 use crate::symbols::SymId;
 use crate::wire::{encode, protocol};
 
@@ -30,12 +31,23 @@ pub(super) const INBOX_BATCH: usize = 4096;
 /// bound keeps one entry small next to `queue_capacity` (4096 frames by
 /// default) and keeps a burst from evicting every subscriber at once.
 const MAX_BATCH: usize = 256;
-/// A connection alone in its class gets each tick queued as it comes while
-/// fewer than this many frames wait on its outbox; past it, the turn's
-/// ticks go as one batch. 8 keeps a write at a few iovecs of single ticks
-/// (a backlog of single-tick entries cost the kernel ~100 ns more per
-/// frame than a batch, and at 3 M frames/s it fell behind for good).
-const DIRECT_BELOW: usize = 8;
+/// Most bytes of batches packed into one chunk. One allocation per 8 KiB
+/// is ~90,000 a second at 5 M deliveries/s of ~150-byte ticks, against
+/// one per connection per turn unpacked (~5 times as many); and a chunk
+/// lives while any of its ranges is queued, so its size bounds what one
+/// lagging connection keeps alive of its neighbours' bytes (see
+/// [`SHARE_BELOW`]). A batch larger than this gets a chunk of its own.
+const CHUNK_BYTES: usize = 8 * 1024;
+/// A connection alone in its class takes a range of a shared chunk only
+/// while fewer than this many frames wait on it; behind that it gets its
+/// batch in an allocation of its own. A connection that keeps up holds a
+/// turn or two of ticks (tens of frames at 5 M deliveries/s); one that
+/// has stopped reading would otherwise keep every chunk it has a range in
+/// alive, up to `queue_capacity` of them. With this bound it keeps at most
+/// 128 (each range holds two frames or more), 1 MiB. 64 cost a saturated
+/// shard more: connections a little behind fell back to allocations of
+/// their own, and that fell further behind.
+const SHARE_BELOW: usize = 256;
 /// Writes between two looks at the inbox during a write pass. 64 writes
 /// take ~0.3 ms; checking an empty inbox is one atomic load.
 pub(super) const DRAIN_EVERY: usize = 64;
@@ -59,8 +71,8 @@ impl LastValue {
 
 impl Shard {
     /// The hot path, part 1: the tick becomes the symbol's last value and
-    /// is appended to the pending batch of every class that covers it (one
-    /// `Arc` clone per class, not per connection).
+    /// joins the turn's ticks; every class that covers it notes its index
+    /// (no reference count per class or connection).
     pub(super) fn fan_out(&mut self, sym: SymId, seq: u64, ts: u64, frame: Frame) {
         let i = sym as usize;
         if self.lvc.len() <= i {
@@ -89,30 +101,14 @@ impl Shard {
             }
             Err(_) => None,
         };
-        let sent = reset.as_ref().unwrap_or(&frame);
-        let (conns, dirty, overflow, now) = (
-            &mut self.conns,
-            &mut self.dirty,
-            &mut self.overflow,
-            self.now,
-        );
+        let sent = reset.unwrap_or_else(|| frame.clone());
+        let len = sent.len();
+        // At most `INBOX_BATCH` ticks between two flushes.
+        let at = self.turn.len() as u32;
+        self.turn.push(sent);
         let longest = self
             .index
-            .push_pending(sym, sent, ts, &mut self.pending_classes, |key| {
-                // Queued alone while the outbox is short; behind a backlog
-                // the ticks go as a batch (one iovec, not one per tick:
-                // the kernel's per-iovec cost made a backlog of single
-                // ticks drain slower than it grew).
-                // A connection gone meanwhile takes nothing either way.
-                let Some(conn) = conns.get_mut(key as usize) else {
-                    return true;
-                };
-                if conn.outbox.len() >= DIRECT_BELOW {
-                    return false;
-                }
-                queue_ticks(conn, dirty, overflow, key, sent.clone(), 1, ts, now);
-                true
-            });
+            .push_pending(sym, at, len, ts, &mut self.pending_classes);
         self.history.push(sym, seq, &frame);
         self.lvc[i] = Some(LastValue {
             seq,
@@ -124,30 +120,46 @@ impl Shard {
         }
     }
 
-    /// The hot path, part 2: each class's pending ticks become one shared
-    /// batch (one copy per class), queued on every member with an `Arc`
-    /// clone. Connections that overflow are evicted afterwards.
+    /// The hot path, part 2: each class's pending ticks become one batch,
+    /// queued on every member with an `Arc` clone. A class's single tick is
+    /// queued as it is; the batches of classes of one connection that keeps
+    /// up are packed into shared chunks; any other batch is an allocation
+    /// of its own. Connections that overflow are evicted afterwards.
     pub(super) fn flush_classes(&mut self) {
         let now = self.now;
         let classes = std::mem::take(&mut self.pending_classes);
+        let mut packed = std::mem::take(&mut self.packed);
+        let mut packed_bytes = 0;
         for &c in &classes {
-            let Some(class) = self.index.class_mut(c) else {
-                continue;
-            };
-            // Swap, not take: both vectors keep their capacity, so a steady
-            // stream allocates no pending vectors.
-            std::mem::swap(&mut class.pending, &mut self.batch_parts);
-            let n = self.batch_parts.len();
-            let batch = match n {
-                0 => continue,
-                1 => self.batch_parts[0].clone(),
-                _ => Frame::concat(&self.batch_parts),
-            };
-            self.batch_parts.clear();
             let Some(class) = self.index.class(c) else {
                 continue;
             };
-            let published = class.pending_since;
+            let n = class.pending.len();
+            if n == 0 {
+                continue;
+            }
+            let keeps_up = |key: ConnKey| {
+                self.conns
+                    .get(key as usize)
+                    .is_some_and(|conn| conn.outbox.len() < SHARE_BELOW)
+            };
+            if n > 1 && class.sole.is_some_and(keeps_up) {
+                let bytes = class.pending_bytes;
+                if packed_bytes + bytes > CHUNK_BYTES && !packed.is_empty() {
+                    self.queue_chunk(&packed, packed_bytes);
+                    packed.clear();
+                    packed_bytes = 0;
+                }
+                packed.push(c);
+                packed_bytes += bytes;
+                continue;
+            }
+            let turn = &self.turn;
+            let batch = match n {
+                1 => turn[class.pending[0] as usize].clone(),
+                _ => Frame::from_parts(class.pending.iter().map(|&t| turn[t as usize].as_bytes())),
+            };
+            let batch = batch.into_shared();
             for &key in &class.members {
                 let Some(conn) = self.conns.get_mut(key as usize) else {
                     continue;
@@ -157,13 +169,22 @@ impl Shard {
                     &mut self.dirty,
                     &mut self.overflow,
                     key,
-                    batch.clone(),
+                    (&batch, 0..batch.len()),
                     n,
-                    published,
+                    class.pending_since,
                     now,
                 );
             }
+            if let Some(class) = self.index.class_mut(c) {
+                class.pending.clear();
+            }
         }
+        if !packed.is_empty() {
+            self.queue_chunk(&packed, packed_bytes);
+            packed.clear();
+        }
+        self.packed = packed;
+        self.turn.clear();
         while let Some(key) = self.overflow.pop() {
             self.evict(key as usize, super::output::Eviction::Overflow);
         }
@@ -173,6 +194,43 @@ impl Shard {
         let mut classes = classes;
         classes.clear();
         self.pending_classes = classes;
+    }
+
+    /// Copies the pending batches of `classes` (each of one connection,
+    /// `bytes` in all) into one chunk, side by side, and queues each on its
+    /// member as its range of the chunk.
+    fn queue_chunk(&mut self, classes: &[ClassId], bytes: usize) {
+        let (index, turn) = (&self.index, &self.turn);
+        let parts = classes
+            .iter()
+            .filter_map(|&c| index.class(c))
+            .flat_map(|class| class.pending.iter())
+            .map(|&t| turn[t as usize].as_bytes());
+        let chunk = Frame::from_parts(parts).into_shared();
+        let mut at = 0;
+        for &c in classes {
+            let Some(class) = self.index.class_mut(c) else {
+                continue;
+            };
+            let range = at..at + class.pending_bytes;
+            at = range.end;
+            if let Some(key) = class.sole
+                && let Some(conn) = self.conns.get_mut(key as usize)
+            {
+                queue_ticks(
+                    conn,
+                    &mut self.dirty,
+                    &mut self.overflow,
+                    key,
+                    (&chunk, range),
+                    class.pending.len(),
+                    class.pending_since,
+                    self.now,
+                );
+            }
+            class.pending.clear();
+        }
+        debug_assert_eq!((at, bytes), (chunk.len(), at), "the ranges tile the chunk");
     }
 
     /// Queues the `snapshot` of each of `syms` that has a last value.
@@ -271,11 +329,11 @@ impl Shard {
     }
 }
 
-/// Queues `batch` (`frames` ticks, the oldest published at `published`) on
-/// `conn`'s (key `key`) outbox and marks it dirty; a full outbox puts `key` on
-/// `overflow`, evicted by [`Shard::flush_classes`] at the end of the turn's
-/// fan-out. Free-standing so the fan-out can call it while it borrows the
-/// subscription index.
+/// Queues `bytes[range]` (`frames` ticks, the oldest published at
+/// `published`) on `conn`'s (key `key`) outbox and marks it dirty; a full
+/// outbox puts `key` on `overflow`, evicted by [`Shard::flush_classes`] at
+/// the end of the turn's fan-out. Free-standing so the fan-out can call it
+/// while it borrows the subscription index.
 #[allow(
     clippy::too_many_arguments,
     reason = "the disjoint shard fields the fan-out may borrow next to the index"
@@ -285,12 +343,15 @@ fn queue_ticks(
     dirty: &mut Vec<ConnKey>,
     overflow: &mut Vec<ConnKey>,
     key: ConnKey,
-    batch: Frame,
+    (bytes, range): (&Arc<[u8]>, std::ops::Range<usize>),
     frames: usize,
     published: u64,
     now: std::time::Instant,
 ) {
-    match conn.outbox.try_push_ticks(batch, frames, published, now) {
+    match conn
+        .outbox
+        .try_push_range(bytes, range, frames, published, now)
+    {
         Ok(()) => {
             if !conn.dirty {
                 conn.dirty = true;

@@ -136,8 +136,11 @@ struct Shard {
     overflow: Vec<ConnKey>,
     /// Classes with a pending batch.
     pending_classes: Vec<ClassId>,
-    /// Scratch for the batch being flushed (see `flush_classes`).
-    batch_parts: Vec<Frame>,
+    /// The ticks fanned out since the last flush; classes hold indices
+    /// into it (see `fanout`).
+    turn: Vec<Frame>,
+    /// Scratch: the classes packed into the chunk being planned.
+    packed: Vec<ClassId>,
     /// Scratch: the timers housekeeping found due.
     timers: Vec<(usize, Due)>,
     /// Scratch: what a session's input produced.
@@ -200,7 +203,8 @@ impl Shard {
             again: Vec::new(),
             overflow: Vec::new(),
             pending_classes: Vec::new(),
-            batch_parts: Vec::new(),
+            turn: Vec::new(),
+            packed: Vec::new(),
             timers: Vec::new(),
             events: Vec::new(),
             read_buf: vec![0; READ_CHUNK],

@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 
-use crate::util::{Client, SeqCheck, TestServer, WAIT, heavy, tick};
+use crate::util::{Client, SeqCheck, TestServer, WAIT, heavy, small_window, tick};
 
 #[test]
 fn every_client_receives_every_update_in_order() {
@@ -264,4 +264,94 @@ fn notices_reach_everyone() {
         assert_eq!(v["text"], "market closes in 5 minutes");
         assert!(v["ts"].as_u64().is_some());
     }
+}
+
+/// Clients with watchlists of their own are each alone in their class:
+/// the shard copies their batches side by side into shared chunks, and a
+/// client that lags (256 frames or more waiting) gets its batches in
+/// allocations of its own. Either way each gets exactly the ticks of its
+/// symbols, once, in order: nothing of a neighbour's range of the chunk.
+#[test]
+fn watchlists_of_their_own_get_exactly_their_ticks_keeping_up_or_lagging() {
+    let _heavy = heavy();
+    let srv = TestServer::start(|c| {
+        c.io_threads = 1;
+        // Small kernel buffers: the lagging client's backlog stays in its
+        // outbox, where the shard sees it.
+        c.send_buffer = 4096;
+    });
+    let names: Vec<String> = (0..8).map(|i| format!("W{i}")).collect();
+    const PER_SYMBOL: u64 = 400;
+    // Watchlists {W0,W1}, {W1,W2}, …, {W5,W6}: all different.
+    let readers: Vec<_> = (0..6)
+        .map(|i| {
+            let mine = [names[i].clone(), names[i + 1].clone()];
+            let mut c = Client::connect(srv.addr);
+            c.subscribe(&[&mine[0], &mine[1]], &[], 1);
+            std::thread::spawn(move || {
+                let mut check = SeqCheck::default();
+                let deadline = Instant::now() + WAIT;
+                while check.ticks < 2 * PER_SYMBOL {
+                    assert!(Instant::now() < deadline, "{} ticks", check.ticks);
+                    let v = c.json();
+                    if v["type"] == "tick" {
+                        let sym = v["symbol"].as_str().unwrap_or("");
+                        assert!(mine.iter().any(|m| m == sym), "{sym} is not in {mine:?}");
+                    }
+                    check.feed(&v);
+                }
+                check
+            })
+        })
+        .collect();
+    // A client that does not read: its outbox fills past 256 frames.
+    let mut lagging = Client::over(small_window(srv.addr, 4096), srv.addr, "/ws");
+    lagging.subscribe(&["W6", "W7"], &[], 1);
+    // Bursts of 64 ticks over the 8 symbols: 8 ticks per symbol per
+    // batch, so a shard turn holds several ticks of each watchlist.
+    let p = srv.b().publisher();
+    let mut i = 0;
+    while i < PER_SYMBOL * 8 {
+        let mut batch: Vec<_> = (i..i + 64)
+            .map(|j| tick(&names[(j % 8) as usize], j / 8))
+            .collect();
+        let deadline = Instant::now() + WAIT;
+        loop {
+            match p.publish_batch(batch) {
+                Ok(()) => break,
+                Err(tickcast::BatchError::Full(back)) if Instant::now() < deadline => {
+                    batch = back;
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+                Err(e) => panic!("publish_batch: {e}"),
+            }
+        }
+        i += 64;
+    }
+    for r in readers {
+        let check = r.join().expect("a reader failed");
+        assert_eq!(check.ticks, 2 * PER_SYMBOL);
+    }
+    let deadline = Instant::now() + WAIT;
+    while srv.b().metrics().outbox_frames() < 256 {
+        assert!(
+            Instant::now() < deadline,
+            "the lagging client's outbox never passed 256 frames"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let mut check = SeqCheck::default();
+    let deadline = Instant::now() + WAIT;
+    while check.ticks < 2 * PER_SYMBOL {
+        assert!(Instant::now() < deadline, "{} ticks", check.ticks);
+        let v = lagging.json();
+        if v["type"] == "tick" {
+            assert!(v["symbol"] == "W6" || v["symbol"] == "W7", "{v}");
+        }
+        check.feed(&v);
+    }
+    assert_eq!(
+        (check.last["W6"], check.last["W7"]),
+        (PER_SYMBOL, PER_SYMBOL)
+    );
 }
