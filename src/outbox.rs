@@ -86,7 +86,9 @@ struct Entry {
     /// Where they end: `bytes.len()`, or less in a chunk, or after an
     /// eviction cut a batch at a frame boundary.
     end: usize,
-    frames: usize,
+    /// Whole frames in it; at most `capacity`, so 32 bits (an entry is 64
+    /// bytes, and an idle connection keeps 16 of them).
+    frames: u32,
     /// An HTTP response: sent whole, never cut at a "frame" boundary.
     http: bool,
     /// When it was queued: the head's is the age of the oldest byte the
@@ -128,13 +130,14 @@ pub struct Outbox {
 }
 
 impl Outbox {
-    /// An empty outbox holding at most `capacity` frames (at least 1).
+    /// An empty outbox holding at most `capacity` frames (at least 1, at
+    /// most `u32::MAX`).
     pub fn new(capacity: usize) -> Outbox {
         Outbox {
             queue: VecDeque::new(),
             offset: 0,
             frames: 0,
-            capacity: capacity.max(1),
+            capacity: capacity.clamp(1, u32::MAX as usize),
             closed: false,
         }
     }
@@ -208,7 +211,8 @@ impl Outbox {
             bytes: bytes.clone(),
             start: range.start,
             end: range.end,
-            frames,
+            // At most `capacity` (checked above), which fits.
+            frames: frames as u32,
             http: false,
             queued_at: now,
             published_ns,
@@ -378,10 +382,11 @@ impl Outbox {
             if n >= left {
                 n -= left;
                 self.offset = 0;
-                done += head.frames;
-                self.frames -= head.frames;
+                let frames = head.frames as usize;
+                done += frames;
+                self.frames -= frames;
                 if head.published_ns != 0 {
-                    delivered(head.published_ns, head.frames);
+                    delivered(head.published_ns, frames);
                 }
                 self.queue.pop_front();
             } else {
@@ -411,6 +416,7 @@ impl Outbox {
     }
 
     fn check_invariants(&self) {
+        const { assert!(std::mem::size_of::<Entry>() <= 64) };
         debug_assert!(
             self.queue
                 .front()
