@@ -162,32 +162,18 @@ impl Outbox {
         frames: usize,
         now: Instant,
     ) -> Result<(), PushError> {
-        self.try_push_ticks(batch, frames, 0, now)
-    }
-
-    /// Queues `batch`, `frames` ticks the oldest of which `publish`
-    /// accepted at `published_ns` (nanoseconds since the UNIX epoch), so
-    /// that [`Outbox::write_recording`] reports their delivery.
-    ///
-    /// # Errors
-    /// As [`Outbox::try_push_batch`].
-    pub(crate) fn try_push_ticks(
-        &mut self,
-        batch: Frame,
-        frames: usize,
-        published_ns: u64,
-        now: Instant,
-    ) -> Result<(), PushError> {
         let end = batch.len();
-        self.try_push_range(&batch.into_shared(), 0..end, frames, published_ns, now)
+        self.try_push_range(&batch.into_shared(), 0..end, frames, 0, now)
     }
 
-    /// [`Outbox::try_push_ticks`] of `bytes[range]`, which holds `frames`
-    /// whole tick frames: one connection's part of a chunk that a shard
-    /// filled with the batches of many connections in one turn (one
-    /// allocation and one copy for all of them, see `shard::fanout`).
-    /// Takes one reference to `bytes`; the chunk lives while any entry in
-    /// it is queued.
+    /// Queues `bytes[range]`, which holds `frames` whole tick frames, the
+    /// oldest of which `publish` accepted at `published_ns` (nanoseconds
+    /// since the UNIX epoch), so that [`Outbox::write_recording`] reports
+    /// their delivery. The range is all of a class's batch, or one
+    /// connection's part of a chunk that a shard filled with the batches
+    /// of many connections in one turn (one allocation and one copy for
+    /// all of them, see `shard::fanout`). Takes one reference to `bytes`;
+    /// the chunk lives while any entry in it is queued.
     ///
     /// # Errors
     /// As [`Outbox::try_push_batch`].
@@ -313,7 +299,7 @@ impl Outbox {
     }
 
     /// [`Outbox::write_to`], calling `delivered(published_ns, frames)` for
-    /// each entry of ticks (queued by [`Outbox::try_push_ticks`]) as the
+    /// each entry of ticks (queued by [`Outbox::try_push_range`]) as the
     /// write that carries its last byte returns.
     ///
     /// # Errors
@@ -496,8 +482,10 @@ mod tests {
     fn ticks_are_reported_once_by_the_write_that_completes_them() {
         let mut o = Outbox::new(10);
         o.try_push(f("reply"), t()).unwrap();
-        o.try_push_ticks(f("abcdef"), 2, 7, t()).unwrap();
-        o.try_push_ticks(f("gh"), 1, 9, t()).unwrap();
+        o.try_push_range(&f("abcdef").into_shared(), 0..6, 2, 7, t())
+            .unwrap();
+        o.try_push_range(&f("gh").into_shared(), 0..2, 1, 9, t())
+            .unwrap();
         let mut delivered = Vec::new();
         let mut w = Scripted {
             out: Vec::new(),

@@ -216,6 +216,34 @@ mod tests {
 
     const NOW: u64 = 1_763_775_001_000_000_000;
 
+    /// What a [`TickSink`] borrows, for a test that counts no latencies.
+    struct SinkState {
+        symbols: SymbolTable,
+        seq: SeqTracker,
+        ts_prefix: TsPrefix,
+    }
+
+    impl SinkState {
+        fn new() -> SinkState {
+            SinkState {
+                symbols: SymbolTable::new(),
+                seq: SeqTracker::default(),
+                ts_prefix: TsPrefix::default(),
+            }
+        }
+
+        fn sink(&mut self) -> TickSink<'_> {
+            TickSink {
+                symbols: &mut self.symbols,
+                seq: &mut self.seq,
+                latency: None,
+                now: NOW,
+                future: 0,
+                ts_prefix: &mut self.ts_prefix,
+            }
+        }
+    }
+
     #[test]
     fn server_ticks_are_all_taken() {
         let mut data = Vec::new();
@@ -255,16 +283,8 @@ mod tests {
         let whole = data.len();
         text_frame(&mut data, &tick("A", 6, NOW - 10, REST));
         for cut in whole..data.len() {
-            let mut symbols = SymbolTable::new();
-            let mut seq = SeqTracker::default();
-            let mut sink = TickSink {
-                symbols: &mut symbols,
-                seq: &mut seq,
-                latency: None,
-                now: NOW,
-                future: 0,
-                ts_prefix: &mut TsPrefix::default(),
-            };
+            let mut state = SinkState::new();
+            let mut sink = state.sink();
             assert_eq!(
                 take_ticks(&data[..cut], 0, &mut sink),
                 (whole, 5),
@@ -285,16 +305,8 @@ mod tests {
             text_frame(&mut data, &tick("A", 1, NOW - 5, REST));
             let first = data.len();
             text_frame(&mut data, payload);
-            let mut symbols = SymbolTable::new();
-            let mut seq = SeqTracker::default();
-            let mut sink = TickSink {
-                symbols: &mut symbols,
-                seq: &mut seq,
-                latency: None,
-                now: NOW,
-                future: 0,
-                ts_prefix: &mut TsPrefix::default(),
-            };
+            let mut state = SinkState::new();
+            let mut sink = state.sink();
             assert_eq!(take_ticks(&data, 0, &mut sink), (first, 1));
             assert_same(&data, NOW);
         }
@@ -307,16 +319,8 @@ mod tests {
             let first = data.len();
             data.extend_from_slice(&header);
             data.extend_from_slice(&[0; 12]);
-            let mut symbols = SymbolTable::new();
-            let mut seq = SeqTracker::default();
-            let mut sink = TickSink {
-                symbols: &mut symbols,
-                seq: &mut seq,
-                latency: None,
-                now: NOW,
-                future: 0,
-                ts_prefix: &mut TsPrefix::default(),
-            };
+            let mut state = SinkState::new();
+            let mut sink = state.sink();
             assert_eq!(take_ticks(&data, 0, &mut sink), (first, 1), "{header:?}");
         }
     }

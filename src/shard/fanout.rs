@@ -33,7 +33,7 @@ pub(super) const INBOX_BATCH: usize = 4096;
 const MAX_BATCH: usize = 256;
 /// Most bytes of batches packed into one chunk. One allocation per 8 KiB
 /// is ~90,000 a second at 5 M deliveries/s of ~150-byte ticks, against
-/// one per connection per turn unpacked (~5 times as many); and a chunk
+/// one per connection per turn unpacked; and a chunk
 /// lives while any of its ranges is queued, so its size bounds what one
 /// lagging connection keeps alive of its neighbours' bytes (see
 /// [`SHARE_BELOW`]). A batch larger than this gets a chunk of its own.
@@ -230,7 +230,8 @@ impl Shard {
             }
             class.pending.clear();
         }
-        debug_assert_eq!((at, bytes), (chunk.len(), at), "the ranges tile the chunk");
+        debug_assert_eq!(at, bytes, "the ranges tile the classes' batches");
+        debug_assert_eq!(at, chunk.len(), "and the chunk");
     }
 
     /// Queues the `snapshot` of each of `syms` that has a last value.

@@ -5,7 +5,9 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 
-use crate::util::{Client, SeqCheck, TestServer, WAIT, heavy, small_window, tick};
+use crate::util::{
+    Client, SeqCheck, TestServer, WAIT, heavy, publish_batch_retrying, small_window, tick,
+};
 
 #[test]
 fn every_client_receives_every_update_in_order() {
@@ -288,20 +290,7 @@ fn watchlists_of_their_own_get_exactly_their_ticks_keeping_up_or_lagging() {
             let mine = [names[i].clone(), names[i + 1].clone()];
             let mut c = Client::connect(srv.addr);
             c.subscribe(&[&mine[0], &mine[1]], &[], 1);
-            std::thread::spawn(move || {
-                let mut check = SeqCheck::default();
-                let deadline = Instant::now() + WAIT;
-                while check.ticks < 2 * PER_SYMBOL {
-                    assert!(Instant::now() < deadline, "{} ticks", check.ticks);
-                    let v = c.json();
-                    if v["type"] == "tick" {
-                        let sym = v["symbol"].as_str().unwrap_or("");
-                        assert!(mine.iter().any(|m| m == sym), "{sym} is not in {mine:?}");
-                    }
-                    check.feed(&v);
-                }
-                check
-            })
+            std::thread::spawn(move || read_watchlist(&mut c, &mine, 2 * PER_SYMBOL))
         })
         .collect();
     // A client that does not read: its outbox fills past 256 frames.
@@ -310,23 +299,11 @@ fn watchlists_of_their_own_get_exactly_their_ticks_keeping_up_or_lagging() {
     // Bursts of 64 ticks over the 8 symbols: 8 ticks per symbol per
     // batch, so a shard turn holds several ticks of each watchlist.
     let p = srv.b().publisher();
-    let mut i = 0;
-    while i < PER_SYMBOL * 8 {
-        let mut batch: Vec<_> = (i..i + 64)
+    for i in (0..PER_SYMBOL * 8).step_by(64) {
+        let batch = (i..i + 64)
             .map(|j| tick(&names[(j % 8) as usize], j / 8))
             .collect();
-        let deadline = Instant::now() + WAIT;
-        loop {
-            match p.publish_batch(batch) {
-                Ok(()) => break,
-                Err(tickcast::BatchError::Full(back)) if Instant::now() < deadline => {
-                    batch = back;
-                    std::thread::sleep(Duration::from_millis(1));
-                }
-                Err(e) => panic!("publish_batch: {e}"),
-            }
-        }
-        i += 64;
+        publish_batch_retrying(&p, batch);
     }
     for r in readers {
         let check = r.join().expect("a reader failed");
@@ -340,18 +317,30 @@ fn watchlists_of_their_own_get_exactly_their_ticks_keeping_up_or_lagging() {
         );
         std::thread::sleep(Duration::from_millis(20));
     }
-    let mut check = SeqCheck::default();
-    let deadline = Instant::now() + WAIT;
-    while check.ticks < 2 * PER_SYMBOL {
-        assert!(Instant::now() < deadline, "{} ticks", check.ticks);
-        let v = lagging.json();
-        if v["type"] == "tick" {
-            assert!(v["symbol"] == "W6" || v["symbol"] == "W7", "{v}");
-        }
-        check.feed(&v);
-    }
+    let check = read_watchlist(
+        &mut lagging,
+        &["W6".to_string(), "W7".to_string()],
+        2 * PER_SYMBOL,
+    );
     assert_eq!(
         (check.last["W6"], check.last["W7"]),
         (PER_SYMBOL, PER_SYMBOL)
     );
+}
+
+/// Reads `c` until it has `n` ticks, each of one of `mine`, in order (for
+/// at most `WAIT`).
+fn read_watchlist(c: &mut Client, mine: &[String], n: u64) -> SeqCheck {
+    let mut check = SeqCheck::default();
+    let deadline = Instant::now() + WAIT;
+    while check.ticks < n {
+        assert!(Instant::now() < deadline, "{} of {n} ticks", check.ticks);
+        let v = c.json();
+        if v["type"] == "tick" {
+            let sym = v["symbol"].as_str().unwrap_or("");
+            assert!(mine.iter().any(|m| m == sym), "{sym} is not in {mine:?}");
+        }
+        check.feed(&v);
+    }
+    check
 }

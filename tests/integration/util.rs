@@ -13,7 +13,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
-use tickcast::{Broadcaster, Config, PublishError, Publisher, Stats, Tick};
+use tickcast::{BatchError, Broadcaster, Config, PublishError, Publisher, Stats, Tick};
 use tungstenite::{Message, WebSocket};
 
 /// How long any single wait in a test may take before it fails.
@@ -380,6 +380,22 @@ pub fn publish_retrying(p: &Publisher, mut t: Tick) {
             }
             Err(e @ PublishError::Full(_)) => panic!("publish failed for {WAIT:?}: {e}"),
             Err(e) => panic!("publish failed: {e}"),
+        }
+    }
+}
+
+/// `p.publish_batch(batch)`, retried while the publisher is behind (for
+/// at most `WAIT`); panics on any other refusal.
+pub fn publish_batch_retrying(p: &Publisher, mut batch: Vec<Tick>) {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        match p.publish_batch(batch) {
+            Ok(()) => return,
+            Err(BatchError::Full(back)) if Instant::now() < deadline => {
+                batch = back;
+                std::thread::sleep(Duration::from_micros(100));
+            }
+            Err(e) => panic!("publish_batch failed: {e}"),
         }
     }
 }
