@@ -47,6 +47,10 @@ use rate::TokenBucket;
 /// an idle connection does not keep a burst's worth of buffer.
 const INPUT_KEEP: usize = 4096;
 
+/// tungstenite's read buffer per open connection, in bytes: a quarter of
+/// an idle `*` subscriber's memory at 512 (see `Settings::from_config`).
+const READ_BUFFER: usize = 128;
+
 /// Where a session is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum State {
@@ -190,9 +194,11 @@ impl Settings {
             max_lag: c.max_lag,
             queue_capacity: c.queue_capacity,
             // Clients send little: a small read buffer keeps 10,000 idle
-            // connections cheap (tungstenite allocates it eagerly).
+            // connections cheap (tungstenite allocates it eagerly, and
+            // grows it for a longer message). 128 bytes hold a masked
+            // `ping` or a subscribe to a few symbols.
             ws: WebSocketConfig::default()
-                .read_buffer_size(512)
+                .read_buffer_size(READ_BUFFER)
                 .write_buffer_size(0)
                 .max_message_size(Some(c.max_message_size))
                 .max_frame_size(Some(c.max_message_size)),

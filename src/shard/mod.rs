@@ -392,8 +392,9 @@ impl Shard {
         let max_lag = self.settings.max_lag;
         let mut timers = std::mem::take(&mut self.timers);
         let mut queued = 0;
-        for (key, conn) in self.conns.iter() {
+        for (key, conn) in self.conns.iter_mut() {
             queued += conn.outbox.len() as u64;
+            conn.outbox.release_idle();
             // The oldest frame still queued is the lag the shard sees
             // first; the session's unanswered ping covers what the kernel's
             // buffers hide.
