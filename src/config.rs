@@ -173,8 +173,10 @@ pub struct Config {
     /// [`Publisher::publish`](crate::Publisher::publish) returns them in an
     /// error. Default 65,536 (~13 ms at 5 M ticks/s).
     pub publish_queue: usize,
-    /// Messages (ticks, notices, new sockets) that may wait for one shard
-    /// before the publisher waits for it. Default 65,536.
+    /// Ticks that may wait for one shard before the publisher waits for
+    /// it. Ticks travel in batches of up to 64, so the bound is rounded up
+    /// to whole batches; any other message (a notice, a new socket) takes
+    /// a batch's room. Default 65,536.
     pub shard_inbox: usize,
     /// Refuse subscriptions to symbols never published nor in a group, with
     /// `unknown_symbol`. Default false: a client may subscribe before the

@@ -172,8 +172,8 @@ settings! {
     close_linger_ms: u64 = ms(d.close_linger), "MS";
     /// Ticks that may wait for the publisher thread before publish refuses them.
     publish_queue: usize = d.publish_queue, "TICKS";
-    /// Messages that may wait for one I/O thread before the publisher waits.
-    shard_inbox: usize = d.shard_inbox, "MESSAGES";
+    /// Ticks that may wait for one I/O thread before the publisher waits.
+    shard_inbox: usize = d.shard_inbox, "TICKS";
     /// Refuse subscriptions to symbols never seen (unknown_symbol).
     reject_unknown_symbols: bool = d.reject_unknown_symbols, "BOOL";
     /// Requests per second a connection may make on average.

@@ -4,9 +4,10 @@
 //! the tick, stamps `ts` and hands it over a bounded channel without ever
 //! blocking. The publisher thread assigns each symbol's next `seq`,
 //! serializes the tick once into a complete WebSocket frame
-//! ([`TickEncoder`]) and sends that one `Arc`'d frame to every shard: one
-//! channel send per shard, never one per connection. Shards are woken only
-//! if asleep ([`crate::wake`]), once per batch.
+//! ([`TickEncoder`]) and sends that one `Arc`'d frame to every shard, in
+//! batches of up to [`TICK_BATCH`] ticks: one channel send per batch and
+//! shard, never one per connection. Shards are woken only if asleep
+//! ([`crate::wake`]), once per batch.
 //!
 //! Invariant: `seq` values are assigned in the order ticks leave the
 //! publisher, which is the order every shard receives them.
@@ -27,7 +28,7 @@ use std::time::Duration;
 
 use crossbeam_channel::{Receiver, SendTimeoutError, Sender, TryRecvError, TrySendError, select};
 
-use crate::inbox::{ShardLink, ShardMsg};
+use crate::inbox::{ShardLink, ShardMsg, TICK_BATCH, TickMsg};
 use crate::runtime::{Runtime, unix_nanos};
 use crate::symbols::{ByName, SymId};
 use crate::wire::encode::TickEncoder;
@@ -318,7 +319,10 @@ struct PublisherThread {
     /// it.
     state: ByName<SymState>,
     encoder: TickEncoder,
-    /// Ticks sent to the shards since they were last woken.
+    /// Ticks numbered and encoded, not yet sent to the shards (at most
+    /// [`TICK_BATCH`]).
+    outgoing: Vec<TickMsg>,
+    /// Ticks handled since the shards were last woken.
     since_wake: usize,
 }
 
@@ -329,6 +333,7 @@ impl PublisherThread {
             runtime,
             state: ByName::default(),
             encoder: TickEncoder::new(),
+            outgoing: Vec::with_capacity(TICK_BATCH),
             since_wake: 0,
         }
     }
@@ -362,8 +367,10 @@ impl PublisherThread {
         }
     }
 
-    /// Wakes every shard that sleeps (a fence and a load each if none does).
+    /// Sends the ticks not yet sent, and wakes every shard that sleeps (a
+    /// fence and a load each if none does).
     fn wake_shards(&mut self) {
+        self.send_outgoing();
         for link in &self.links {
             link.wake();
         }
@@ -374,7 +381,9 @@ impl PublisherThread {
     /// it on every shard before the tick is sent, so their subscribers get
     /// it from `seq` 1. The book stays locked until the shards have the
     /// message (see [`crate::groups`]).
-    fn announce(&self, symbol: &str, sym: SymId) {
+    fn announce(&mut self, symbol: &str, sym: SymId) {
+        // The ticks before this one go first, in order.
+        self.send_outgoing();
         let runtime = &self.runtime;
         let give_up = || runtime.is_stopping();
         let mut book = runtime.groups.lock();
@@ -417,6 +426,8 @@ impl PublisherThread {
     /// Feed `feed` began a new history: its symbols' numbering restarts,
     /// and every shard resets them, in order with the ticks.
     fn new_history(&mut self, feed: usize) {
+        // The old history's ticks go first, in order.
+        self.send_outgoing();
         let mut syms = Vec::new();
         for st in self
             .state
@@ -466,23 +477,36 @@ impl PublisherThread {
             return;
         };
         let frame = self.encoder.encode(&tick.symbol, seq, ts, tick);
+        self.outgoing.push(TickMsg {
+            sym,
+            seq,
+            ts,
+            frame,
+        });
+        if self.outgoing.len() == TICK_BATCH {
+            self.send_outgoing();
+        }
+        self.since_wake += 1;
+    }
+
+    /// Sends the ticks encoded so far to every shard, as one batch shared
+    /// by all of them, and counts them published.
+    fn send_outgoing(&mut self) {
+        if self.outgoing.is_empty() {
+            return;
+        }
+        let batch: Arc<[TickMsg]> = self.outgoing.drain(..).collect();
         let runtime = &self.runtime;
         let give_up = || runtime.is_stopping();
         for link in &self.links {
             // A shard that is gone or that stays full past shutdown misses
-            // the tick; its connections are being closed anyway.
-            let _ = link.send(
-                ShardMsg::Tick {
-                    sym,
-                    seq,
-                    ts,
-                    frame: frame.clone(),
-                },
-                &give_up,
-            );
+            // the ticks; its connections are being closed anyway.
+            let _ = link.send(ShardMsg::Ticks(batch.clone()), &give_up);
         }
-        crate::metrics::count(&self.runtime.counters.ticks_published);
-        self.since_wake += 1;
+        self.runtime
+            .counters
+            .ticks_published
+            .fetch_add(batch.len() as u64, std::sync::atomic::Ordering::Relaxed);
     }
 }
 

@@ -88,7 +88,7 @@ pub(crate) fn spawn(
     };
     let poll = Poll::new().map_err(poll_err)?;
     let waker = Waker::new(poll.registry(), WAKER).map_err(poll_err)?;
-    let (tx, rx) = crossbeam_channel::bounded(runtime.config.shard_inbox);
+    let (tx, rx) = crossbeam_channel::bounded(crate::inbox::capacity(runtime.config.shard_inbox));
     let sleep = Arc::new(Sleep::default());
     let load = Arc::new(AtomicUsize::new(0));
     let link = ShardLink::new(tx, Arc::new(waker), sleep.clone(), load.clone());
@@ -292,22 +292,25 @@ impl Shard {
 
     // ---- phase: the inbox ----------------------------------------------------
 
-    /// Takes at most [`fanout::INBOX_BATCH`] messages: ticks fan out, the
-    /// rest is applied in order after the ticks before it.
+    /// Takes messages until [`fanout::INBOX_BATCH`] ticks (or other
+    /// messages) are in: ticks fan out, the rest is applied in order after
+    /// the ticks before it.
     fn drain_inbox(&mut self) {
-        for _ in 0..fanout::INBOX_BATCH {
+        let mut taken = 0;
+        while taken < fanout::INBOX_BATCH {
             let Ok(msg) = self.rx.try_recv() else { break };
-            if !matches!(msg, ShardMsg::Tick { .. }) {
+            if !matches!(msg, ShardMsg::Ticks(_)) {
                 // Everything else is ordered after the ticks before it.
                 self.flush_classes();
             }
+            taken += 1;
             match msg {
-                ShardMsg::Tick {
-                    sym,
-                    seq,
-                    ts,
-                    frame,
-                } => self.fan_out(sym, seq, ts, frame),
+                ShardMsg::Ticks(batch) => {
+                    taken += batch.len().saturating_sub(1);
+                    for t in batch.iter() {
+                        self.fan_out(t.sym, t.seq, t.ts, t.frame.clone());
+                    }
+                }
                 ShardMsg::Notice { user, frame } => self.notice(user.as_deref(), &frame),
                 ShardMsg::Accept { stream, peer } => self.accept(stream, peer),
                 ShardMsg::SetGroup { name, symbols } => self.set_group(name, &symbols),
