@@ -21,17 +21,17 @@
 //!
 //! Mock cost: none; the threads are the real ones. The caller's own work
 //! (building the `Tick`) is inside the measurement, as for a real feed.
-//! The allocator is the `tickcast` binary's (mimalloc, see Cargo.toml):
-//! under glibc's the same code carries about half as many ticks, its
-//! publisher waiting on the arena lock that the shard's frees take.
+//! The allocator is the system's, as in the `tickcast` binary. mimalloc
+//! carried about twice as many ticks here (frames are allocated on the
+//! publisher and freed on a shard, and glibc's arena lock is taken on both
+//! sides), but in the server it stalled the shard for about a second in
+//! some per-client cells, evicting every client, and took 2.5 KiB per
+//! idle connection against 1.7 (`loadtest/runs/2026-12-07-vm-2core-issue11-mimalloc/`).
 
 use std::time::{Duration, Instant};
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use tickcast::{BatchError, Broadcaster, Config, PublishError, Tick};
-
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 /// Ticks per iteration: enough to fill the queue and the inbox many times
 /// over, so the steady state dominates.

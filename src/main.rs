@@ -11,11 +11,6 @@ use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
 use tickcast::Broadcaster;
 
-/// See `mimalloc` in Cargo.toml: ticks are allocated on one thread and
-/// freed on another, which glibc's arenas serialize with a lock.
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 fn main() -> anyhow::Result<()> {
     let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
     if args.get(1).is_some_and(|a| a == "publish") {
