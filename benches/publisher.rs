@@ -52,8 +52,9 @@ fn tick(symbols: &[String], i: u64) -> Tick {
 /// full, and between two looks at the count it waits for. On a 2-core
 /// machine the bench thread shares a core with the publisher or the shard;
 /// spinning there (a `yield_now` loop around `stats()`, which merges every
-/// shard's histograms) took 44 % of the samples in a profile, more than
-/// the publisher thread, and the figure measured the bench. 100 µs is
+/// shard's histograms) took 25 % of all samples in a profile (the bench
+/// thread 44 %, more than the publisher thread), and the figure measured
+/// the bench. 100 µs is
 /// 0.25 % of an iteration at 5 M ticks/s, and the queue holds 13 ms of
 /// ticks at that rate, so it never runs dry while the bench sleeps.
 const STEP_ASIDE: Duration = Duration::from_micros(100);

@@ -17,11 +17,12 @@ use crate::symbols::SymId;
 use crate::wake::Sleep;
 
 /// Most ticks the publisher sends a shard in one message. One channel
-/// send and receive per tick were ~8 % of the publisher thread and ~6 % of
-/// the shard's at 3.5 M ticks/s (`benches/publisher.rs`); a batch is one of
-/// each for up to this many. It is sent when full, when the publisher's
-/// queue runs dry and before any other message the publisher sends, so a
-/// batch waits at most the encoding of the ticks in it (~64 x 0.3 us).
+/// send per tick was ~8 % of the publisher thread's samples and the
+/// receive ~17 % of the shard's (`perf record` on `benches/publisher.rs`,
+/// 3.5 M ticks/s); a batch is one of each for up to this many. It is sent
+/// when full, when the publisher's queue runs dry and before any other
+/// message the publisher sends, so a batch waits at most the encoding of
+/// the ticks in it (64 x 0.3-0.7 us, 1.4-3.5 M ticks/s).
 pub(crate) const TICK_BATCH: usize = 64;
 
 /// A serialized tick of `sym` with sequence number `seq`, accepted by

@@ -233,10 +233,7 @@ impl Publisher {
         match self.tx.try_send(Queued::LocalBatch { ticks, ts }) {
             Ok(()) => Ok(()),
             Err(TrySendError::Full(q)) => {
-                self.runtime
-                    .counters
-                    .ticks_rejected
-                    .fetch_add(n, std::sync::atomic::Ordering::Relaxed);
+                crate::metrics::count_n(&self.runtime.counters.ticks_rejected, n);
                 Err(BatchError::Full(q.into_ticks()))
             }
             Err(TrySendError::Disconnected(q)) => Err(BatchError::Stopped(q.into_ticks())),
@@ -503,10 +500,7 @@ impl PublisherThread {
             // the ticks; its connections are being closed anyway.
             let _ = link.send(ShardMsg::Ticks(batch.clone()), &give_up);
         }
-        self.runtime
-            .counters
-            .ticks_published
-            .fetch_add(batch.len() as u64, std::sync::atomic::Ordering::Relaxed);
+        crate::metrics::count_n(&self.runtime.counters.ticks_published, batch.len() as u64);
     }
 }
 

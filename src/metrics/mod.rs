@@ -46,7 +46,12 @@ pub(crate) struct Counters {
 
 /// Adds one to `counter`.
 pub(crate) fn count(counter: &AtomicU64) {
-    counter.fetch_add(1, Relaxed);
+    count_n(counter, 1);
+}
+
+/// Adds `n` to `counter` (a batch of ticks counted at once).
+pub(crate) fn count_n(counter: &AtomicU64, n: u64) {
+    counter.fetch_add(n, Relaxed);
 }
 
 /// Why an open WebSocket connection ended: one per connection, counted

@@ -299,14 +299,16 @@ impl Shard {
         let mut taken = 0;
         while taken < fanout::INBOX_BATCH {
             let Ok(msg) = self.rx.try_recv() else { break };
-            if !matches!(msg, ShardMsg::Ticks(_)) {
-                // Everything else is ordered after the ticks before it.
-                self.flush_classes();
-            }
-            taken += 1;
+            taken += match &msg {
+                ShardMsg::Ticks(batch) => batch.len(),
+                _ => {
+                    // Everything else is ordered after the ticks before it.
+                    self.flush_classes();
+                    1
+                }
+            };
             match msg {
                 ShardMsg::Ticks(batch) => {
-                    taken += batch.len().saturating_sub(1);
                     for t in batch.iter() {
                         self.fan_out(t.sym, t.seq, t.ts, t.frame.clone());
                     }
