@@ -21,12 +21,15 @@
 //!
 //! Mock cost: none; the threads are the real ones. The caller's own work
 //! (building the `Tick`) is inside the measurement, as for a real feed.
-//! The allocator is the system's, as in the `tickcast` binary. mimalloc
-//! carried about twice as many ticks here (frames are allocated on the
-//! publisher and freed on a shard, and glibc's arena lock is taken on both
-//! sides), but in the server it stalled the shard for about a second in
-//! some per-client cells, evicting every client, and took 2.5 KiB per
-//! idle connection against 1.7 (`loadtest/runs/2026-12-07-vm-2core-issue11-mimalloc/`).
+//! The allocator is the system's, as in the `tickcast` binary. Frames the
+//! shards let go of go back to the publisher and are filled again
+//! (`recycle.rs`): before that, each frame was allocated on the publisher
+//! and freed on a shard, glibc's arena lock was taken on both sides for
+//! every tick, and this bench measured 1.3-1.5 M ticks/s for
+//! `publish_batch` against 1.8-2.7 M after, interleaved on the 2-vCPU VM.
+//! (mimalloc carried 3.5 M before the change, but in the server it stalled
+//! the shard for about a second in some per-client cells, evicting every
+//! client: `loadtest/runs/2026-12-07-vm-2core-issue11-mimalloc/`.)
 
 use std::time::{Duration, Instant};
 

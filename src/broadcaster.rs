@@ -14,10 +14,11 @@ use mio::Waker;
 use crate::admission::Admission;
 use crate::feed::{publisher, redis_stream, synthetic};
 use crate::inbox::{ShardLink, ShardMsg};
+use crate::recycle::{FramePool, Recycler};
 use crate::runtime::{Runtime, unix_nanos};
 use crate::transport::ServerTls;
 use crate::wire::{encode, protocol};
-use crate::{Config, Error, GroupSpec, Metrics, Publisher, Result, Stats};
+use crate::{Config, Error, Frame, GroupSpec, Metrics, Publisher, Result, Stats};
 
 /// A running broadcaster: the acceptor, the publisher, the I/O shards and
 /// (if configured) the synthetic feed.
@@ -91,16 +92,19 @@ impl Broadcaster {
         let pin = config.pin_threads;
         let admission = Arc::new(Admission::new(&config));
         let runtime = Arc::new(Runtime::new(config));
-        let (links, shards) = spawn_shards(&runtime, &admission, &tls, pin)?;
+        let (recycle_tx, recycle_rx) = crate::recycle::channel();
+        let (links, shards) = spawn_shards(&runtime, &admission, &tls, pin, &recycle_tx)?;
         let (tick_tx, tick_rx) = crossbeam_channel::bounded(runtime.config.publish_queue);
         let (publisher_stop, stop_rx) = crossbeam_channel::bounded(0);
-        let publisher = match publisher::spawn(tick_rx, stop_rx, links.clone(), runtime.clone()) {
-            Ok(h) => h,
-            Err(e) => {
-                stop_shards(&links, shards);
-                return Err(e);
-            }
-        };
+        let pool = FramePool::new(recycle_rx);
+        let publisher =
+            match publisher::spawn(tick_rx, stop_rx, links.clone(), pool, runtime.clone()) {
+                Ok(h) => h,
+                Err(e) => {
+                    stop_shards(&links, shards);
+                    return Err(e);
+                }
+            };
         let (acceptor_waker, acceptor) = match crate::acceptor::spawn(
             listener,
             links.clone(),
@@ -501,6 +505,7 @@ fn spawn_shards(
     admission: &Arc<Admission>,
     tls: &Option<Arc<ServerTls>>,
     pin: bool,
+    recycle_tx: &Sender<Vec<Frame>>,
 ) -> Result<(Vec<ShardLink>, Vec<JoinHandle<()>>)> {
     let cores = if pin {
         core_affinity::get_core_ids()
@@ -514,7 +519,15 @@ fn spawn_shards(
         let core = cores
             .as_ref()
             .and_then(|c| c.get(i % c.len().max(1)).copied());
-        match crate::shard::spawn(i, runtime.clone(), admission.clone(), tls.clone(), core) {
+        let recycler = Recycler::new(recycle_tx.clone());
+        match crate::shard::spawn(
+            i,
+            runtime.clone(),
+            admission.clone(),
+            tls.clone(),
+            core,
+            recycler,
+        ) {
             Ok((link, handle)) => {
                 links.push(link);
                 shards.push(handle);

@@ -54,9 +54,11 @@ impl History {
     /// the newest (a feed that renumbered, an upstream whose first entries
     /// were trimmed) starts the ring afresh, so it always holds one
     /// contiguous run and never replays ticks of another numbering.
-    pub(crate) fn push(&mut self, sym: SymId, seq: u64, frame: &Frame) {
+    /// Returns the frame that fell out of the ring, if one did (for
+    /// [`crate::recycle`]).
+    pub(crate) fn push(&mut self, sym: SymId, seq: u64, frame: &Frame) -> Option<Frame> {
         if self.depth == 0 {
-            return;
+            return None;
         }
         let i = sym as usize;
         if self.rings.len() <= i {
@@ -66,13 +68,26 @@ impl History {
         if ring.frames.capacity() == 0 {
             ring.frames.reserve_exact(self.depth);
         }
+        let mut evicted = None;
         if ring.newest.checked_add(1) != Some(seq) {
             ring.frames.clear();
         } else if ring.frames.len() == self.depth {
-            ring.frames.pop_front();
+            evicted = ring.frames.pop_front();
         }
         ring.frames.push_back(frame.clone());
         ring.newest = seq;
+        // The next push of this symbol drops the oldest frame and the
+        // shard reads its count (`Recycler::give`): a frame written some
+        // `symbols x depth` ticks ago, long out of the cache. Asking for
+        // it now, a symbol's tick interval ahead, took the shard's
+        // per-tick work from 21 % to 15 % of the samples with no clients
+        // (`benches/publisher.rs`, `perf record`).
+        if ring.frames.len() == self.depth
+            && let Some(next) = ring.frames.front()
+        {
+            next.prefetch_counts();
+        }
+        evicted
     }
 
     /// Forgets every tick of `sym` (its numbering restarts: a new epoch),

@@ -55,6 +55,7 @@ mod admission;
 mod groups;
 mod history;
 mod inbox;
+mod recycle;
 mod runtime;
 pub mod wake;
 // The sans-I/O core.

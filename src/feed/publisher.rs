@@ -29,6 +29,7 @@ use std::time::Duration;
 use crossbeam_channel::{Receiver, SendTimeoutError, Sender, TryRecvError, TrySendError, select};
 
 use crate::inbox::{ShardLink, ShardMsg, TICK_BATCH, TickMsg};
+use crate::recycle::FramePool;
 use crate::runtime::{Runtime, unix_nanos};
 use crate::symbols::{ByName, SymId};
 use crate::wire::encode::TickEncoder;
@@ -290,12 +291,13 @@ pub(crate) fn spawn(
     rx: Receiver<Queued>,
     stop: Receiver<()>,
     links: Vec<ShardLink>,
+    pool: FramePool,
     runtime: Arc<Runtime>,
 ) -> Result<JoinHandle<()>> {
     let name = "tickcast-publisher".to_string();
     std::thread::Builder::new()
         .name(name.clone())
-        .spawn(move || PublisherThread::new(links, runtime).run(&rx, &stop))
+        .spawn(move || PublisherThread::new(links, pool, runtime).run(&rx, &stop))
         .map_err(|source| Error::Spawn { name, source })
 }
 
@@ -316,6 +318,8 @@ struct PublisherThread {
     /// it.
     state: ByName<SymState>,
     encoder: TickEncoder,
+    /// Memory for the next frames: the ones the shards let go of.
+    pool: FramePool,
     /// Ticks numbered and encoded, not yet sent to the shards (at most
     /// [`TICK_BATCH`]).
     outgoing: Vec<TickMsg>,
@@ -324,12 +328,13 @@ struct PublisherThread {
 }
 
 impl PublisherThread {
-    fn new(links: Vec<ShardLink>, runtime: Arc<Runtime>) -> PublisherThread {
+    fn new(links: Vec<ShardLink>, pool: FramePool, runtime: Arc<Runtime>) -> PublisherThread {
         PublisherThread {
             links,
             runtime,
             state: ByName::default(),
             encoder: TickEncoder::new(),
+            pool,
             outgoing: Vec::with_capacity(TICK_BATCH),
             since_wake: 0,
         }
@@ -473,7 +478,9 @@ impl PublisherThread {
             crate::metrics::count(&self.runtime.counters.ticks_rejected);
             return;
         };
-        let frame = self.encoder.encode(&tick.symbol, seq, ts, tick);
+        let frame = self
+            .pool
+            .frame(self.encoder.encode_bytes(&tick.symbol, seq, ts, tick));
         self.outgoing.push(TickMsg {
             sym,
             seq,
@@ -501,6 +508,8 @@ impl PublisherThread {
             let _ = link.send(ShardMsg::Ticks(batch.clone()), &give_up);
         }
         crate::metrics::count_n(&self.runtime.counters.ticks_published, batch.len() as u64);
+        // What the shards returned meanwhile, for the next batch's frames.
+        self.pool.collect();
     }
 }
 

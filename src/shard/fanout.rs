@@ -109,12 +109,20 @@ impl Shard {
         let longest = self
             .index
             .push_pending(sym, at, len, ts, &mut self.pending_classes);
-        self.history.push(sym, seq, &frame);
-        self.lvc[i] = Some(LastValue {
+        // The frames the shard lets go of go back to the publisher if
+        // nothing else holds them (the history's oldest, or with no
+        // history the last value): see `crate::recycle`.
+        if let Some(old) = self.history.push(sym, seq, &frame) {
+            self.recycler.give(old);
+        }
+        let last = LastValue {
             seq,
             tick: frame,
             snapshot: None,
-        });
+        };
+        if let Some(old) = self.lvc[i].replace(last) {
+            self.recycler.give(old.tick);
+        }
         if longest >= MAX_BATCH {
             self.flush_classes();
         }

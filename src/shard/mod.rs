@@ -50,6 +50,7 @@ use crate::admission::Admission;
 use crate::history::History;
 use crate::inbox::{ShardLink, ShardMsg};
 use crate::metrics::{Disconnect, HandshakeFailure, Latency, Sampler, ShardCounts};
+use crate::recycle::Recycler;
 use crate::runtime::Runtime;
 use crate::session::{Due, Event, Settings, State};
 use crate::subscriptions::{ClassId, ConnKey, Index};
@@ -81,6 +82,7 @@ pub(crate) fn spawn(
     admission: Arc<Admission>,
     tls: Option<Arc<ServerTls>>,
     core: Option<core_affinity::CoreId>,
+    recycler: Recycler,
 ) -> Result<(ShardLink, JoinHandle<()>)> {
     let poll_err = |source| Error::CreatePoll {
         thread: format!("shard {id}"),
@@ -92,7 +94,12 @@ pub(crate) fn spawn(
     let sleep = Arc::new(Sleep::default());
     let load = Arc::new(AtomicUsize::new(0));
     let link = ShardLink::new(tx, Arc::new(waker), sleep.clone(), load.clone());
-    let inbox = InboxEnd { rx, sleep, load };
+    let inbox = InboxEnd {
+        rx,
+        sleep,
+        load,
+        recycler,
+    };
     let shard = Shard::new(id, poll, inbox, runtime, admission, tls);
     let name = format!("tickcast-shard-{id}");
     let handle = std::thread::Builder::new()
@@ -124,6 +131,9 @@ struct Shard {
     /// The last ticks per symbol, filled with the fan-out: the replay
     /// source of `resume` and `history`.
     history: History,
+    /// Tick frames this shard held last, on their way back to the
+    /// publisher.
+    recycler: Recycler,
     /// Symbols whose new history (epoch) has not had its first tick here
     /// yet, sorted: that tick decides whether a reset snapshot precedes it
     /// (see `fan_out`). Empty but for a moment after a Redis failover.
@@ -175,6 +185,8 @@ struct InboxEnd {
     rx: Receiver<ShardMsg>,
     sleep: Arc<Sleep>,
     load: Arc<AtomicUsize>,
+    /// Where the frames the shard lets go of go (the publisher).
+    recycler: Recycler,
 }
 
 impl Shard {
@@ -186,7 +198,12 @@ impl Shard {
         admission: Arc<Admission>,
         tls: Option<Arc<ServerTls>>,
     ) -> Shard {
-        let InboxEnd { rx, sleep, load } = inbox;
+        let InboxEnd {
+            rx,
+            sleep,
+            load,
+            recycler,
+        } = inbox;
         let now = Instant::now();
         Shard {
             id,
@@ -198,6 +215,7 @@ impl Shard {
             index: Index::default(),
             lvc: Vec::new(),
             history: History::new(runtime.config.history_depth),
+            recycler,
             restarted: Vec::new(),
             dirty: Vec::new(),
             again: Vec::new(),
@@ -325,6 +343,7 @@ impl Shard {
         // Messages left over are seen by `poll_timeout` (via
         // `Sleep::prepare`), which then does not let the poll block.
         self.flush_classes();
+        self.recycler.flush();
     }
 
     fn accept(&mut self, stream: TcpStream, peer: SocketAddr) {

@@ -89,6 +89,19 @@ impl TickEncoder {
     /// assert_eq!(json, br#"{"type":"tick","symbol":"AAPL","seq":42,"ts":1763775000123456789,"bid":189.25}"#);
     /// ```
     pub fn encode(&mut self, symbol: &str, seq: u64, ts: u64, tick: &crate::Tick) -> Frame {
+        Frame::from(self.encode_bytes(symbol, seq, ts, tick))
+    }
+
+    /// The bytes [`TickEncoder::encode`] puts in a frame, in the encoder's
+    /// scratch (valid until the next call): for a caller that has memory
+    /// of its own to put them in ([`crate::recycle::FramePool`]).
+    pub(crate) fn encode_bytes(
+        &mut self,
+        symbol: &str,
+        seq: u64,
+        ts: u64,
+        tick: &crate::Tick,
+    ) -> &[u8] {
         let s = Stamped {
             symbol,
             seq,
@@ -105,7 +118,7 @@ impl TickEncoder {
         let h = ws::Header::write(&mut header, OP_TEXT, self.scratch.len() - ws::MAX_HEADER);
         let start = ws::MAX_HEADER - h;
         self.scratch[start..ws::MAX_HEADER].copy_from_slice(&header[..h]);
-        Frame::from(&self.scratch[start..])
+        &self.scratch[start..]
     }
 }
 

@@ -3,7 +3,7 @@
 
 use std::time::{Duration, Instant};
 
-use serde_json::json;
+use serde_json::{Value, json};
 
 use crate::util::{
     Client, SeqCheck, TestServer, WAIT, heavy, publish_batch_retrying, small_window, tick,
@@ -341,6 +341,64 @@ fn read_watchlist(c: &mut Client, mine: &[String], n: u64) -> SeqCheck {
             assert!(mine.iter().any(|m| m == sym), "{sym} is not in {mine:?}");
         }
         check.feed(&v);
+    }
+    check
+}
+
+/// The publisher fills the frames that shards let go of with new ticks
+/// (`recycle`). A frame still queued for a client must never be among
+/// them: `slow` holds every `AA` tick in its queue while the history
+/// (depth 2) lets go of them, `fast` releases the `BB` ticks as it reads,
+/// and nobody wants `ZZ`, so frames of the very lengths `slow` holds are
+/// refilled all along. Every tick must then arrive with the fields it was
+/// published with.
+#[test]
+fn frames_the_publisher_refills_are_never_ones_still_queued() {
+    let _heavy = heavy();
+    const N: u64 = 3000;
+    let srv = TestServer::start(|c| {
+        c.history_depth = 2;
+        c.queue_capacity = 4 * N as usize;
+    });
+    let mut slow = Client::connect(srv.addr);
+    slow.subscribe(&["AA"], &[], 1);
+    let mut fast = Client::connect(srv.addr);
+    fast.subscribe(&["AA", "BB"], &[], 1);
+    let reader = std::thread::spawn(move || read_exact_ticks(&mut fast, 2 * N));
+    // Same-length symbols and the same price steps: the frames of all
+    // three have the same lengths.
+    for i in 0..N {
+        for sym in ["AA", "BB", "ZZ"] {
+            srv.publish(tick(sym, i));
+        }
+    }
+    srv.wait_stats("every tick published", |s| s.ticks_published == 3 * N);
+    assert_eq!(reader.join().unwrap().ticks, 2 * N);
+    assert_eq!(read_exact_ticks(&mut slow, N).ticks, N);
+}
+
+/// Reads `n` ticks, checking `seq` continuity and that each tick carries
+/// what `util::tick` published for it (its `seq` less one).
+fn read_exact_ticks(c: &mut Client, n: u64) -> SeqCheck {
+    let mut check = SeqCheck::default();
+    let deadline = Instant::now() + WAIT * 2;
+    while check.ticks < n {
+        assert!(Instant::now() < deadline, "{} of {n} ticks", check.ticks);
+        let v = c.json();
+        if v["type"] != "tick" {
+            continue;
+        }
+        check.feed(&v);
+        let i = v["seq"].as_u64().unwrap() - 1;
+        let want = tick(v["symbol"].as_str().unwrap(), i);
+        assert_eq!(v["volume"], json!(i), "{v}");
+        // serde_json's default float parsing may be off by an ulp.
+        let near = |got: &Value, want: Option<tickcast::Price>| {
+            let (got, want) = (got.as_f64().unwrap(), want.unwrap().to_f64());
+            (got - want).abs() < 1e-9
+        };
+        assert!(near(&v["bid"], want.bid), "{v}");
+        assert!(near(&v["ask"], want.ask), "{v}");
     }
     check
 }

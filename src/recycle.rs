@@ -1,0 +1,314 @@
+//! Tick frames go back to the publisher that allocated them, and their
+//! memory is used again for the next ticks.
+//!
+//! Why: the publisher allocates one frame per tick and a shard lets go of
+//! it last, when the tick leaves the symbol's history. With the system
+//! allocator (glibc) a block freed on another thread than the one that
+//! allocated it goes back through the allocating thread's arena lock, so
+//! the publisher's `malloc` and the shards' `free` contended for one lock
+//! on every tick: a quarter of the publisher thread's samples were
+//! `malloc`, `free` and the lock's futex calls, and the shard spent as
+//! much again freeing (`perf record`, `benches/publisher.rs`, issue 11).
+//!
+//! How: a shard hands each frame it drops while holding the only
+//! reference ([`Recycler::give`]) to the publisher in batches, over one
+//! bounded channel shared by the shards. The publisher keeps them, by
+//! length, in a [`FramePool`]; a tick whose frame has the length of a
+//! pooled one is copied into it: no allocator call on either side. A
+//! tick stream's frame lengths are stable (the same symbols, prices of
+//! the same magnitude), so nearly every frame finds one; a length that
+//! falls out of use (a `seq` gains a digit) is trimmed from the pool.
+//!
+//! Invariants: a frame is reused only while nothing else holds it
+//! (`Arc::get_mut`), so no connection ever sees bytes change under it.
+//! Nothing here waits: a full channel, a gone publisher or a full pool
+//! just drops the frame where it is, as before. The pool holds at most
+//! [`POOL_MAX`] frames.
+
+use std::sync::Arc;
+
+use crossbeam_channel::{Receiver, Sender, TrySendError};
+
+use crate::Frame;
+
+/// Batches in flight from the shards to the publisher. Each holds up to
+/// one inbox drain's worth of frames (see [`Recycler::flush`]); when the
+/// publisher falls this far behind, frames are dropped on the shard.
+const CHANNEL_BATCHES: usize = 64;
+
+/// The most frames the publisher keeps for reuse: about 50 ms of ticks at
+/// 200,000 ticks/s, some 3 MB of ~200-byte frames. Steady state needs
+/// only what a shard returns between two of the publisher's looks (a few
+/// batches); the rest is slack for bursts.
+pub(crate) const POOL_MAX: usize = 16_384;
+
+/// Frames returned between two trims of the pool (see
+/// [`FramePool::trim`]): long enough that a bin's demand is measured over
+/// many of its frames' round trips, short enough (a third of a second at
+/// 200,000 ticks/s) that frames of a length gone out of use leave soon.
+const TRIM_EVERY: usize = 4 * POOL_MAX;
+
+/// The longest frame pooled: a tick frame is at most ~300 bytes (a 32-byte
+/// symbol and every field at its longest); anything longer is not a tick.
+const LONGEST_POOLED: usize = 512;
+
+/// A channel from the shards ([`Recycler`]) to the publisher
+/// ([`FramePool`]).
+pub(crate) fn channel() -> (Sender<Vec<Frame>>, Receiver<Vec<Frame>>) {
+    crossbeam_channel::bounded(CHANNEL_BATCHES)
+}
+
+/// A shard's side: frames it was the last to hold, waiting to be sent.
+#[derive(Debug)]
+pub(crate) struct Recycler {
+    tx: Sender<Vec<Frame>>,
+    batch: Vec<Frame>,
+}
+
+impl Recycler {
+    pub(crate) fn new(tx: Sender<Vec<Frame>>) -> Recycler {
+        Recycler {
+            tx,
+            batch: Vec::new(),
+        }
+    }
+
+    /// Takes `frame`, which the shard no longer needs: kept for the
+    /// publisher if nothing else holds it, dropped (a count decrement)
+    /// otherwise. Another shard or a connection's queue holding it will
+    /// let go of it later, and the last one frees or returns it.
+    pub(crate) fn give(&mut self, frame: Frame) {
+        if frame.is_sole() && frame.len() <= LONGEST_POOLED {
+            self.batch.push(frame);
+        }
+    }
+
+    /// Sends the frames given since the last flush, once per inbox drain.
+    pub(crate) fn flush(&mut self) {
+        if self.batch.is_empty() {
+            return;
+        }
+        let batch = std::mem::take(&mut self.batch);
+        match self.tx.try_send(batch) {
+            Ok(()) => {}
+            // The publisher is behind or gone: the frames are freed here.
+            Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => {}
+        }
+    }
+}
+
+/// The publisher's side: returned frames by length, ready to be filled.
+#[derive(Debug)]
+pub(crate) struct FramePool {
+    rx: Receiver<Vec<Frame>>,
+    /// `bins[n]`: frames of `n` bytes.
+    bins: Vec<Bin>,
+    /// Frames in all bins (at most [`POOL_MAX`]).
+    pooled: usize,
+    /// Frames taken in since the bins were last trimmed.
+    since_trim: usize,
+    /// Frames filled again so far.
+    recycled: u64,
+}
+
+/// The pooled frames of one length.
+#[derive(Debug, Default)]
+struct Bin {
+    frames: Vec<Arc<[u8]>>,
+    /// Frames of this length the publisher asked for since the last trim.
+    wanted: usize,
+}
+
+impl FramePool {
+    pub(crate) fn new(rx: Receiver<Vec<Frame>>) -> FramePool {
+        FramePool {
+            rx,
+            bins: Vec::new(),
+            pooled: 0,
+            since_trim: 0,
+            recycled: 0,
+        }
+    }
+
+    /// Takes in what the shards returned since the last call.
+    pub(crate) fn collect(&mut self) {
+        while let Ok(batch) = self.rx.try_recv() {
+            self.since_trim += batch.len();
+            for frame in batch {
+                if self.pooled == POOL_MAX {
+                    // Freed here, on the thread that allocated it.
+                    continue;
+                }
+                let bytes = frame.into_shared();
+                let n = bytes.len();
+                if self.bins.len() <= n {
+                    self.bins.resize_with(n + 1, Bin::default);
+                }
+                self.bins[n].frames.push(bytes);
+                self.pooled += 1;
+            }
+        }
+        if self.since_trim >= TRIM_EVERY {
+            self.trim();
+        }
+    }
+
+    /// Keeps in each bin no more frames than were asked for since the
+    /// last trim. Lengths drift (a symbol's `seq` gains a digit, prices
+    /// cross a power of ten): frames of a length no tick has any more
+    /// would otherwise sit in the pool for good, and fill it.
+    fn trim(&mut self) {
+        for bin in &mut self.bins {
+            if bin.frames.len() > bin.wanted {
+                self.pooled -= bin.frames.len() - bin.wanted;
+                bin.frames.truncate(bin.wanted);
+            }
+            bin.wanted = 0;
+        }
+        self.since_trim = 0;
+    }
+
+    /// A frame holding `bytes`: a pooled one of that length if there is
+    /// one, a new allocation otherwise.
+    pub(crate) fn frame(&mut self, bytes: &[u8]) -> Frame {
+        if let Some(bin) = self.bins.get_mut(bytes.len()) {
+            bin.wanted += 1;
+            while let Some(mut shared) = bin.frames.pop() {
+                self.pooled -= 1;
+                // Nothing else holds a returned frame but for a moment
+                // (another shard's reference, dropped since, when two
+                // shards dropped it together).
+                if let Some(buf) = Arc::get_mut(&mut shared) {
+                    buf.copy_from_slice(bytes);
+                    self.recycled += 1;
+                    if let Some(next) = bin.frames.last() {
+                        crate::wire::frame::prefetch_all(next);
+                    }
+                    return Frame::from_shared(shared);
+                }
+            }
+        }
+        Frame::from(bytes)
+    }
+
+    /// Frames reused so far (for tests).
+    #[cfg(test)]
+    pub(crate) fn recycled(&self) -> u64 {
+        self.recycled
+    }
+
+    /// Frames waiting in the pool.
+    #[cfg(test)]
+    pub(crate) fn pooled(&self) -> usize {
+        self.pooled
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A shard's recycler and the publisher's pool, connected.
+    fn pair() -> (Recycler, FramePool) {
+        let (tx, rx) = channel();
+        (Recycler::new(tx), FramePool::new(rx))
+    }
+
+    #[test]
+    fn a_returned_frame_is_filled_again_and_a_shared_one_is_not_returned() {
+        let (mut shard, mut pool) = pair();
+        let a = pool.frame(b"\x81\x03abc");
+        let held = pool.frame(b"\x81\x03xyz");
+        let other = held.clone();
+        let a_ptr = a.as_bytes().as_ptr();
+        shard.give(a);
+        shard.give(held);
+        shard.flush();
+        pool.collect();
+        assert_eq!(pool.pooled(), 1, "only the frame nothing else holds");
+        // Another length: a new allocation.
+        let c = pool.frame(b"\x81\x01c");
+        assert_eq!(pool.recycled(), 0);
+        let b = pool.frame(b"\x81\x03def");
+        assert_eq!(b.as_bytes(), b"\x81\x03def");
+        assert_eq!(b.as_bytes().as_ptr(), a_ptr, "the returned memory");
+        assert_eq!((pool.recycled(), pool.pooled()), (1, 0));
+        assert_eq!(
+            other.as_bytes(),
+            b"\x81\x03xyz",
+            "a held frame is untouched"
+        );
+        assert_eq!(c.as_bytes(), b"\x81\x01c");
+    }
+
+    #[test]
+    fn a_pooled_frame_that_is_held_again_is_not_filled() {
+        let (mut shard, mut pool) = pair();
+        let f = pool.frame(b"\x81\x02hi");
+        // Sole when given, then cloned before the publisher fills it (as
+        // when two shards drop a frame at the same moment and both give
+        // it; the pool checks again when it fills a frame).
+        shard.give(f);
+        let stolen = shard.batch[0].clone();
+        shard.flush();
+        pool.collect();
+        assert_eq!(pool.pooled(), 1);
+        let g = pool.frame(b"\x81\x02yo");
+        assert_eq!((pool.recycled(), pool.pooled()), (0, 0));
+        assert_eq!(stolen.as_bytes(), b"\x81\x02hi");
+        assert_eq!(g.as_bytes(), b"\x81\x02yo");
+    }
+
+    #[test]
+    fn frames_of_a_length_no_longer_wanted_leave_the_pool() {
+        let (mut shard, mut pool) = pair();
+        // A thousand 3-byte frames come back; then every tick is 4 bytes
+        // long (a seq gained a digit), and the 4-byte frames come back.
+        for _ in 0..1000 {
+            shard.give(Frame::from(&b"\x81\x01a"[..]));
+        }
+        shard.flush();
+        pool.collect();
+        let mut taken = 0;
+        for _ in 0..TRIM_EVERY / 100 + 1 {
+            let held: Vec<Frame> = (0..100).map(|_| pool.frame(b"\x81\x02ab")).collect();
+            taken += held.len();
+            for f in held {
+                shard.give(f);
+            }
+            shard.flush();
+            pool.collect();
+        }
+        assert!(taken >= TRIM_EVERY, "a trim was due");
+        assert_eq!(pool.bins[3].frames.len(), 0, "no 3-byte frame was wanted");
+        assert_eq!(pool.pooled(), pool.bins[4].frames.len());
+        assert!(pool.recycled() > 0);
+    }
+
+    #[test]
+    fn nothing_waits_when_the_publisher_is_gone_or_behind() {
+        let (tx, rx) = channel();
+        let mut shard = Recycler::new(tx);
+        for _ in 0..CHANNEL_BATCHES + 3 {
+            shard.give(Frame::from(&b"\x81\x00"[..]));
+            shard.flush();
+        }
+        assert_eq!(rx.len(), CHANNEL_BATCHES);
+        drop(rx);
+        shard.give(Frame::from(&b"\x81\x00"[..]));
+        shard.flush();
+    }
+
+    #[test]
+    fn the_pool_holds_at_most_pool_max_frames() {
+        let (mut shard, mut pool) = pair();
+        for _ in 0..POOL_MAX / 1024 + 2 {
+            for _ in 0..1024 {
+                shard.give(Frame::from(&b"\x81\x01x"[..]));
+            }
+            shard.flush();
+            pool.collect();
+        }
+        assert_eq!(pool.pooled(), POOL_MAX);
+    }
+}
