@@ -92,11 +92,17 @@ impl Tick {
     }
 }
 
+/// The longest symbol, in bytes (the protocol's limit).
+pub(crate) const MAX_SYMBOL_LEN: usize = 32;
+
 /// Checks a symbol: 1 to 32 bytes of printable UTF-8 (no control
 /// characters).
 pub(crate) fn validate_symbol(s: &str) -> Result<(), String> {
-    if s.is_empty() || s.len() > 32 {
-        return Err(format!("symbol must be 1 to 32 bytes, got {}", s.len()));
+    if s.is_empty() || s.len() > MAX_SYMBOL_LEN {
+        return Err(format!(
+            "symbol must be 1 to {MAX_SYMBOL_LEN} bytes, got {}",
+            s.len()
+        ));
     }
     if s.chars().any(char::is_control) {
         return Err("symbol contains a control character".to_string());

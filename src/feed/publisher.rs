@@ -31,7 +31,7 @@ use crossbeam_channel::{Receiver, SendTimeoutError, Sender, TryRecvError, TrySen
 use crate::inbox::{ShardLink, ShardMsg, TICK_BATCH, TickMsg};
 use crate::recycle::FramePool;
 use crate::runtime::{Runtime, unix_nanos};
-use crate::symbols::{ByName, SymId};
+use crate::symbols::{ByName, Name, SymId};
 use crate::wire::encode::TickEncoder;
 use crate::{Error, Result, Tick};
 
@@ -452,7 +452,7 @@ impl PublisherThread {
     /// `given` by a feed (with the feed's index). `None`: the tick is
     /// refused (see the module doc).
     fn number(&mut self, symbol: &str, given: Option<(usize, u64)>) -> Option<(SymId, u64)> {
-        if let Some(st) = self.state.get_mut(symbol) {
+        if let Some(st) = self.state.get_mut(symbol.as_bytes()) {
             let seq = match given {
                 None if st.upstream.is_none() => st.last + 1,
                 Some((feed, seq)) if st.upstream == Some(feed) && seq > st.last => seq,
@@ -461,6 +461,8 @@ impl PublisherThread {
             st.last = seq;
             return Some((st.id, seq));
         }
+        // Every tick was validated: its symbol fits.
+        let name = Name::new(symbol)?;
         let id = self.runtime.symbols.intern(symbol);
         let seq = given.map_or(1, |(_, seq)| seq);
         let st = SymState {
@@ -468,7 +470,7 @@ impl PublisherThread {
             last: seq,
             upstream: given.map(|(feed, _)| feed),
         };
-        self.state.insert(symbol.to_string(), st);
+        self.state.insert(name, st);
         self.announce(symbol, id);
         Some((id, seq))
     }
