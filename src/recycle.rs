@@ -36,7 +36,7 @@ use crate::Frame;
 /// publisher falls this far behind, frames are dropped on the shard.
 const CHANNEL_BATCHES: usize = 64;
 
-/// The most frames the publisher keeps for reuse: about 50 ms of ticks at
+/// The most frames the publisher keeps for reuse: about 80 ms of ticks at
 /// 200,000 ticks/s, some 3 MB of ~200-byte frames. Steady state needs
 /// only what a shard returns between two of the publisher's looks (a few
 /// batches); the rest is slack for bursts.
