@@ -25,7 +25,7 @@
 //! shards let go of go back to the publisher and are filled again
 //! (`recycle.rs`): before that, each frame was allocated on the publisher
 //! and freed on a shard, glibc's arena lock was taken on both sides for
-//! every tick, and this bench measured 1.3-1.5 M ticks/s for
+//! every tick, and this bench measured 1.2-1.6 M ticks/s for
 //! `publish_batch` against 1.8-2.7 M after, interleaved on the 2-vCPU VM.
 //! (mimalloc carried 3.5 M before the change, but in the server it stalled
 //! the shard for about a second in some per-client cells, evicting every

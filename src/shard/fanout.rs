@@ -110,8 +110,10 @@ impl Shard {
             .index
             .push_pending(sym, at, len, ts, &mut self.pending_classes);
         // The frames the shard lets go of go back to the publisher if
-        // nothing else holds them (the history's oldest, or with no
-        // history the last value): see `crate::recycle`.
+        // nothing else holds them (see `crate::recycle`): the history's
+        // oldest, or the last value it replaces when the history keeps
+        // fewer than two ticks (a longer one still holds that tick, so
+        // looking at its count would be a wasted load per tick).
         if let Some(old) = self.history.push(sym, seq, &frame) {
             self.recycler.give(old);
         }
@@ -120,7 +122,10 @@ impl Shard {
             tick: frame,
             snapshot: None,
         };
-        if let Some(old) = self.lvc[i].replace(last) {
+        let replaced = self.lvc[i].replace(last);
+        if self.history.depth() < 2
+            && let Some(old) = replaced
+        {
             self.recycler.give(old.tick);
         }
         if longest >= MAX_BATCH {

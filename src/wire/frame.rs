@@ -71,20 +71,7 @@ impl Frame {
         // data is on the counts' cache line). If that layout ever changed,
         // the hint would fetch the wrong line and cost a little time, no
         // more.
-        let counts = self.0.as_ptr().wrapping_sub(1);
-        #[cfg(all(target_arch = "x86_64", target_feature = "sse"))]
-        // SAFETY: `_mm_prefetch` needs the `sse` target feature, which
-        // the `cfg` above guarantees (every x86-64 CPU has it). The
-        // instruction is a hint: it never faults and reads nothing into
-        // the program, whatever the address; this one is inside the
-        // frame's live allocation anyway.
-        unsafe {
-            std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(
-                counts.cast::<i8>(),
-            );
-        }
-        #[cfg(not(all(target_arch = "x86_64", target_feature = "sse")))]
-        let _ = counts;
+        prefetch(self.0.as_ptr().wrapping_sub(1));
     }
 
     /// The bytes of `parts`, one after the other, as a frame: one
@@ -137,18 +124,26 @@ impl Frame {
 /// into the cache: a hint, as [`Frame::prefetch_counts`].
 pub(crate) fn prefetch_all(bytes: &Arc<[u8]>) {
     const LINE: usize = 64;
-    let start = bytes.as_ptr().wrapping_sub(1);
-    let mut at = 0;
-    while at <= bytes.len() {
-        #[cfg(all(target_arch = "x86_64", target_feature = "sse"))]
-        // SAFETY: as in `Frame::prefetch_counts`.
-        unsafe {
-            std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(
-                start.wrapping_add(at).cast::<i8>(),
-            );
-        }
-        at += LINE;
+    let counts = bytes.as_ptr().wrapping_sub(1);
+    for at in (0..=bytes.len()).step_by(LINE) {
+        prefetch(counts.wrapping_add(at));
     }
+}
+
+/// Asks the CPU to bring the cache line holding `at` into the cache.
+#[inline]
+fn prefetch(at: *const u8) {
+    #[cfg(all(target_arch = "x86_64", target_feature = "sse"))]
+    // SAFETY: `_mm_prefetch` needs the `sse` target feature, which the
+    // `cfg` above guarantees (every x86-64 CPU has it). The instruction is
+    // a hint: it never faults and reads nothing into the program, whatever
+    // the address; the callers' are inside a frame's live allocation
+    // anyway.
+    unsafe {
+        std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(at.cast::<i8>());
+    }
+    #[cfg(not(all(target_arch = "x86_64", target_feature = "sse")))]
+    let _ = at;
 }
 
 impl From<&[u8]> for Frame {
@@ -189,6 +184,7 @@ mod tests {
         let g = f.clone();
         f.prefetch_counts();
         Frame::from(&b""[..]).prefetch_counts();
+        prefetch_all(&Frame::from(&[0u8; 300][..]).into_shared());
         assert_eq!(f.as_bytes(), b"\x81\x02hi");
         assert_eq!(Arc::strong_count(&g.into_shared()), 2);
     }
