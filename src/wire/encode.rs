@@ -54,27 +54,52 @@ pub(crate) fn ping() -> Frame {
     frame(OP_PING, &[])
 }
 
-/// The fields of a tick that the publisher stamps and serializes.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct Stamped<'a> {
-    pub(crate) symbol: &'a str,
-    pub(crate) seq: u64,
-    pub(crate) ts: u64,
-    pub(crate) tick: &'a crate::Tick,
-}
-
 /// Serializes ticks, reusing one scratch buffer so that the only allocation
-/// per tick is the shared frame itself.
+/// per tick is the shared frame itself (and none when the publisher fills a
+/// recycled frame).
 #[derive(Debug, Default)]
 pub struct TickEncoder {
+    /// Zeros, then the last tick: as long as the longest tick frame (see
+    /// [`TickEncoder::encode_bytes`]), so that writing never grows it.
     scratch: Vec<u8>,
+}
+
+/// The longest tick frame but for its symbol's text: the header, every
+/// key, two numbers and three sizes of at most 20 digits (`u64::MAX`) and
+/// three prices of at most [`MAX_PRICE_LEN`] bytes (324 bytes).
+const LONGEST_BUT_SYMBOL: usize = ws::MAX_HEADER
+    + TICK_PREFIX.len()
+    + br#","symbol":"#.len()
+    + br#","seq":"#.len()
+    + br#","ts":"#.len()
+    + br#","bid":"#.len()
+    + br#","ask":"#.len()
+    + br#","bid_size":"#.len()
+    + br#","ask_size":"#.len()
+    + br#","last":"#.len()
+    + br#","volume":"#.len()
+    + 5 * MAX_U64_LEN
+    + 3 * MAX_PRICE_LEN
+    + b"}".len();
+
+/// The digits of `u64::MAX`.
+const MAX_U64_LEN: usize = 20;
+
+/// The longest price text: an exact decimal (38 digits, a sign and a
+/// point); a float's shortest form is at most 24 bytes.
+const MAX_PRICE_LEN: usize = crate::price::MAX_DECIMAL_DIGITS + 2;
+
+/// The longest a symbol of `len` bytes is as a JSON string: its quotes,
+/// and six bytes (`\u001f`) per byte if every one were escaped.
+const fn longest_symbol(len: usize) -> usize {
+    6 * len + 2
 }
 
 impl TickEncoder {
     /// A new encoder.
     pub fn new() -> TickEncoder {
         TickEncoder {
-            scratch: Vec::with_capacity(512),
+            scratch: vec![0; LONGEST_BUT_SYMBOL + longest_symbol(crate::tick::MAX_SYMBOL_LEN)],
         }
     }
 
@@ -95,6 +120,14 @@ impl TickEncoder {
     /// The bytes [`TickEncoder::encode`] puts in a frame, in the encoder's
     /// scratch (valid until the next call): for a caller that has memory
     /// of its own to put them in ([`crate::recycle::FramePool`]).
+    ///
+    /// The publisher runs this for every tick, so it writes into a buffer
+    /// long enough for any tick, by position: each key is a few moves, each
+    /// number's text is copied in overlapping fixed-size pieces, and no
+    /// write checks for room or calls `memcpy` (a `Vec` that grew by
+    /// `extend_from_slice` spent 9 % of the publisher thread in `memmove`
+    /// for copies of 4 to 20 bytes, `perf record` on
+    /// `benches/publisher.rs`).
     pub(crate) fn encode_bytes(
         &mut self,
         symbol: &str,
@@ -102,92 +135,151 @@ impl TickEncoder {
         ts: u64,
         tick: &crate::Tick,
     ) -> &[u8] {
-        let s = Stamped {
-            symbol,
-            seq,
-            ts,
-            tick,
-        };
+        // Grows only for a caller of the public `encode` with a symbol
+        // longer than the protocol allows.
+        let longest = LONGEST_BUT_SYMBOL + longest_symbol(symbol.len());
+        if self.scratch.len() < longest {
+            self.scratch.resize(longest, 0);
+        }
         // The JSON goes after room for the longest header, and the header
         // is written just before it: the frame is then one copy of the
-        // scratch (the publisher does this for every tick).
-        self.scratch.clear();
-        self.scratch.extend_from_slice(&[0; ws::MAX_HEADER]);
-        write_tick_json(&mut self.scratch, &s);
+        // scratch.
+        let mut out = Cursor {
+            buf: &mut self.scratch,
+            at: ws::MAX_HEADER,
+        };
+        write_tick_json(&mut out, symbol, seq, ts, tick);
+        let end = out.at;
         let mut header = [0u8; ws::MAX_HEADER];
-        let h = ws::Header::write(&mut header, OP_TEXT, self.scratch.len() - ws::MAX_HEADER);
+        let h = ws::Header::write(&mut header, OP_TEXT, end - ws::MAX_HEADER);
         let start = ws::MAX_HEADER - h;
         self.scratch[start..ws::MAX_HEADER].copy_from_slice(&header[..h]);
-        &self.scratch[start..]
+        &self.scratch[start..end]
     }
 }
 
-/// Appends the JSON of a stamped tick to `out`.
-pub(crate) fn write_tick_json(out: &mut Vec<u8>, s: &Stamped<'_>) {
-    out.extend_from_slice(TICK_PREFIX);
-    out.extend_from_slice(br#","symbol":"#);
-    write_str(out, s.symbol);
-    out.extend_from_slice(br#","seq":"#);
-    write_u64(out, s.seq);
-    out.extend_from_slice(br#","ts":"#);
-    write_u64(out, s.ts);
-    let t = s.tick;
+/// Writes at a position in a buffer known to be long enough (a write past
+/// its end would panic, never corrupt).
+struct Cursor<'a> {
+    buf: &'a mut [u8],
+    at: usize,
+}
+
+impl Cursor<'_> {
+    /// Appends `bytes`. Inlined, a constant key is a few moves.
+    #[inline(always)]
+    fn put(&mut self, bytes: &[u8]) {
+        self.buf[self.at..self.at + bytes.len()].copy_from_slice(bytes);
+        self.at += bytes.len();
+    }
+
+    /// Appends `bytes` of a length known only at run time (a number's
+    /// text, a symbol) without a `memcpy` call for the short ones: two
+    /// copies of a fixed size that overlap in the middle.
+    #[inline(always)]
+    fn put_short(&mut self, bytes: &[u8]) {
+        let n = bytes.len();
+        let dst = &mut self.buf[self.at..self.at + n];
+        if n > 32 {
+            dst.copy_from_slice(bytes);
+        } else if n >= 16 {
+            dst[..16].copy_from_slice(&bytes[..16]);
+            dst[n - 16..].copy_from_slice(&bytes[n - 16..]);
+        } else if n >= 8 {
+            dst[..8].copy_from_slice(&bytes[..8]);
+            dst[n - 8..].copy_from_slice(&bytes[n - 8..]);
+        } else if n >= 4 {
+            dst[..4].copy_from_slice(&bytes[..4]);
+            dst[n - 4..].copy_from_slice(&bytes[n - 4..]);
+        } else {
+            for (d, b) in dst.iter_mut().zip(bytes) {
+                *d = *b;
+            }
+        }
+        self.at += n;
+    }
+}
+
+/// Writes the JSON of a stamped tick.
+// The writers below are inlined into the encoder so that each key is a
+// constant and its copy a few moves, not a `memcpy` call: 1,096 -> 1,001
+// instructions per tick in `encode_bytes` (callgrind on
+// `benches/publisher.rs`).
+#[inline(always)]
+fn write_tick_json(out: &mut Cursor<'_>, symbol: &str, seq: u64, ts: u64, t: &crate::Tick) {
+    out.put(TICK_PREFIX);
+    out.put(br#","symbol":"#);
+    if needs_escaping(symbol) {
+        let mut escaped = Vec::with_capacity(symbol.len() + 8);
+        write_str(&mut escaped, symbol);
+        out.put(&escaped);
+    } else {
+        out.put(b"\"");
+        out.put_short(symbol.as_bytes());
+        out.put(b"\"");
+    }
+    out.put(br#","seq":"#);
+    write_u64(out, seq);
+    out.put(br#","ts":"#);
+    write_u64(out, ts);
     write_opt_price(out, br#","bid":"#, t.bid);
     write_opt_price(out, br#","ask":"#, t.ask);
     write_opt_u64(out, br#","bid_size":"#, t.bid_size);
     write_opt_u64(out, br#","ask_size":"#, t.ask_size);
     write_opt_price(out, br#","last":"#, t.last);
     write_opt_u64(out, br#","volume":"#, t.volume);
-    out.push(b'}');
+    out.put(b"}");
 }
 
+/// Whether `s` holds a byte a JSON string must escape. Symbols are
+/// validated printable UTF-8 but may still hold `"` or `\`.
+fn needs_escaping(s: &str) -> bool {
+    s.bytes().any(|b| b == b'"' || b == b'\\' || b < 0x20)
+}
+
+/// Appends `s` as a JSON string.
 fn write_str(out: &mut Vec<u8>, s: &str) {
-    // Symbols are validated printable UTF-8 but may still hold `"` or `\`.
-    if s.bytes().all(|b| b != b'"' && b != b'\\' && b >= 0x20) {
+    if needs_escaping(s) {
+        // Writing a str into a Vec cannot fail.
+        let _ = serde_json::to_writer(&mut *out, s);
+    } else {
         out.push(b'"');
         out.extend_from_slice(s.as_bytes());
         out.push(b'"');
-    } else {
-        // Writing a str into a Vec cannot fail.
-        let _ = serde_json::to_writer(&mut *out, s);
     }
 }
 
-// The three writers below are inlined into the encoder so that each key
-// is a constant and its copy a few moves, not a `memcpy` call: 1,096 ->
-// 1,001 instructions per tick in `encode_bytes` (callgrind on
-// `benches/publisher.rs`).
 #[inline(always)]
-fn write_u64(out: &mut Vec<u8>, v: u64) {
+fn write_u64(out: &mut Cursor<'_>, v: u64) {
     // itoa, as serde_json uses it, without serde's machinery per number
     // (the publisher writes four per tick); `write!` through `fmt` cost
     // ~2 % of a node catching up on a stream.
-    out.extend_from_slice(itoa::Buffer::new().format(v).as_bytes());
+    out.put_short(itoa::Buffer::new().format(v).as_bytes());
 }
 
 #[inline(always)]
-fn write_opt_u64(out: &mut Vec<u8>, key: &[u8], v: Option<u64>) {
+fn write_opt_u64(out: &mut Cursor<'_>, key: &[u8], v: Option<u64>) {
     if let Some(v) = v {
-        out.extend_from_slice(key);
+        out.put(key);
         write_u64(out, v);
     }
 }
 
 #[inline(always)]
-fn write_opt_price(out: &mut Vec<u8>, key: &[u8], v: Option<Price>) {
+fn write_opt_price(out: &mut Cursor<'_>, key: &[u8], v: Option<Price>) {
     match v {
         None => {}
         Some(Price::Float(v)) => {
-            out.extend_from_slice(key);
+            out.put(key);
             // The shortest representation that round-trips, as serde_json
             // prints it (with the same zmij); non-finite values were
             // refused by `Tick::validate`.
-            out.extend_from_slice(zmij::Buffer::new().format_finite(v).as_bytes());
+            out.put_short(zmij::Buffer::new().format_finite(v).as_bytes());
         }
         Some(Price::Exact(d)) => {
-            out.extend_from_slice(key);
+            out.put(key);
             // Validated JSON number text, digit for digit.
-            out.extend_from_slice(d.as_str().as_bytes());
+            out.put_short(d.as_str().as_bytes());
         }
     }
 }
@@ -324,9 +416,14 @@ mod tests {
             values.extend([x, x >> 13, x >> 37, x % 1000]);
         }
         for v in values {
-            let mut out = b"x".to_vec();
+            let mut buf = [b'x'; 1 + MAX_U64_LEN];
+            let mut out = Cursor {
+                buf: &mut buf,
+                at: 1,
+            };
             write_u64(&mut out, v);
-            assert_eq!(&out[1..], v.to_string().as_bytes(), "{v}");
+            let end = out.at;
+            assert_eq!(&buf[1..end], v.to_string().as_bytes(), "{v}");
         }
     }
 
@@ -381,6 +478,62 @@ mod tests {
         let v: serde_json::Value = serde_json::from_slice(payload(&f)).unwrap();
         assert_eq!(v["volume"].as_u64(), Some(u64::MAX));
         assert_eq!(v["bid"].as_f64(), Some(1e300));
+    }
+
+    #[test]
+    fn short_copies_of_every_length_land_where_they_belong() {
+        let src: Vec<u8> = (1..=64).collect();
+        for n in 0..=src.len() {
+            let mut buf = vec![0xee; 80];
+            let mut out = Cursor {
+                buf: &mut buf,
+                at: 3,
+            };
+            out.put_short(&src[..n]);
+            assert_eq!(out.at, 3 + n);
+            assert_eq!(&buf[..3], &[0xee; 3], "before, {n}");
+            assert_eq!(&buf[3..3 + n], &src[..n], "{n}");
+            assert!(buf[3 + n..].iter().all(|&b| b == 0xee), "after, {n}");
+        }
+    }
+
+    #[test]
+    fn the_longest_tick_fits_the_scratch_as_it_is() {
+        let d = |s: &str| crate::Decimal::parse(s).unwrap();
+        let longest_price = format!("-{}.{}", "9".repeat(19), "9".repeat(19));
+        let symbol = "\"".repeat(crate::tick::MAX_SYMBOL_LEN);
+        let t = Tick::new(symbol.as_str())
+            .bid(d(&longest_price))
+            .ask(d(&longest_price))
+            .last(d(&longest_price))
+            .bid_size(u64::MAX)
+            .ask_size(u64::MAX)
+            .volume(u64::MAX);
+        let mut enc = TickEncoder::new();
+        let before = enc.scratch.len();
+        let len = enc.encode_bytes(&symbol, u64::MAX, u64::MAX, &t).len();
+        assert_eq!(enc.scratch.len(), before, "the scratch grew");
+        // It ends where the scratch does but for the symbol's bound (each
+        // `"` takes two bytes, not six), after a 4-byte header.
+        assert_eq!(
+            len + ws::MAX_HEADER - 4,
+            before - 4 * symbol.len(),
+            "the bound is tight"
+        );
+        let f = enc.encode(&symbol, u64::MAX, u64::MAX, &t);
+        let v: serde_json::Value = serde_json::from_slice(payload(&f)).unwrap();
+        assert_eq!(v["symbol"], symbol.as_str());
+        let text = String::from_utf8(payload(&f).to_vec()).unwrap();
+        assert!(
+            text.contains(&format!(r#","last":{longest_price},"#)),
+            "{text}"
+        );
+        // A longer symbol than a tick may have (the public `encode` does
+        // not validate) grows it rather than failing.
+        let long = "\u{1}".repeat(100);
+        let f = enc.encode(&long, 1, 2, &Tick::new(long.as_str()).bid(1.5));
+        let v: serde_json::Value = serde_json::from_slice(payload(&f)).unwrap();
+        assert_eq!(v["symbol"], long.as_str());
     }
 
     #[test]
