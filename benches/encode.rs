@@ -22,7 +22,7 @@ fn encode(c: &mut Criterion) {
         .last(189.26)
         .volume(120_034);
     let long = Tick {
-        symbol: "X".repeat(32),
+        symbol: "X".repeat(32).into(),
         ..full.clone()
     };
     let mut g = c.benchmark_group("encode");

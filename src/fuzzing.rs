@@ -45,7 +45,7 @@ pub fn stream_reply(buf: &[u8], step: usize) -> [StreamReply; 2] {
 /// A stream entry's fields read into a tick: its symbol, seq and ts, or
 /// why it is refused.
 pub fn stream_entry(fields: &[&[u8]]) -> Result<(String, u64, u64), String> {
-    crate::feed::redis_stream::entry::parse(fields).map(|e| (e.tick.symbol, e.seq, e.ts))
+    crate::feed::redis_stream::entry::parse(fields).map(|e| (e.tick.symbol.into(), e.seq, e.ts))
 }
 
 // ---- wire::http ---------------------------------------------------------------

@@ -89,6 +89,6 @@ pub use feed::redis_stream;
 pub use groups::GroupSpec;
 pub use metrics::{Disconnect, HandshakeFailure, LatencySummary, Metrics, ShardMetrics, Stats};
 pub use price::{Decimal, DecimalError, MAX_DECIMAL_DIGITS, Price};
-pub use tick::Tick;
+pub use tick::{Symbol, Tick};
 pub use wire::encode;
 pub use wire::frame::Frame;

@@ -17,7 +17,7 @@ use crate::Price;
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct Tick {
     /// Instrument id: 1 to 32 bytes of printable UTF-8.
-    pub symbol: String,
+    pub symbol: Symbol,
     /// Best bid price.
     pub bid: Option<Price>,
     /// Best ask price.
@@ -34,7 +34,7 @@ pub struct Tick {
 
 impl Tick {
     /// A tick for `symbol` with every price and size absent.
-    pub fn new(symbol: impl Into<String>) -> Tick {
+    pub fn new(symbol: impl Into<Symbol>) -> Tick {
         Tick {
             symbol: symbol.into(),
             ..Tick::default()
@@ -95,6 +95,198 @@ impl Tick {
 /// The longest symbol, in bytes (the protocol's limit).
 pub(crate) const MAX_SYMBOL_LEN: usize = 32;
 
+/// A tick's symbol. Held inline, with no allocation, when it is at most
+/// [`MAX_SYMBOL_LEN`] bytes, as every symbol the protocol allows is: a feed
+/// that builds a tick and the publisher that drops it never call the
+/// allocator for its symbol. (A `String` here was a `malloc` on the feed's
+/// thread and a `free` on the publisher's for every tick, with glibc's
+/// arena lock shared between them: 10 % of the publisher thread, `perf
+/// record` on `benches/publisher.rs`.) A longer one is kept whole, on the
+/// heap, so that [`Publisher::publish`](crate::Publisher::publish) can
+/// refuse it and hand it back as it was.
+///
+/// It reads as the `str` it holds:
+///
+/// ```
+/// use tickcast::{Symbol, Tick};
+/// let t = Tick::new("EURUSD");
+/// assert_eq!(t.symbol, "EURUSD");
+/// assert_eq!(t.symbol.len(), 6);
+/// let s: Symbol = String::from("BTC-USD").into();
+/// assert_eq!(s.as_str(), "BTC-USD");
+/// ```
+#[derive(Clone)]
+pub struct Symbol(Repr);
+
+#[derive(Clone)]
+enum Repr {
+    /// `bytes[..len]` is a whole `str`'s bytes (so valid UTF-8); zeros
+    /// follow.
+    Inline {
+        len: u8,
+        bytes: [u8; MAX_SYMBOL_LEN],
+    },
+    /// Longer than a symbol may be.
+    Heap(Box<str>),
+}
+
+impl Symbol {
+    /// `s` as a symbol (inline if it is no longer than a symbol may be).
+    pub fn new(s: &str) -> Symbol {
+        let mut bytes = [0; MAX_SYMBOL_LEN];
+        match bytes.get_mut(..s.len()) {
+            Some(inline) => {
+                inline.copy_from_slice(s.as_bytes());
+                Symbol(Repr::Inline {
+                    len: s.len() as u8,
+                    bytes,
+                })
+            }
+            None => Symbol(Repr::Heap(s.into())),
+        }
+    }
+
+    /// The symbol's text.
+    pub fn as_str(&self) -> &str {
+        match &self.0 {
+            Repr::Inline { len, bytes } => {
+                let text = &bytes[..usize::from(*len)];
+                // SAFETY: `text` is the bytes of the whole `str` that
+                // `Symbol::new` copied (`len` is that `str`'s length, and
+                // nothing changes `bytes` after), so it is valid UTF-8.
+                // Checking again would cost the publisher a UTF-8 scan per
+                // look at a tick's symbol. Exercised by the tests with
+                // multi-byte symbols of every length up to the limit.
+                unsafe { std::str::from_utf8_unchecked(text) }
+            }
+            Repr::Heap(s) => s,
+        }
+    }
+}
+
+impl Default for Symbol {
+    /// The empty symbol (which `publish` refuses).
+    fn default() -> Symbol {
+        Symbol::new("")
+    }
+}
+
+impl std::ops::Deref for Symbol {
+    type Target = str;
+    fn deref(&self) -> &str {
+        self.as_str()
+    }
+}
+
+impl AsRef<str> for Symbol {
+    fn as_ref(&self) -> &str {
+        self.as_str()
+    }
+}
+
+impl std::borrow::Borrow<str> for Symbol {
+    fn borrow(&self) -> &str {
+        self.as_str()
+    }
+}
+
+impl From<&str> for Symbol {
+    fn from(s: &str) -> Symbol {
+        Symbol::new(s)
+    }
+}
+
+impl From<&String> for Symbol {
+    fn from(s: &String) -> Symbol {
+        Symbol::new(s)
+    }
+}
+
+impl From<String> for Symbol {
+    fn from(s: String) -> Symbol {
+        if s.len() > MAX_SYMBOL_LEN {
+            Symbol(Repr::Heap(s.into_boxed_str()))
+        } else {
+            Symbol::new(&s)
+        }
+    }
+}
+
+impl From<Symbol> for String {
+    fn from(s: Symbol) -> String {
+        s.as_str().to_string()
+    }
+}
+
+// Equality and hashing are the text's (as `Borrow<str>` requires).
+impl PartialEq for Symbol {
+    fn eq(&self, other: &Symbol) -> bool {
+        self.as_str() == other.as_str()
+    }
+}
+
+impl Eq for Symbol {}
+
+impl std::hash::Hash for Symbol {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.as_str().hash(state);
+    }
+}
+
+impl PartialOrd for Symbol {
+    fn partial_cmp(&self, other: &Symbol) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for Symbol {
+    fn cmp(&self, other: &Symbol) -> std::cmp::Ordering {
+        self.as_str().cmp(other.as_str())
+    }
+}
+
+impl PartialEq<str> for Symbol {
+    fn eq(&self, other: &str) -> bool {
+        self.as_str() == other
+    }
+}
+
+impl PartialEq<&str> for Symbol {
+    fn eq(&self, other: &&str) -> bool {
+        self.as_str() == *other
+    }
+}
+
+impl PartialEq<String> for Symbol {
+    fn eq(&self, other: &String) -> bool {
+        self.as_str() == other
+    }
+}
+
+impl PartialEq<Symbol> for &str {
+    fn eq(&self, other: &Symbol) -> bool {
+        *self == other.as_str()
+    }
+}
+
+impl PartialEq<Symbol> for String {
+    fn eq(&self, other: &Symbol) -> bool {
+        self == other.as_str()
+    }
+}
+
+impl std::fmt::Debug for Symbol {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Debug::fmt(self.as_str(), f)
+    }
+}
+
+impl std::fmt::Display for Symbol {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// Checks a symbol: 1 to 32 bytes of printable UTF-8 (no control
 /// characters).
 pub(crate) fn validate_symbol(s: &str) -> Result<(), String> {
@@ -136,6 +328,36 @@ mod tests {
         assert!(validate_symbol(&"X".repeat(33)).is_err());
         assert!(validate_symbol(&"X".repeat(32)).is_ok());
         assert!(validate_symbol("A\nB").is_err());
+    }
+
+    #[test]
+    fn a_symbol_reads_as_the_text_it_was_made_from() {
+        // Multi-byte characters, every length to the limit and past it.
+        let text = "é€X".repeat(12);
+        for end in (0..=text.len()).filter(|&i| text.is_char_boundary(i)) {
+            let s = &text[..end];
+            for sym in [Symbol::new(s), Symbol::from(s.to_string())] {
+                assert_eq!(sym.as_str(), s);
+                assert_eq!(sym.len(), s.len());
+                assert_eq!(sym, s);
+                assert_eq!(sym.clone(), Symbol::new(s));
+                assert_eq!(format!("{sym}"), s);
+                assert_eq!(format!("{sym:?}"), format!("{s:?}"));
+                assert_eq!(
+                    matches!(sym.0, Repr::Inline { .. }),
+                    s.len() <= MAX_SYMBOL_LEN,
+                    "{s}"
+                );
+            }
+        }
+        assert_eq!(Symbol::default(), "");
+        // A symbol too long to publish is kept whole, and refused.
+        let long = Tick::new("L".repeat(40));
+        assert_eq!(long.symbol.len(), 40);
+        assert!(long.validate().unwrap_err().contains("got 40"));
+        // Maps keyed by symbol are looked up by `str`.
+        let m: std::collections::HashMap<Symbol, u8> = [(Symbol::new("AAPL"), 1)].into();
+        assert_eq!(m.get("AAPL"), Some(&1));
     }
 
     #[test]

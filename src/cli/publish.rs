@@ -111,7 +111,7 @@ fn parse_line(mut bytes: Vec<u8>) -> Result<Tick, String> {
                 .ok_or_else(|| format!("{k} is not a non-negative integer"))
         };
         match k.as_ref() {
-            "symbol" => t.symbol = v.as_str().ok_or("symbol is not a string")?.to_string(),
+            "symbol" => t.symbol = v.as_str().ok_or("symbol is not a string")?.into(),
             "bid" => t.bid = Some(price(k, v)?),
             "ask" => t.ask = Some(price(k, v)?),
             "last" => t.last = Some(price(k, v)?),

@@ -11,7 +11,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use crate::feed::publisher::MAX_BATCH;
-use crate::{Error, Publisher, Result, Tick};
+use crate::{Error, Publisher, Result, Symbol, Tick};
 
 const US_TECH: &[&str] = &[
     "AAPL", "MSFT", "NVDA", "GOOGL", "AMZN", "META", "TSLA", "AVGO", "ORCL", "ADBE", "CRM", "AMD",
@@ -166,7 +166,7 @@ impl Rng {
 /// `1.0998100000000002`).
 #[derive(Debug, Clone)]
 struct Quote {
-    symbol: String,
+    symbol: Symbol,
     /// Mid price in ticks.
     mid: f64,
     /// Ticks per unit of price: 100 (cents) or 100,000 (FX pips / 10).
@@ -178,7 +178,7 @@ impl Quote {
     fn new(symbol: &str, px: f64) -> Quote {
         let scale = if px < 20.0 { 100_000.0 } else { 100.0 };
         Quote {
-            symbol: symbol.to_string(),
+            symbol: Symbol::new(symbol),
             mid: px * scale,
             scale,
             volume: 0,

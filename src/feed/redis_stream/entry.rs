@@ -41,7 +41,7 @@ pub(crate) fn parse(fields: &[&[u8]]) -> Result<Entry, String> {
         match pair[0] {
             b"symbol" => {
                 let s = std::str::from_utf8(value).map_err(|_| "the symbol is not UTF-8")?;
-                tick.symbol = s.to_string();
+                tick.symbol = s.into();
             }
             b"seq" => seq = Some(int(b"seq")?),
             b"ts" => ts = Some(int(b"ts")?),

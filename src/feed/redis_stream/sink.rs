@@ -113,7 +113,7 @@ fn add_call(cmd: &mut redis::Cmd, stream: &str, tick: &Tick) -> Result<(), SinkE
     cmd.arg("tickcast_publish")
         .arg(1)
         .arg(stream)
-        .arg(&tick.symbol);
+        .arg(tick.symbol.as_str());
     let prices: [(&str, Option<Price>); 3] =
         [("bid", tick.bid), ("ask", tick.ask), ("last", tick.last)];
     for (name, px) in prices {
