@@ -130,21 +130,54 @@ pub(crate) fn prefetch_all(bytes: &Arc<[u8]>) {
     }
 }
 
-/// Asks the CPU to bring the cache line holding `at` into the cache.
+/// Asks the CPU to bring the cache line holding `at` into the cache, to
+/// be written. Every caller is about to change the line: a count (a clone
+/// or a drop) or the bytes (the publisher refilling a frame), on a line
+/// another thread changed last. A read prefetch fetches such a line
+/// shared, and the write then waits on the other core a second time:
+/// `prefetchw` takes it exclusive at once. Interleaved runs of
+/// `benches/publisher.rs` (3 pairs each, 2-vCPU EPYC VM): `publish_batch`
+/// 2.95-3.39 M ticks/s with read prefetches, 3.18-3.52 M with `prefetchw`
+/// on the pool's frames; `publish` 2.00-2.51 M against 2.32-3.13 M.
 #[inline]
 fn prefetch(at: *const u8) {
+    #[cfg(target_arch = "x86_64")]
+    if *HAS_PREFETCHW {
+        // SAFETY: `prefetchw` is a hint: it never faults and changes no
+        // register, flag or memory the program sees, whatever the address
+        // (the callers' are inside a frame's live allocation anyway); it
+        // runs only on a CPU that reports it (see `HAS_PREFETCHW`).
+        unsafe {
+            std::arch::asm!(
+                "prefetchw [{0}]",
+                in(reg) at,
+                options(nostack, preserves_flags, readonly)
+            );
+        }
+        return;
+    }
     #[cfg(all(target_arch = "x86_64", target_feature = "sse"))]
     // SAFETY: `_mm_prefetch` needs the `sse` target feature, which the
     // `cfg` above guarantees (every x86-64 CPU has it). The instruction is
     // a hint: it never faults and reads nothing into the program, whatever
-    // the address; the callers' are inside a frame's live allocation
-    // anyway.
+    // the address.
     unsafe {
         std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(at.cast::<i8>());
     }
     #[cfg(not(all(target_arch = "x86_64", target_feature = "sse")))]
     let _ = at;
 }
+
+/// Whether the CPU has `prefetchw` (CPUID leaf 0x8000_0001, ECX bit 8,
+/// "3DNowPrefetch"/PRFCHW: every AMD64 CPU, Intel since Broadwell). Rust
+/// has no stable target feature for it, hence the look at CPUID, once.
+#[cfg(target_arch = "x86_64")]
+static HAS_PREFETCHW: std::sync::LazyLock<bool> = std::sync::LazyLock::new(|| {
+    use std::arch::x86_64::__cpuid;
+    const EXTENDED: u32 = 0x8000_0001;
+    const PREFETCHW_BIT: u32 = 1 << 8;
+    __cpuid(0x8000_0000).eax >= EXTENDED && __cpuid(EXTENDED).ecx & PREFETCHW_BIT != 0
+});
 
 impl From<&[u8]> for Frame {
     fn from(bytes: &[u8]) -> Frame {
@@ -180,6 +213,10 @@ mod tests {
 
     #[test]
     fn prefetching_changes_nothing() {
+        // Runs `prefetchw` where the CPU has it (every AMD64 CPU, the CI
+        // machines included), the read prefetch elsewhere.
+        #[cfg(target_arch = "x86_64")]
+        eprintln!("prefetchw: {}", *HAS_PREFETCHW);
         let f = Frame::from(&b"\x81\x02hi"[..]);
         let g = f.clone();
         f.prefetch_counts();
