@@ -27,6 +27,13 @@
 //! and freed on a shard, glibc's arena lock was taken on both sides for
 //! every tick, and this bench measured 1.2-1.6 M ticks/s for
 //! `publish_batch` against 1.8-2.7 M after, interleaved on the 2-vCPU VM.
+//! Then the symbol held inline in the `Tick` (no `malloc` on the bench
+//! thread, no `free` on the publisher), the encoder writing by position
+//! and write prefetches: 2.27-2.58 -> 3.12-3.55 M (`publish_batch`) and
+//! 1.65-2.42 -> 2.22-3.20 M (`publish`), 4 interleaved pairs. At that
+//! rate both cores are busy: the publisher thread ~100 % of one (half of
+//! it encoding: zmij, itoa, the copies), the bench thread and the shard
+//! the other, so 5 M/s needs both sides about 40 % cheaper.
 //! (mimalloc carried 3.5 M before the change, but in the server it stalled
 //! the shard for about a second in some per-client cells, evicting every
 //! client: `loadtest/runs/2026-12-07-vm-2core-issue11-mimalloc/`.)
