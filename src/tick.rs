@@ -96,7 +96,7 @@ impl Tick {
 pub(crate) const MAX_SYMBOL_LEN: usize = 32;
 
 /// A tick's symbol. Held inline, with no allocation, when it is at most
-/// [`MAX_SYMBOL_LEN`] bytes, as every symbol the protocol allows is: a feed
+/// 32 bytes, as every symbol the protocol allows is: a feed
 /// that builds a tick and the publisher that drops it never call the
 /// allocator for its symbol. (A `String` here was a `malloc` on the feed's
 /// thread and a `free` on the publisher's for every tick, with glibc's

@@ -83,7 +83,7 @@ pub enum Disconnect {
 }
 
 impl Disconnect {
-    /// Every reason, in the order of [`ShardCounts::disconnects`].
+    /// Every reason, in the order of `ShardCounts::disconnects`.
     pub const ALL: [Disconnect; 10] = [
         Disconnect::SlowConsumer,
         Disconnect::Lag,
@@ -146,7 +146,7 @@ pub enum HandshakeFailure {
 }
 
 impl HandshakeFailure {
-    /// Every reason, in the order of [`ShardCounts::handshake_failures`].
+    /// Every reason, in the order of `ShardCounts::handshake_failures`.
     pub const ALL: [HandshakeFailure; 11] = [
         HandshakeFailure::BadRequest,
         HandshakeFailure::Unauthorized,

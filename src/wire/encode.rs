@@ -6,7 +6,7 @@
 //! from the cached tick frame by swapping the `type` (the rest of the JSON is
 //! identical), so snapshots cost nothing on the tick path.
 //!
-//! Invariant: every tick payload starts with [`TICK_PREFIX`]; field order is
+//! Invariant: every tick payload starts with `TICK_PREFIX`; field order is
 //! `type, symbol, seq, ts, bid, ask, bid_size, ask_size, last, volume`.
 
 use std::io::Write;
