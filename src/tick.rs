@@ -3,6 +3,7 @@
 //! stamps it with `seq` and `ts`.
 
 use crate::Price;
+use crate::symbols::{MAX_SYMBOL_LEN, Name};
 
 /// A quote or trade update for one symbol. Absent fields are left out of the
 /// JSON the clients receive. Prices are an `f64` or an exact
@@ -92,9 +93,6 @@ impl Tick {
     }
 }
 
-/// The longest symbol, in bytes (the protocol's limit).
-pub(crate) const MAX_SYMBOL_LEN: usize = 32;
-
 /// A tick's symbol. Held inline, with no allocation, when it is at most
 /// 32 bytes, as every symbol the protocol allows is: a feed
 /// that builds a tick and the publisher that drops it never call the
@@ -120,12 +118,8 @@ pub struct Symbol(Repr);
 
 #[derive(Clone)]
 enum Repr {
-    /// `bytes[..len]` is a whole `str`'s bytes (so valid UTF-8); zeros
-    /// follow.
-    Inline {
-        len: u8,
-        bytes: [u8; MAX_SYMBOL_LEN],
-    },
+    /// At most [`MAX_SYMBOL_LEN`] bytes, inline.
+    Inline(Name),
     /// Longer than a symbol may be.
     Heap(Box<str>),
 }
@@ -133,15 +127,8 @@ enum Repr {
 impl Symbol {
     /// `s` as a symbol (inline if it is no longer than a symbol may be).
     pub fn new(s: &str) -> Symbol {
-        let mut bytes = [0; MAX_SYMBOL_LEN];
-        match bytes.get_mut(..s.len()) {
-            Some(inline) => {
-                inline.copy_from_slice(s.as_bytes());
-                Symbol(Repr::Inline {
-                    len: s.len() as u8,
-                    bytes,
-                })
-            }
+        match Name::new(s) {
+            Some(name) => Symbol(Repr::Inline(name)),
             None => Symbol(Repr::Heap(s.into())),
         }
     }
@@ -149,16 +136,7 @@ impl Symbol {
     /// The symbol's text.
     pub fn as_str(&self) -> &str {
         match &self.0 {
-            Repr::Inline { len, bytes } => {
-                let text = &bytes[..usize::from(*len)];
-                // SAFETY: `text` is the bytes of the whole `str` that
-                // `Symbol::new` copied (`len` is that `str`'s length, and
-                // nothing changes `bytes` after), so it is valid UTF-8.
-                // Checking again would cost the publisher a UTF-8 scan per
-                // look at a tick's symbol. Exercised by the tests with
-                // multi-byte symbols of every length up to the limit.
-                unsafe { std::str::from_utf8_unchecked(text) }
-            }
+            Repr::Inline(name) => name.as_str(),
             Repr::Heap(s) => s,
         }
     }
@@ -344,7 +322,7 @@ mod tests {
                 assert_eq!(format!("{sym}"), s);
                 assert_eq!(format!("{sym:?}"), format!("{s:?}"));
                 assert_eq!(
-                    matches!(sym.0, Repr::Inline { .. }),
+                    matches!(sym.0, Repr::Inline(_)),
                     s.len() <= MAX_SYMBOL_LEN,
                     "{s}"
                 );

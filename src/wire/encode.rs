@@ -99,7 +99,7 @@ impl TickEncoder {
     /// A new encoder.
     pub fn new() -> TickEncoder {
         TickEncoder {
-            scratch: vec![0; LONGEST_BUT_SYMBOL + longest_symbol(crate::tick::MAX_SYMBOL_LEN)],
+            scratch: vec![0; LONGEST_BUT_SYMBOL + longest_symbol(crate::symbols::MAX_SYMBOL_LEN)],
         }
     }
 
@@ -218,7 +218,8 @@ fn write_tick_json(out: &mut Cursor<'_>, symbol: &str, seq: u64, ts: u64, t: &cr
     out.put(br#","symbol":"#);
     if needs_escaping(symbol) {
         let mut escaped = Vec::with_capacity(symbol.len() + 8);
-        write_str(&mut escaped, symbol);
+        // Writing a str into a Vec cannot fail.
+        let _ = serde_json::to_writer(&mut escaped, symbol);
         out.put(&escaped);
     } else {
         out.put(b"\"");
@@ -511,7 +512,7 @@ mod tests {
     fn the_longest_tick_fits_the_scratch_as_it_is() {
         let d = |s: &str| crate::Decimal::parse(s).unwrap();
         let longest_price = format!("-{}.{}", "9".repeat(19), "9".repeat(19));
-        let symbol = "\"".repeat(crate::tick::MAX_SYMBOL_LEN);
+        let symbol = "\"".repeat(crate::symbols::MAX_SYMBOL_LEN);
         let t = Tick::new(symbol.as_str())
             .bid(d(&longest_price))
             .ask(d(&longest_price))
