@@ -14,11 +14,11 @@ use mio::Waker;
 use crate::admission::Admission;
 use crate::feed::{publisher, redis_stream, synthetic};
 use crate::inbox::{ShardLink, ShardMsg};
-use crate::recycle::{FramePool, Recycler};
+use crate::recycle::Recycler;
 use crate::runtime::{Runtime, unix_nanos};
 use crate::transport::ServerTls;
 use crate::wire::{encode, protocol};
-use crate::{Config, Error, Frame, GroupSpec, Metrics, Publisher, Result, Stats};
+use crate::{Config, Error, GroupSpec, Metrics, Publisher, Result, Stats};
 
 /// A running broadcaster: the acceptor, the publisher, the I/O shards and
 /// (if configured) the synthetic feed.
@@ -92,11 +92,10 @@ impl Broadcaster {
         let pin = config.pin_threads;
         let admission = Arc::new(Admission::new(&config));
         let runtime = Arc::new(Runtime::new(config));
-        let (recycle_tx, recycle_rx) = crate::recycle::channel();
-        let (links, shards) = spawn_shards(&runtime, &admission, &tls, pin, &recycle_tx)?;
+        let (recycler, pool) = crate::recycle::pair();
+        let (links, shards) = spawn_shards(&runtime, &admission, &tls, pin, &recycler)?;
         let (tick_tx, tick_rx) = crossbeam_channel::bounded(runtime.config.publish_queue);
         let (publisher_stop, stop_rx) = crossbeam_channel::bounded(0);
-        let pool = FramePool::new(recycle_rx);
         let publisher =
             match publisher::spawn(tick_rx, stop_rx, links.clone(), pool, runtime.clone()) {
                 Ok(h) => h,
@@ -505,7 +504,7 @@ fn spawn_shards(
     admission: &Arc<Admission>,
     tls: &Option<Arc<ServerTls>>,
     pin: bool,
-    recycle_tx: &Sender<Vec<Frame>>,
+    recycler: &Recycler,
 ) -> Result<(Vec<ShardLink>, Vec<JoinHandle<()>>)> {
     let cores = if pin {
         core_affinity::get_core_ids()
@@ -519,7 +518,7 @@ fn spawn_shards(
         let core = cores
             .as_ref()
             .and_then(|c| c.get(i % c.len().max(1)).copied());
-        let recycler = Recycler::new(recycle_tx.clone());
+        let recycler = recycler.clone();
         match crate::shard::spawn(
             i,
             runtime.clone(),

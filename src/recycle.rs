@@ -52,23 +52,40 @@ const TRIM_EVERY: usize = 4 * POOL_MAX;
 /// symbol and every field at its longest); anything longer is not a tick.
 const LONGEST_POOLED: usize = 512;
 
-/// A channel from the shards ([`Recycler`]) to the publisher
-/// ([`FramePool`]).
-pub(crate) fn channel() -> (Sender<Vec<Frame>>, Receiver<Vec<Frame>>) {
-    crossbeam_channel::bounded(CHANNEL_BATCHES)
+/// A shard's recycler and the publisher's pool, connected: the shards'
+/// frames go one way, the emptied batch vectors come back the other (so a
+/// batch is not a new allocation on a shard and a cross-thread free on the
+/// publisher at every inbox drain: `Recycler::give` growing a fresh `Vec`
+/// from empty was the largest `malloc` caller left on a busy shard,
+/// `perf record --call-graph dwarf`, issue 11). Clone the recycler for each
+/// shard.
+pub(crate) fn pair() -> (Recycler, FramePool) {
+    let (tx, rx) = crossbeam_channel::bounded(CHANNEL_BATCHES);
+    let (empty_tx, empty_rx) = crossbeam_channel::bounded(CHANNEL_BATCHES);
+    (Recycler::new(tx, empty_rx), FramePool::new(rx, empty_tx))
 }
 
 /// A shard's side: frames it was the last to hold, waiting to be sent.
 #[derive(Debug)]
 pub(crate) struct Recycler {
     tx: Sender<Vec<Frame>>,
+    /// Batch vectors the publisher emptied, to be filled again.
+    empties: Receiver<Vec<Frame>>,
     batch: Vec<Frame>,
 }
 
+impl Clone for Recycler {
+    /// Another shard's recycler to the same pool, with a batch of its own.
+    fn clone(&self) -> Recycler {
+        Recycler::new(self.tx.clone(), self.empties.clone())
+    }
+}
+
 impl Recycler {
-    pub(crate) fn new(tx: Sender<Vec<Frame>>) -> Recycler {
+    fn new(tx: Sender<Vec<Frame>>, empties: Receiver<Vec<Frame>>) -> Recycler {
         Recycler {
             tx,
+            empties,
             batch: Vec::new(),
         }
     }
@@ -88,8 +105,12 @@ impl Recycler {
         if self.batch.is_empty() {
             return;
         }
+        let next = self
+            .empties
+            .try_recv()
+            .unwrap_or_else(|_| Vec::with_capacity(self.batch.len()));
         // If the publisher is behind or gone, the frames are freed here.
-        let _ = self.tx.try_send(std::mem::take(&mut self.batch));
+        let _ = self.tx.try_send(std::mem::replace(&mut self.batch, next));
     }
 }
 
@@ -97,6 +118,8 @@ impl Recycler {
 #[derive(Debug)]
 pub(crate) struct FramePool {
     rx: Receiver<Vec<Frame>>,
+    /// Emptied batches back to the shards.
+    empties: Sender<Vec<Frame>>,
     /// `bins[n]`: frames of `n` bytes.
     bins: Vec<Bin>,
     /// Frames in all bins (at most [`POOL_MAX`]).
@@ -117,9 +140,10 @@ struct Bin {
 }
 
 impl FramePool {
-    pub(crate) fn new(rx: Receiver<Vec<Frame>>) -> FramePool {
+    fn new(rx: Receiver<Vec<Frame>>, empties: Sender<Vec<Frame>>) -> FramePool {
         FramePool {
             rx,
+            empties,
             bins: Vec::new(),
             pooled: 0,
             since_trim: 0,
@@ -130,9 +154,9 @@ impl FramePool {
 
     /// Takes in what the shards returned since the last call.
     pub(crate) fn collect(&mut self) {
-        while let Ok(batch) = self.rx.try_recv() {
+        while let Ok(mut batch) = self.rx.try_recv() {
             self.since_trim += batch.len();
-            for frame in batch {
+            for frame in batch.drain(..) {
                 if self.pooled == POOL_MAX {
                     // Freed here, on the thread that allocated it.
                     continue;
@@ -145,6 +169,8 @@ impl FramePool {
                 self.bins[n].frames.push(bytes);
                 self.pooled += 1;
             }
+            // Shards gone or well supplied: the vector is freed here.
+            let _ = self.empties.try_send(batch);
         }
         if self.since_trim >= TRIM_EVERY {
             self.trim();
@@ -208,12 +234,6 @@ impl FramePool {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// A shard's recycler and the publisher's pool, connected.
-    fn pair() -> (Recycler, FramePool) {
-        let (tx, rx) = channel();
-        (Recycler::new(tx), FramePool::new(rx))
-    }
 
     #[test]
     fn a_returned_frame_is_filled_again_and_a_shared_one_is_not_returned() {
@@ -287,15 +307,34 @@ mod tests {
     }
 
     #[test]
+    fn emptied_batches_go_back_to_the_shards_with_their_room() {
+        let (mut shard, mut pool) = pair();
+        let mut other = shard.clone();
+        for _ in 0..100 {
+            shard.give(Frame::from(&b"\x81\x01a"[..]));
+        }
+        shard.flush();
+        // No emptied vector back yet: the next batch is sized as this one.
+        assert_eq!(shard.batch.capacity(), 100);
+        pool.collect();
+        assert_eq!(pool.pooled(), 100);
+        // The next flush (of this shard or another) fills that vector
+        // again: its room is there before the first frame is given.
+        other.give(Frame::from(&b"\x81\x01b"[..]));
+        other.flush();
+        assert!(other.batch.capacity() >= 100, "{}", other.batch.capacity());
+        assert!(other.batch.is_empty());
+    }
+
+    #[test]
     fn nothing_waits_when_the_publisher_is_gone_or_behind() {
-        let (tx, rx) = channel();
-        let mut shard = Recycler::new(tx);
+        let (mut shard, pool) = pair();
         for _ in 0..CHANNEL_BATCHES + 3 {
             shard.give(Frame::from(&b"\x81\x00"[..]));
             shard.flush();
         }
-        assert_eq!(rx.len(), CHANNEL_BATCHES);
-        drop(rx);
+        assert_eq!(pool.rx.len(), CHANNEL_BATCHES);
+        drop(pool);
         shard.give(Frame::from(&b"\x81\x00"[..]));
         shard.flush();
     }
