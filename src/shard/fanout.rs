@@ -9,7 +9,8 @@
 //! (every client its own watchlist: nothing to share) are packed together:
 //! their batches are copied side by side into one *chunk* of at most
 //! [`CHUNK_BYTES`], and each member queues its range of it. So a turn
-//! costs one allocation per chunk, not one per connection, and each
+//! costs one copy per delivery and no allocation (chunks are pooled,
+//! see [`super::chunks`]), not one allocation per connection, and each
 //! connection's ticks still leave as one iovec. No lock per tick and
 //! client.
 
@@ -22,6 +23,7 @@ use crate::symbols::SymId;
 use crate::wire::{encode, protocol};
 
 use super::Shard;
+use super::chunks::CHUNK_BYTES;
 
 /// Inbox messages handled per turn before the shard goes back to its
 /// sockets, so a flood of ticks cannot starve reads and writes. At 5,000
@@ -31,16 +33,9 @@ pub(super) const INBOX_BATCH: usize = 4096;
 /// bound keeps one entry small next to `queue_capacity` (4096 frames by
 /// default) and keeps a burst from evicting every subscriber at once.
 const MAX_BATCH: usize = 256;
-/// Most bytes of batches packed into one chunk. One allocation per 8 KiB
-/// is ~90,000 a second at 5 M deliveries/s of ~150-byte ticks, against
-/// one per connection per turn unpacked; and a chunk
-/// lives while any of its ranges is queued, so its size bounds what one
-/// lagging connection keeps alive of its neighbours' bytes (see
-/// [`SHARE_BELOW`]). A batch larger than this gets a chunk of its own.
-const CHUNK_BYTES: usize = 8 * 1024;
-/// A connection alone in its class takes a range of a shared chunk only
-/// while fewer than this many frames wait on it; behind that it gets its
-/// batch in an allocation of its own. A connection that keeps up holds a
+/// A connection alone in its class takes a range of a shared chunk (of
+/// [`CHUNK_BYTES`]) only while fewer than this many frames wait on it;
+/// behind that it gets its batch in an allocation of its own. A connection that keeps up holds a
 /// turn or two of ticks (tens of frames at 5 M deliveries/s); one that
 /// has stopped reading would otherwise keep every chunk it has a range in
 /// alive, up to `queue_capacity` of them. With this bound it keeps at most
@@ -219,7 +214,13 @@ impl Shard {
             .filter_map(|&c| index.class(c))
             .flat_map(|class| class.pending.iter())
             .map(|&t| turn[t as usize].as_bytes());
-        let chunk = Frame::from_parts(parts).into_shared();
+        // One class's batch larger than a chunk gets an allocation of its
+        // own; every other chunk is a pooled one.
+        let chunk = if bytes <= CHUNK_BYTES {
+            self.chunks.fill(parts)
+        } else {
+            Frame::from_parts(parts).into_shared()
+        };
         let mut at = 0;
         for &c in classes {
             let Some(class) = self.index.class_mut(c) else {
@@ -244,7 +245,7 @@ impl Shard {
             class.pending.clear();
         }
         debug_assert_eq!(at, bytes, "the ranges tile the classes' batches");
-        debug_assert_eq!(at, chunk.len(), "and the chunk");
+        debug_assert!(at <= chunk.len(), "and fit in the chunk");
     }
 
     /// Queues the `snapshot` of each of `syms` that has a last value.

@@ -28,6 +28,7 @@
 //! between two such steps. So a snapshot with `seq = n` is always followed
 //! by exactly `n+1, n+2, …` on that connection.
 
+mod chunks;
 mod connection;
 mod fanout;
 mod input;
@@ -151,6 +152,8 @@ struct Shard {
     turn: Vec<Frame>,
     /// Scratch: the classes packed into the chunk being planned.
     packed: Vec<ClassId>,
+    /// The chunks packed batches are copied into, reused.
+    chunks: chunks::ChunkPool,
     /// Scratch: the timers housekeeping found due.
     timers: Vec<(usize, Due)>,
     /// Scratch: what a session's input produced.
@@ -223,6 +226,7 @@ impl Shard {
             pending_classes: Vec::new(),
             turn: Vec::new(),
             packed: Vec::new(),
+            chunks: chunks::ChunkPool::default(),
             timers: Vec::new(),
             events: Vec::new(),
             read_buf: vec![0; READ_CHUNK],
@@ -445,6 +449,7 @@ impl Shard {
             }
         }
         self.set_count(|c| &mut c.outbox_frames, queued);
+        self.chunks.trim();
         if self.now >= self.next_latency_merge {
             self.publish_latency();
             self.next_latency_merge = self.now + crate::metrics::MERGE_EVERY;
