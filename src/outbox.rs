@@ -409,6 +409,11 @@ impl Outbox {
         self.frames
     }
 
+    /// Whether at least half of `capacity` frames are queued.
+    pub(crate) fn half_full(&self) -> bool {
+        self.frames * 2 >= self.capacity
+    }
+
     /// Returns true if and only if nothing is queued.
     pub fn is_empty(&self) -> bool {
         self.queue.is_empty()

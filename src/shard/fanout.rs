@@ -29,6 +29,16 @@ use super::chunks::CHUNK_BYTES;
 /// sockets, so a flood of ticks cannot starve reads and writes. At 5,000
 /// ticks/s this is almost a second of ticks: never reached in steady state.
 pub(super) const INBOX_BATCH: usize = 4096;
+/// Most ticks one inbox drain takes (see `Shard::drain_inbox`): a quarter
+/// of `queue_capacity`, at least one inbox message's worth and at most
+/// [`INBOX_BATCH`]. With the pause at half a queue, a connection is sent
+/// at most three quarters of its queue between two of its writes when the
+/// queue holds 256 frames or more (below that, one 64-tick message is
+/// more than a quarter). 1,024 at the default capacity.
+pub(super) fn drain_ticks(queue_capacity: usize) -> usize {
+    (queue_capacity / 4).clamp(crate::inbox::TICK_BATCH, INBOX_BATCH)
+}
+
 /// Most ticks in one class batch. A batch is queued as one entry, so a
 /// bound keeps one entry small next to `queue_capacity` (4096 frames by
 /// default) and keeps a burst from evicting every subscriber at once.
@@ -176,6 +186,7 @@ impl Shard {
                     conn,
                     &mut self.dirty,
                     &mut self.overflow,
+                    &mut self.fan_out_paused,
                     key,
                     (&batch, 0..batch.len()),
                     n,
@@ -235,6 +246,7 @@ impl Shard {
                     conn,
                     &mut self.dirty,
                     &mut self.overflow,
+                    &mut self.fan_out_paused,
                     key,
                     (&chunk, range),
                     class.pending.len(),
@@ -347,7 +359,8 @@ impl Shard {
 /// Queues `bytes[range]` (`frames` ticks, the oldest published at
 /// `published`) on `conn`'s (key `key`) outbox and marks it dirty; a full
 /// outbox puts `key` on `overflow`, evicted by [`Shard::flush_classes`] at
-/// the end of the turn's fan-out. Free-standing so the fan-out can call it
+/// the end of the turn's fan-out. Half a queue waiting sets `paused` (see
+/// `Shard::drain_inbox`). Free-standing so the fan-out can call it
 /// while it borrows the subscription index.
 #[allow(
     clippy::too_many_arguments,
@@ -357,6 +370,7 @@ fn queue_ticks(
     conn: &mut super::connection::Connection,
     dirty: &mut Vec<ConnKey>,
     overflow: &mut Vec<ConnKey>,
+    paused: &mut bool,
     key: ConnKey,
     (bytes, range): (&Arc<[u8]>, std::ops::Range<usize>),
     frames: usize,
@@ -371,6 +385,9 @@ fn queue_ticks(
             if !conn.dirty {
                 conn.dirty = true;
                 dirty.push(key);
+            }
+            if conn.outbox.half_full() {
+                *paused = true;
             }
         }
         Err(PushError::Full) => overflow.push(key),

@@ -4,10 +4,12 @@
 use std::thread;
 use std::time::{Duration, Instant};
 
+use tickcast::Tick;
 use tungstenite::Message;
 
 use crate::util::{
-    Client, Got, SeqCheck, TestServer, WAIT, heavy, publish_retrying, small_window, tick,
+    Client, Got, SeqCheck, TestServer, WAIT, heavy, publish_batch_retrying, publish_retrying,
+    small_window, tick,
 };
 
 #[test]
@@ -25,25 +27,7 @@ fn slow_client_is_evicted_without_delaying_others() {
     for i in 0..3 {
         let mut c = Client::connect(srv.addr);
         c.subscribe(&["S", "END"], &[], i);
-        fast.push(thread::spawn(move || {
-            let mut check = SeqCheck::default();
-            let deadline = Instant::now() + Duration::from_secs(60);
-            loop {
-                match c.recv() {
-                    Got::Json(v) => {
-                        check.feed(&v);
-                        if v["symbol"] == "END" {
-                            return check;
-                        }
-                    }
-                    other => panic!("fast client ended: {other:?}"),
-                }
-                assert!(
-                    Instant::now() < deadline,
-                    "no END for a fast client: {check:?}"
-                );
-            }
-        }));
+        fast.push(read_until_end(c));
     }
     // Publish in paced bursts until the slow client is evicted.
     let deadline = Instant::now() + Duration::from_secs(30);
@@ -149,4 +133,65 @@ fn pong_is_never_interleaved_inside_a_broadcast_frame() {
     feeder.join().unwrap();
     assert_eq!(check.ticks, 5_001);
     assert!(pongs > 0, "pongs arrived between frames");
+}
+
+/// A burst many times a client's queue reaches every client whose
+/// socket takes it: the shard fans out a pass's worth of ticks, writes
+/// them, then takes more, instead of queueing the whole burst at once and
+/// evicting clients that were never behind. The burst (~90 KB per client)
+/// fits in the kernel's socket buffers, so how fast the test's readers
+/// parse does not matter: any 4001 here is the server's own doing.
+/// (Before, every client was evicted: the burst landed in one or two
+/// inbox drains, and 256 frames of queue hold a fraction of it.)
+#[test]
+fn a_burst_larger_than_the_queue_reaches_every_client_that_reads() {
+    const BURST: u64 = 1_500;
+    let _heavy = heavy();
+    let srv = TestServer::start(|c| {
+        c.io_threads = 1;
+        c.queue_capacity = 256;
+    });
+    let readers: Vec<_> = (0..20)
+        .map(|i| {
+            let mut c = Client::connect(srv.addr);
+            c.subscribe(&["END"], &["*"], i);
+            read_until_end(c)
+        })
+        .collect();
+    // Small ticks in batches of the most one may hold, as fast as the
+    // publisher takes them.
+    let p = srv.b().publisher();
+    let max = tickcast::MAX_BATCH as u64;
+    for from in (0..BURST).step_by(max as usize) {
+        let batch = (from..(from + max).min(BURST)).map(|i| Tick::new("B").last(i as f64));
+        publish_batch_retrying(&p, batch.collect());
+    }
+    publish_retrying(&p, tick("END", 0));
+    for h in readers {
+        let check = h.join().expect("every reader got the whole burst in order");
+        assert_eq!(check.last["B"], BURST);
+    }
+    assert_eq!(srv.stats().evicted_slow, 0);
+}
+
+/// Reads `c` in a thread of its own until the tick of `END`, checking
+/// every `seq`; panics if the stream ends first (an eviction) or if no
+/// `END` comes within a minute.
+fn read_until_end(mut c: Client) -> thread::JoinHandle<SeqCheck> {
+    thread::spawn(move || {
+        let mut check = SeqCheck::default();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            match c.recv() {
+                Got::Json(v) => {
+                    check.feed(&v);
+                    if v["symbol"] == "END" {
+                        return check;
+                    }
+                }
+                other => panic!("a reading client ended: {other:?} after {check:?}"),
+            }
+            assert!(Instant::now() < deadline, "no END: {check:?}");
+        }
+    })
 }
