@@ -15,15 +15,21 @@
 //! a prefix and each connection queues its range of it. The pool keeps a
 //! reference to each chunk it filled, oldest first. A chunk whose ranges
 //! have all been written is held by the pool alone (`Arc::get_mut`
-//! succeeds) and is filled again. Connections write their ranges in the
-//! order they were queued, so the oldest chunk is the likeliest to be
-//! free; one still held (a connection behind) goes to the back, and after
-//! [`LOOKS`] held ones a new chunk is allocated.
+//! succeeds). When the pool has no free chunk, it looks at the oldest
+//! ones (connections write their ranges in the order they were queued,
+//! so those are the likeliest to be written), moves every free one it
+//! meets to a stack, and sends a held one (a connection behind) to the
+//! back. The next fill takes the top of the stack: the chunk the kernel
+//! read last, likeliest still in the cache. Taking the oldest instead,
+//! round a ring of thousands, had the kernel's copy out of the chunks
+//! and the fill go up by as much as the allocator's share went down
+//! (`_copy_from_iter` 13.3 -> 15.9 % of the server in the large-universe
+//! cell).
 //!
 //! Invariants: a chunk is filled only while nothing else holds it, so no
 //! queued byte ever changes. The pool holds at most [`MAX_KEPT`] chunks,
-//! and [`ChunkPool::trim`] lets go of those the last period did not need:
-//! an idle shard keeps none.
+//! and [`ChunkPool::trim`] lets go of those the last period did not need,
+//! coldest first: an idle shard keeps none.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -36,10 +42,10 @@ use std::sync::Arc;
 /// gets an allocation of its own.
 pub(super) const CHUNK_BYTES: usize = 8 * 1024;
 
-/// Chunks looked at, oldest first, before a new one is allocated. A held
-/// chunk goes to the back, so a lagging connection's chunks are passed
-/// over at the cost of one look each per round of the ring.
-const LOOKS: usize = 4;
+/// Held chunks looked at, oldest first, before a new one is allocated
+/// when none is free. A held chunk goes to the back, so a lagging
+/// connection's chunks are passed over at one look each per round.
+const LOOKS: usize = 16;
 
 /// Most chunks kept: 32 MiB. A shard writing 600 MB/s (4 M deliveries of
 /// 150 bytes) with 25 ms of it queued on average has ~1,900 chunks in
@@ -47,10 +53,13 @@ const LOOKS: usize = 4;
 /// holder frees it.
 const MAX_KEPT: usize = 4096;
 
-/// A shard's chunks, oldest first.
+/// A shard's chunks: handed out, and free.
 #[derive(Debug, Default)]
 pub(super) struct ChunkPool {
-    ring: VecDeque<Arc<[u8]>>,
+    /// Chunks filled and queued, oldest first; some may be written since.
+    queued: VecDeque<Arc<[u8]>>,
+    /// Chunks found written, the most recently found last.
+    free: Vec<Arc<[u8]>>,
     /// Chunks filled since the last trim.
     filled: usize,
     /// Chunks allocated (read by the tests only).
@@ -72,23 +81,22 @@ impl ChunkPool {
             at += p.len();
         }
         self.filled += 1;
-        self.ring.push_back(chunk.clone());
-        if self.ring.len() > MAX_KEPT {
-            self.ring.pop_front();
+        self.queued.push_back(chunk.clone());
+        if self.queued.len() + self.free.len() > MAX_KEPT {
+            // The oldest reference goes; its last holder frees it.
+            self.queued.pop_front();
         }
         chunk
     }
 
-    /// A chunk nothing else holds, taken out of the ring.
+    /// A chunk nothing else holds: the last one found written, or a new
+    /// one.
     fn free_chunk(&mut self) -> Arc<[u8]> {
-        for _ in 0..LOOKS.min(self.ring.len()) {
-            let Some(mut chunk) = self.ring.pop_front() else {
-                break;
-            };
-            if Arc::get_mut(&mut chunk).is_some() {
-                return chunk;
-            }
-            self.ring.push_back(chunk);
+        if self.free.is_empty() {
+            self.find_written();
+        }
+        if let Some(chunk) = self.free.pop() {
+            return chunk;
         }
         #[cfg(test)]
         {
@@ -97,20 +105,42 @@ impl ChunkPool {
         std::iter::repeat_n(0u8, CHUNK_BYTES).collect()
     }
 
+    /// Moves the written chunks at the front of `queued` to `free`,
+    /// passing over at most [`LOOKS`] held ones, and stopping at the
+    /// first held one once something is free.
+    fn find_written(&mut self) {
+        let mut looks = 0;
+        while let Some(mut chunk) = self.queued.pop_front() {
+            if Arc::get_mut(&mut chunk).is_some() {
+                self.free.push(chunk);
+                continue;
+            }
+            self.queued.push_back(chunk);
+            looks += 1;
+            if !self.free.is_empty() || looks == LOOKS {
+                break;
+            }
+        }
+    }
+
     /// Keeps no more chunks than were filled since the last trim (the
-    /// shard calls it every housekeeping pass, 100 ms): what a period
-    /// needed stays, a burst's surplus and an idle shard's chunks go.
+    /// shard calls it every housekeeping pass, 100 ms), letting the
+    /// coldest free ones go first: what a period needed stays, a burst's
+    /// surplus and an idle shard's chunks go.
     pub(super) fn trim(&mut self) {
-        while self.ring.len() > self.filled {
-            self.ring.pop_front();
+        let over = (self.queued.len() + self.free.len()).saturating_sub(self.filled);
+        let from_free = over.min(self.free.len());
+        self.free.drain(..from_free);
+        for _ in from_free..over {
+            self.queued.pop_front();
         }
         self.filled = 0;
     }
 
-    /// Chunks in the ring (for tests).
+    /// Chunks kept (for tests).
     #[cfg(test)]
     fn kept(&self) -> usize {
-        self.ring.len()
+        self.queued.len() + self.free.len()
     }
 }
 
@@ -141,6 +171,17 @@ mod tests {
     }
 
     #[test]
+    fn the_chunk_written_last_is_filled_first() {
+        let mut pool = ChunkPool::default();
+        let chunks: Vec<Arc<[u8]>> = (0..3).map(|_| pool.fill(std::iter::empty())).collect();
+        let newest = chunks[2].as_ptr();
+        drop(chunks);
+        let again = pool.fill([&b"x"[..]].into_iter());
+        assert_eq!(again.as_ptr(), newest, "the newest of the written chunks");
+        assert_eq!(pool.allocated, 3);
+    }
+
+    #[test]
     fn chunks_held_long_are_passed_over_and_left_alone() {
         let mut pool = ChunkPool::default();
         // A lagging connection holds the first LOOKS chunks; every chunk
@@ -151,11 +192,10 @@ mod tests {
         for _ in 0..100 {
             drop(pool.fill([&b"new"[..]].into_iter()));
         }
-        // Each time the held ones come round, LOOKS looks and one new
-        // chunk; the free ones after them are used again: ~14 new chunks
-        // for 100 fills, not 100.
-        let new = pool.allocated - LOOKS;
-        assert!((1..=16).contains(&new), "{new} new chunks");
+        // The first two fills after them look at the LOOKS held chunks
+        // first and make new ones; from then on a written one is found
+        // and filled again.
+        assert_eq!(pool.allocated, LOOKS + 2);
         for (i, c) in held.iter().enumerate() {
             assert_eq!(&c[..3], &[i as u8; 3], "a held chunk is untouched");
         }
