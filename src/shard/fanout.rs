@@ -25,9 +25,8 @@ use crate::wire::{encode, protocol};
 use super::Shard;
 use super::chunks::CHUNK_BYTES;
 
-/// Inbox messages handled per turn before the shard goes back to its
-/// sockets, so a flood of ticks cannot starve reads and writes. At 5,000
-/// ticks/s this is almost a second of ticks: never reached in steady state.
+/// The most inbox messages one drain may take (see [`drain_ticks`], which
+/// is at most this), so a flood of ticks cannot starve reads and writes.
 pub(super) const INBOX_BATCH: usize = 4096;
 /// Most ticks one inbox drain takes (see `Shard::drain_inbox`): a quarter
 /// of `queue_capacity`, at least one inbox message's worth and at most
@@ -45,13 +44,14 @@ pub(super) fn drain_ticks(queue_capacity: usize) -> usize {
 const MAX_BATCH: usize = 256;
 /// A connection alone in its class takes a range of a shared chunk (of
 /// [`CHUNK_BYTES`]) only while fewer than this many frames wait on it;
-/// behind that it gets its batch in an allocation of its own. A connection that keeps up holds a
-/// turn or two of ticks (tens of frames at 5 M deliveries/s); one that
-/// has stopped reading would otherwise keep every chunk it has a range in
-/// alive, up to `queue_capacity` of them. With this bound it keeps at most
-/// 128 (each range holds two frames or more), 1 MiB. 64 and 256 measured
-/// the same within this VM's noise; 256 keeps a shard that falls a little
-/// behind on the cheaper shared path for longer.
+/// behind that it gets its batch in an allocation of its own. A
+/// connection that keeps up holds a turn or two of ticks (tens of frames
+/// at 5 M deliveries/s); one that has stopped reading would otherwise
+/// keep every chunk it has a range in alive, up to `queue_capacity` of
+/// them. With this bound it keeps at most 128 (each range holds two
+/// frames or more), 1 MiB. 64 and 256 measured the same within this VM's
+/// noise; 256 keeps a shard that falls a little behind on the cheaper
+/// shared path for longer.
 const SHARE_BELOW: usize = 256;
 /// Writes between two looks at the inbox during a write pass. 64 writes
 /// take ~0.3 ms; checking an empty inbox is one atomic load.

@@ -151,8 +151,8 @@ struct Shard {
     /// into it (see `fanout`).
     turn: Vec<Frame>,
     /// Set when a connection has half its queue waiting: the shard takes
-    /// nothing more from its inbox until its write pass
-    /// has reached every dirty connection (see [`Shard::drain_inbox`]).
+    /// nothing more from its inbox until its write pass has reached every
+    /// dirty connection (see [`Shard::drain_inbox`]).
     fan_out_paused: bool,
     /// Most ticks one inbox drain takes (`fanout::drain_ticks`).
     drain_ticks: usize,
@@ -334,10 +334,10 @@ impl Shard {
     /// their turn and overflow: that evicted up to 90 % of 1,000 clients
     /// whose sockets had taken every byte they were given (issue 11, the
     /// distinct-subscription cell at 4 M deliveries/s). Only a client that
-    /// does not take what it is written can fill its queue. One that has
-    /// stopped reading pauses every pass until it is evicted, and then
-    /// costs the others no more than `drain_ticks` per pass, 1,024 ticks
-    /// every few milliseconds.
+    /// does not take what it is written can fill its queue. Until one that
+    /// has stopped reading overflows and is evicted, each tick queued on
+    /// it pauses the fan-out again, and the shard takes `drain_ticks`
+    /// (1,024 at the default queue) per write pass.
     fn drain_inbox(&mut self) {
         if self.dirty.is_empty() {
             // Every connection is written, or waits on its socket.
