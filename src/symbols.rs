@@ -26,8 +26,8 @@ pub(crate) type ByName<V> = HashMap<Name, V, BuildHasherDefault<FastHasher>>;
 /// ([`crate::Symbol`]) when it fits, as every valid one does. With
 /// `String` keys a lookup compared the name with bytes in an allocation of
 /// their own: one more cache miss per tick for the publisher, which looks
-/// every tick's symbol up. With 10,000 symbols and no client, the lookup and that
-/// `memcmp` were 40 % of the publisher thread (`perf record`).
+/// every tick's symbol up. With 10,000 symbols and no client, the lookup
+/// and that `memcmp` were 40 % of the publisher thread (`perf record`).
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Name {
     len: u8,

@@ -4,12 +4,13 @@
 //! Why: with every client its own watchlist, each turn's ticks are copied
 //! into 8 KiB chunks, tens of thousands a second at 4 M deliveries/s. A
 //! fresh allocation each was `malloc`/`free` on glibc's large-block path:
-//! 9 % of the shard thread in the distinct-subscription cell at 3 M/s,
-//! 16 % once the shard fell behind (`_int_malloc`, `unlink_chunk`,
+//! 9 % of the server's samples in the distinct-subscription cell at
+//! 3 M/s, 16 % once the shard fell behind (`_int_malloc`, `unlink_chunk`,
 //! `_int_free`; `perf record -e cpu-clock -g`, issue 11), which made a
 //! shard that fell a little behind fall further. Pooled (and with the
-//! recycler's batches returned, `crate::recycle`), the allocator's share
-//! of the shard thread in that cell went from 7.6 % to 0.5 %.
+//! recycler's batches returned, `crate::recycle`), the allocator's
+//! functions on the shard thread went from 7.6 % of the server's samples
+//! in that cell to 0.5 %.
 //!
 //! How: every pooled chunk is [`CHUNK_BYTES`] long; a turn's batches fill
 //! a prefix and each connection queues its range of it. The pool keeps a
