@@ -11,6 +11,7 @@
 
 use std::io::Write;
 
+use super::digits;
 use super::ws::{self, OP_CLOSE, OP_PING, OP_TEXT};
 use crate::{Frame, Price};
 
@@ -62,6 +63,8 @@ pub struct TickEncoder {
     /// Zeros, then the last tick: as long as the longest tick frame (see
     /// [`TickEncoder::encode_bytes`]), so that writing never grows it.
     scratch: Vec<u8>,
+    /// The last timestamp's leading digits.
+    ts_text: digits::TimestampText,
 }
 
 /// The longest tick frame but for its symbol's text: the header, every
@@ -82,12 +85,19 @@ const LONGEST_BUT_SYMBOL: usize = ws::MAX_HEADER
     + 3 * MAX_PRICE_LEN
     + b"}".len();
 
+/// The scratch's length for a symbol of `symbol_len` bytes: the longest
+/// tick frame, and room for the digit writers' last store.
+const fn scratch_len(symbol_len: usize) -> usize {
+    LONGEST_BUT_SYMBOL + longest_symbol(symbol_len) + digits::SLACK
+}
+
 /// The digits of `u64::MAX`.
 const MAX_U64_LEN: usize = 20;
 
 /// The longest price text: an exact decimal (38 digits, a sign and a
 /// point); a float's shortest form is at most 24 bytes.
 const MAX_PRICE_LEN: usize = crate::price::MAX_DECIMAL_DIGITS + 2;
+const _: () = assert!(digits::MAX_F64_LEN <= MAX_PRICE_LEN);
 
 /// The longest a symbol of `len` bytes is as a JSON string: its quotes,
 /// and six bytes (`\u001f`) per byte if every one were escaped.
@@ -99,7 +109,8 @@ impl TickEncoder {
     /// A new encoder.
     pub fn new() -> TickEncoder {
         TickEncoder {
-            scratch: vec![0; LONGEST_BUT_SYMBOL + longest_symbol(crate::symbols::MAX_SYMBOL_LEN)],
+            scratch: vec![0; scratch_len(crate::symbols::MAX_SYMBOL_LEN)],
+            ts_text: digits::TimestampText::default(),
         }
     }
 
@@ -123,11 +134,13 @@ impl TickEncoder {
     ///
     /// The publisher runs this for every tick, so it writes into a buffer
     /// long enough for any tick, by position: each key is a few moves, each
-    /// number's text is copied in overlapping fixed-size pieces, and no
-    /// write checks for room or calls `memcpy` (a `Vec` that grew by
-    /// `extend_from_slice` called `memmove` for each copy of 4 to 24
-    /// bytes: 11 % of the publisher thread, `perf record` on
-    /// `benches/publisher.rs`).
+    /// number's text is built in registers and stored eight bytes at a time
+    /// ([`digits`]), and no write checks for room or calls `memcpy` (a
+    /// `Vec` that grew by `extend_from_slice` called `memmove` for each
+    /// copy of 4 to 24 bytes: 11 % of the publisher thread, `perf record`
+    /// on `benches/publisher.rs`). With `itoa` and `zmij` writing the
+    /// numbers it ran 914 instructions per tick of that bench, 640 with
+    /// [`digits`] (callgrind, `--toggle-collect='*encode_bytes*'`).
     pub(crate) fn encode_bytes(
         &mut self,
         symbol: &str,
@@ -137,7 +150,7 @@ impl TickEncoder {
     ) -> &[u8] {
         // Grows only for a caller of the public `encode` with a symbol
         // longer than the protocol allows.
-        let longest = LONGEST_BUT_SYMBOL + longest_symbol(symbol.len());
+        let longest = scratch_len(symbol.len());
         if self.scratch.len() < longest {
             self.scratch.resize(longest, 0);
         }
@@ -148,10 +161,19 @@ impl TickEncoder {
             buf: &mut self.scratch,
             at: ws::MAX_HEADER,
         };
-        write_tick_json(&mut out, symbol, seq, ts, tick);
+        write_tick_json(&mut out, &mut self.ts_text, symbol, seq, ts, tick);
         let end = out.at;
+        let len = end - ws::MAX_HEADER;
+        if len < 126 {
+            // The usual tick: the two header bytes in one store (two byte
+            // stores read back as one 2-byte load, below, would wait for
+            // both to reach the cache).
+            let header = u16::from_le_bytes([0x80 | OP_TEXT, len as u8]);
+            self.scratch[ws::MAX_HEADER - 2..ws::MAX_HEADER].copy_from_slice(&header.to_le_bytes());
+            return &self.scratch[ws::MAX_HEADER - 2..end];
+        }
         let mut header = [0u8; ws::MAX_HEADER];
-        let h = ws::Header::write(&mut header, OP_TEXT, end - ws::MAX_HEADER);
+        let h = ws::Header::write(&mut header, OP_TEXT, len);
         let start = ws::MAX_HEADER - h;
         // One of three fixed-size copies (a copy of `h` bytes would be a
         // `memmove` call).
@@ -213,7 +235,14 @@ impl Cursor<'_> {
 // instructions per tick in `encode_bytes` (callgrind on
 // `benches/publisher.rs`).
 #[inline(always)]
-fn write_tick_json(out: &mut Cursor<'_>, symbol: &str, seq: u64, ts: u64, t: &crate::Tick) {
+fn write_tick_json(
+    out: &mut Cursor<'_>,
+    ts_text: &mut digits::TimestampText,
+    symbol: &str,
+    seq: u64,
+    ts: u64,
+    t: &crate::Tick,
+) {
     out.put(TICK_PREFIX);
     out.put(br#","symbol":"#);
     if needs_escaping(symbol) {
@@ -229,7 +258,7 @@ fn write_tick_json(out: &mut Cursor<'_>, symbol: &str, seq: u64, ts: u64, t: &cr
     out.put(br#","seq":"#);
     write_u64(out, seq);
     out.put(br#","ts":"#);
-    write_u64(out, ts);
+    out.at = ts_text.write(out.buf, out.at, ts);
     write_opt_price(out, br#","bid":"#, t.bid);
     write_opt_price(out, br#","ask":"#, t.ask);
     write_opt_u64(out, br#","bid_size":"#, t.bid_size);
@@ -259,13 +288,7 @@ fn write_str(out: &mut Vec<u8>, s: &str) {
 
 #[inline(always)]
 fn write_u64(out: &mut Cursor<'_>, v: u64) {
-    // itoa, as serde_json uses it, without serde's machinery per number
-    // (the publisher writes four per tick); `write!` through `fmt` cost
-    // ~2 % of a node catching up on a stream. (Writing the digits in
-    // place, two per division, ran 1,017 instructions per tick against
-    // 936 and was no faster in interleaved runs of
-    // `benches/publisher.rs`.)
-    out.put_short(itoa::Buffer::new().format(v).as_bytes());
+    out.at = digits::write_u64(out.buf, out.at, v);
 }
 
 #[inline(always)]
@@ -283,9 +306,9 @@ fn write_opt_price(out: &mut Cursor<'_>, key: &[u8], v: Option<Price>) {
         Some(Price::Float(v)) => {
             out.put(key);
             // The shortest representation that round-trips, as serde_json
-            // prints it (with the same zmij); non-finite values were
-            // refused by `Tick::validate`.
-            out.put_short(zmij::Buffer::new().format_finite(v).as_bytes());
+            // prints it; non-finite values were refused by
+            // `Tick::validate`.
+            out.at = digits::write_f64(out.buf, out.at, v);
         }
         Some(Price::Exact(d)) => {
             out.put(key);
@@ -525,10 +548,11 @@ mod tests {
         let len = enc.encode_bytes(&symbol, u64::MAX, u64::MAX, &t).len();
         assert_eq!(enc.scratch.len(), before, "the scratch grew");
         // It ends where the scratch does but for the symbol's bound (each
-        // `"` takes two bytes, not six), after a 4-byte header.
+        // `"` takes two bytes, not six) and the digit writers' slack, after
+        // a 4-byte header.
         assert_eq!(
             len + ws::MAX_HEADER - 4,
-            before - 4 * symbol.len(),
+            before - 4 * symbol.len() - digits::SLACK,
             "the bound is tight"
         );
         let f = enc.encode(&symbol, u64::MAX, u64::MAX, &t);

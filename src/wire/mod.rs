@@ -9,6 +9,7 @@
 //! - [`http`]: the upgrade request routed, HTTP responses built;
 //! - [`static_files`]: the board's files embedded in the binary.
 
+pub(crate) mod digits;
 pub mod encode;
 pub(crate) mod frame;
 pub(crate) mod http;
