@@ -69,6 +69,58 @@ fn tick(symbols: &[String], i: u64) -> Tick {
 /// ticks at that rate, so it never runs dry while the bench sleeps.
 const STEP_ASIDE: Duration = Duration::from_micros(100);
 
+/// CPU time the publisher thread has used so far, in nanoseconds, from
+/// Linux's `/proc/self/task/*/schedstat` (`None` elsewhere). On a 2-core
+/// machine the bench thread, the shard and the publisher share the cores,
+/// so the rate above is that of all three; ticks per second of the
+/// publisher thread's own CPU time is what one publisher carries when it
+/// has a core to itself, which is what the 5 M/s target is about.
+fn publisher_cpu_ns() -> Option<u64> {
+    for task in std::fs::read_dir("/proc/self/task").ok()? {
+        let dir = task.ok()?.path();
+        let comm = std::fs::read_to_string(dir.join("comm")).ok()?;
+        // Thread names are cut to 15 bytes.
+        if comm.trim_end() == "tickcast-publis" {
+            let stat = std::fs::read_to_string(dir.join("schedstat")).ok()?;
+            return stat.split_whitespace().next()?.parse().ok();
+        }
+    }
+    None
+}
+
+/// Ticks published and the publisher thread's CPU time over them, summed
+/// over one bench function's iterations.
+#[derive(Default)]
+struct CpuTally {
+    ticks: u64,
+    cpu_ns: u64,
+}
+
+impl CpuTally {
+    /// Runs `f` (which publishes `ticks`) and counts the publisher's CPU
+    /// time over it.
+    fn count(&mut self, ticks: u64, f: impl FnOnce()) {
+        let before = publisher_cpu_ns();
+        f();
+        if let (Some(a), Some(b)) = (before, publisher_cpu_ns()) {
+            self.ticks += ticks;
+            self.cpu_ns += b.saturating_sub(a);
+        }
+    }
+
+    fn report(&self, name: &str) {
+        if self.cpu_ns > 0 {
+            let per_tick = self.cpu_ns as f64 / self.ticks as f64;
+            println!(
+                "publisher/{name}: the publisher thread used {per_tick:.0} ns of CPU per tick \
+                 over {} ticks: {:.2} M ticks/s per core of its own",
+                self.ticks,
+                1e3 / per_tick
+            );
+        }
+    }
+}
+
 /// Waits (bounded) until `target` ticks have been published.
 fn wait_published(b: &Broadcaster, target: u64) {
     let deadline = Instant::now() + Duration::from_secs(30);
@@ -93,65 +145,73 @@ fn publisher(c: &mut Criterion) {
     let mut g = c.benchmark_group("publisher");
     g.throughput(Throughput::Elements(TICKS));
     g.sample_size(10);
+    let mut one_by_one = CpuTally::default();
     g.bench_function("publish", |bench| {
         bench.iter_custom(|iters| {
             let start = Instant::now();
             for _ in 0..iters {
-                let target = b.stats().ticks_published + TICKS;
-                for _ in 0..TICKS {
-                    let mut t = tick(&symbols, i);
-                    loop {
-                        match p.publish(t) {
-                            Ok(()) => break,
-                            Err(PublishError::Full(back)) => {
-                                t = back;
-                                std::thread::sleep(STEP_ASIDE);
+                one_by_one.count(TICKS, || {
+                    let target = b.stats().ticks_published + TICKS;
+                    for _ in 0..TICKS {
+                        let mut t = tick(&symbols, i);
+                        loop {
+                            match p.publish(t) {
+                                Ok(()) => break,
+                                Err(PublishError::Full(back)) => {
+                                    t = back;
+                                    std::thread::sleep(STEP_ASIDE);
+                                }
+                                Err(e) => panic!("{e}"),
                             }
-                            Err(e) => panic!("{e}"),
                         }
+                        i += 1;
                     }
-                    i += 1;
-                }
-                wait_published(&b, target);
+                    wait_published(&b, target);
+                });
             }
             start.elapsed()
         })
     });
+    let mut batched = CpuTally::default();
     g.bench_function("publish_batch", |bench| {
         bench.iter_custom(|iters| {
             let start = Instant::now();
             for _ in 0..iters {
-                let target = b.stats().ticks_published + TICKS;
-                for _ in 0..TICKS / BATCH as u64 {
-                    let mut batch: Vec<Tick> =
-                        (0..BATCH as u64).map(|k| tick(&symbols, i + k)).collect();
-                    loop {
-                        match p.publish_batch(batch) {
-                            Ok(()) => break,
-                            Err(BatchError::Full(back)) => {
-                                batch = back;
-                                std::thread::sleep(STEP_ASIDE);
+                batched.count(TICKS, || {
+                    let target = b.stats().ticks_published + TICKS;
+                    for _ in 0..TICKS / BATCH as u64 {
+                        let mut batch = p.batch_buffer();
+                        batch.extend((0..BATCH as u64).map(|k| tick(&symbols, i + k)));
+                        loop {
+                            match p.publish_batch(batch) {
+                                Ok(()) => break,
+                                Err(BatchError::Full(back)) => {
+                                    batch = back;
+                                    std::thread::sleep(STEP_ASIDE);
+                                }
+                                Err(e) => panic!("{e}"),
                             }
-                            Err(e) => panic!("{e}"),
                         }
+                        i += BATCH as u64;
                     }
-                    i += BATCH as u64;
-                }
-                // TICKS is not a multiple of BATCH: the rest one by one.
-                let rest = TICKS % BATCH as u64;
-                if rest > 0 {
-                    let last: Vec<Tick> = (0..rest).map(|k| tick(&symbols, i + k)).collect();
-                    while let Err(BatchError::Full(_)) = p.publish_batch(last.clone()) {
-                        std::thread::sleep(STEP_ASIDE);
+                    // TICKS is not a multiple of BATCH: the rest one by one.
+                    let rest = TICKS % BATCH as u64;
+                    if rest > 0 {
+                        let last: Vec<Tick> = (0..rest).map(|k| tick(&symbols, i + k)).collect();
+                        while let Err(BatchError::Full(_)) = p.publish_batch(last.clone()) {
+                            std::thread::sleep(STEP_ASIDE);
+                        }
+                        i += rest;
                     }
-                    i += rest;
-                }
-                wait_published(&b, target);
+                    wait_published(&b, target);
+                });
             }
             start.elapsed()
         })
     });
     g.finish();
+    one_by_one.report("publish");
+    batched.report("publish_batch");
 }
 
 criterion_group!(benches, publisher);

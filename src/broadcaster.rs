@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::Sender;
+use crossbeam_channel::{Receiver, Sender};
 use mio::Waker;
 
 use crate::admission::Admission;
@@ -44,6 +44,9 @@ pub struct Broadcaster {
     /// The certificate in force when the port speaks TLS.
     tls: Option<Arc<ServerTls>>,
     tick_tx: Sender<publisher::Queued>,
+    /// `publish_batch` vectors the publisher emptied (see
+    /// [`Publisher::batch_buffer`]).
+    emptied_batches: Receiver<Vec<crate::Tick>>,
     local_addr: SocketAddr,
     threads: Option<Threads>,
 }
@@ -95,15 +98,24 @@ impl Broadcaster {
         let (recycler, pool) = crate::recycle::pair();
         let (links, shards) = spawn_shards(&runtime, &admission, &tls, pin, &recycler)?;
         let (tick_tx, tick_rx) = crossbeam_channel::bounded(runtime.config.publish_queue);
+        let (emptied_tx, emptied_batches) = publisher::emptied_batches();
         let (publisher_stop, stop_rx) = crossbeam_channel::bounded(0);
-        let publisher =
-            match publisher::spawn(tick_rx, stop_rx, links.clone(), pool, runtime.clone()) {
-                Ok(h) => h,
-                Err(e) => {
-                    stop_shards(&links, shards);
-                    return Err(e);
-                }
-            };
+        let publisher = match publisher::spawn(
+            publisher::Inlet {
+                ticks: tick_rx,
+                stop: stop_rx,
+                emptied: emptied_tx,
+            },
+            links.clone(),
+            pool,
+            runtime.clone(),
+        ) {
+            Ok(h) => h,
+            Err(e) => {
+                stop_shards(&links, shards);
+                return Err(e);
+            }
+        };
         let (acceptor_waker, acceptor) = match crate::acceptor::spawn(
             listener,
             links.clone(),
@@ -124,6 +136,7 @@ impl Broadcaster {
             links,
             tls,
             tick_tx,
+            emptied_batches,
             local_addr,
             threads: Some(Threads {
                 synthetic: None,
@@ -188,7 +201,11 @@ impl Broadcaster {
     ///     .join().unwrap().unwrap();
     /// ```
     pub fn publisher(&self) -> Publisher {
-        Publisher::new(self.tick_tx.clone(), self.runtime.clone())
+        Publisher::new(
+            self.tick_tx.clone(),
+            self.emptied_batches.clone(),
+            self.runtime.clone(),
+        )
     }
 
     /// The epoch every `welcome` reports: the name of the `seq` space,

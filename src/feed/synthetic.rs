@@ -245,9 +245,9 @@ pub(crate) fn spawn(
                     let _ = if n == 1 {
                         publisher.publish(step()).is_ok()
                     } else {
-                        publisher
-                            .publish_batch((0..n).map(|_| step()).collect())
-                            .is_ok()
+                        let mut batch = publisher.batch_buffer();
+                        batch.extend((0..n).map(|_| step()));
+                        publisher.publish_batch(batch).is_ok()
                     };
                     sent += n as u64;
                 }
