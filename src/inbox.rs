@@ -47,8 +47,10 @@ pub(crate) fn capacity(shard_inbox: usize) -> usize {
 #[derive(Debug)]
 pub(crate) enum ShardMsg {
     /// Up to [`TICK_BATCH`] ticks, in the order the publisher numbered
-    /// them; the same batch goes to every shard.
-    Ticks(Arc<[TickMsg]>),
+    /// them; the same batch goes to every shard. The shard that lets go
+    /// of it last takes its frames out rather than cloning them, and
+    /// gives the vector back to the publisher (`crate::recycle`).
+    Ticks(Arc<Vec<TickMsg>>),
     /// A notice for every connection, or for one user's.
     Notice {
         user: Option<Arc<str>>,

@@ -567,15 +567,23 @@ impl PublisherThread {
         if self.outgoing.is_empty() {
             return;
         }
-        let batch: Arc<[TickMsg]> = self.outgoing.drain(..).collect();
+        let next = self.pool.tick_batch();
+        let batch = Arc::new(std::mem::replace(&mut self.outgoing, next));
+        let published = batch.len() as u64;
         let runtime = &self.runtime;
         let give_up = || runtime.is_stopping();
-        for link in &self.links {
-            // A shard that is gone or that stays full past shutdown misses
-            // the ticks; its connections are being closed anyway.
-            let _ = link.send(ShardMsg::Ticks(batch.clone()), &give_up);
+        // The last shard gets the publisher's own reference: once the
+        // others have dropped theirs, the one that finishes last holds the
+        // only one and can take the frames out.
+        // A shard that is gone or that stays full past shutdown misses the
+        // ticks; its connections are being closed anyway.
+        if let Some((last, others)) = self.links.split_last() {
+            for link in others {
+                let _ = link.send(ShardMsg::Ticks(batch.clone()), &give_up);
+            }
+            let _ = last.send(ShardMsg::Ticks(batch), &give_up);
         }
-        crate::metrics::count_n(&self.runtime.counters.ticks_published, batch.len() as u64);
+        crate::metrics::count_n(&self.runtime.counters.ticks_published, published);
         // What the shards returned meanwhile, for the next batch's frames.
         self.pool.collect();
     }

@@ -364,8 +364,20 @@ impl Shard {
                     for t in batch.iter() {
                         t.frame.prefetch_counts();
                     }
-                    for t in batch.iter() {
-                        self.fan_out(t.sym, t.seq, t.ts, t.frame.clone());
+                    match Arc::try_unwrap(batch) {
+                        // The last holder (the only one with one shard):
+                        // the frames move, and the vector goes back.
+                        Ok(mut ticks) => {
+                            for t in ticks.drain(..) {
+                                self.fan_out(t.sym, t.seq, t.ts, t.frame);
+                            }
+                            self.recycler.give_tick_batch(ticks);
+                        }
+                        Err(shared) => {
+                            for t in shared.iter() {
+                                self.fan_out(t.sym, t.seq, t.ts, t.frame.clone());
+                            }
+                        }
                     }
                 }
                 ShardMsg::Notice { user, frame } => self.notice(user.as_deref(), &frame),
