@@ -133,6 +133,17 @@ impl Symbol {
         }
     }
 
+    /// The symbol as a [`Name`] (a `ByName` key), if it fits one. Looking
+    /// a `Name` up compares two fixed-size arrays in a few instructions,
+    /// where the text's bytes take a `memcmp` call (~2 % of the publisher
+    /// thread, which looks every tick's symbol up).
+    pub(crate) fn name(&self) -> Option<&Name> {
+        match &self.0 {
+            Repr::Inline(name) => Some(name),
+            Repr::Heap(_) => None,
+        }
+    }
+
     /// The symbol's text.
     pub fn as_str(&self) -> &str {
         match &self.0 {

@@ -33,7 +33,7 @@ use crate::recycle::FramePool;
 use crate::runtime::{Runtime, unix_nanos};
 use crate::symbols::{ByName, Name, SymId};
 use crate::wire::encode::TickEncoder;
-use crate::{Error, Result, Tick};
+use crate::{Error, Result, Symbol, Tick};
 
 /// Ticks sent before the shards are woken: a busy feed costs one wake
 /// check per shard per 1,024 ticks (and a send into a full inbox wakes
@@ -517,8 +517,12 @@ impl PublisherThread {
     /// The symbol's id and the tick's `seq`: the next one, or the one
     /// `given` by a feed (with the feed's index). `None`: the tick is
     /// refused (see the module doc).
-    fn number(&mut self, symbol: &str, given: Option<(usize, u64)>) -> Option<(SymId, u64)> {
-        if let Some(st) = self.state.get_mut(symbol.as_bytes()) {
+    fn number(&mut self, symbol: &Symbol, given: Option<(usize, u64)>) -> Option<(SymId, u64)> {
+        let known = match symbol.name() {
+            Some(name) => self.state.get_mut(name),
+            None => self.state.get_mut(symbol.as_bytes()),
+        };
+        if let Some(st) = known {
             let seq = match given {
                 None if st.upstream.is_none() => st.last + 1,
                 Some((feed, seq)) if st.upstream == Some(feed) && seq > st.last => seq,

@@ -60,10 +60,29 @@ fn store(buf: &mut [u8], at: usize, word: u64) {
     buf[at..at + 8].copy_from_slice(&word.to_le_bytes());
 }
 
+/// The four decimal digits of `n` (below 10^4), as [`digit_values`]
+/// has them in its low four bytes: one split fewer, for the sizes and the
+/// whole part of prices, which are mostly this short.
+#[inline(always)]
+fn digit_values_4(n: u32) -> u64 {
+    debug_assert!(n < 10_000);
+    let pairs = u64::from(n / 100) | (u64::from(n % 100) << 16);
+    let tens = ((pairs * 103) >> 10) & 0x000F_000F;
+    let ones = pairs - 10 * tens;
+    tens | (ones << 8)
+}
+
 /// Writes `n` (below 10^8) with no leading zeros at `at`; returns the end.
 #[inline(always)]
 fn write_up_to_8(buf: &mut [u8], at: usize, n: u32) -> usize {
-    let digits = digit_values(n);
+    let digits = if n < 10_000 {
+        // Four digits, the four high bytes zero: as the eight digits of
+        // `n * 10^4` shifted down, so the count of leading zeros below
+        // (low zero bytes) is the same.
+        digit_values_4(n) << 32
+    } else {
+        digit_values(n)
+    };
     // Leading zeros are the low bytes that are zero; zero itself keeps
     // its last digit.
     let leading = if n == 0 {
