@@ -176,9 +176,11 @@ const FAST_FROM_UNITS: u64 = 1_000;
 /// eight decimals and `x` is below [`FAST_BELOW`]; returns the end, or
 /// `None` (nothing written that counts) for any other `x`.
 ///
-/// Why it is the shortest text: `m = round(|x| * 10^8)` is exact to well
-/// within a half (the product's error and `x`'s distance from any decimal
-/// that reads back as `x` are both below 2^-3 here), and
+/// Why it is the shortest text: if a decimal `d` with at most eight
+/// decimals reads back as `x`, `m = round(|x| * 10^8)` is `|d| * 10^8`
+/// (`|x|` is within half an ulp, under 2^-30, of `|d|`, which is 0.09
+/// once scaled; the product and the `+ 0.5` each round by at most 2^-4,
+/// as they are below 2^50: 0.22 in all, under a half); and
 /// `m as f64 / 10^8 == |x|` is exactly "the decimal `m / 10^8` reads back
 /// as `x`" (both operands are exact, the division is correctly rounded).
 /// All decimals that read back as `x` lie within one ulp of it (under
