@@ -623,6 +623,10 @@ fn coordinate(
         );
     }
     let mut so_far = latency_histogram();
+    // The intervals that arrived since the last progress line: its p99 is
+    // that second's, where `so_far`'s is the run's (a tail long over stays
+    // in it).
+    let mut this_second = latency_histogram();
     // The process's CPU at the window's start and end, read by this loop
     // (every <= 100 ms), with the instants read.
     let mut cpu_at: [Option<(Instant, f64)>; 2] = [None, None];
@@ -635,6 +639,7 @@ fn coordinate(
         match rx.recv_timeout(Duration::from_millis(100)) {
             Ok(h) => {
                 let _ = crate::stats::merge(&mut so_far, &h);
+                let _ = crate::stats::merge(&mut this_second, &h);
             }
             Err(mpsc::RecvTimeoutError::Disconnected) => break,
             Err(mpsc::RecvTimeoutError::Timeout) => {}
@@ -653,20 +658,25 @@ fn coordinate(
             last_tick = Instant::now();
             if opts.progress {
                 let t = plan.t0.elapsed().as_secs_f64();
-                let p99 = if so_far.is_empty() {
-                    "-".to_string()
-                } else {
-                    format!("{:.3}ms", so_far.value_at_quantile(0.99) as f64 / 1e6)
+                let p99 = |h: &Histogram<u64>| {
+                    if h.is_empty() {
+                        "-".to_string()
+                    } else {
+                        format!("{:.3}ms", h.value_at_quantile(0.99) as f64 / 1e6)
+                    }
                 };
                 eprintln!(
-                    "t={t:6.1}s msgs/s={:>10.0} p99={p99:>10} open={} evicted={} failed={} threads={threads}",
+                    "t={t:6.1}s msgs/s={:>10.0} p99(1s)={:>10} p99(run)={:>10} open={} evicted={} failed={} threads={threads}",
                     (msgs - last_msgs) as f64 / dt,
+                    p99(&this_second),
+                    p99(&so_far),
                     shared.open.load(Ordering::Relaxed),
                     shared.evicted.load(Ordering::Relaxed),
                     shared.failed.load(Ordering::Relaxed),
                 );
             }
             last_msgs = msgs;
+            this_second.reset();
         }
     }
     if cpu_at[1].is_none() && plan.t0.elapsed() >= end {
