@@ -60,9 +60,11 @@ fn store(buf: &mut [u8], at: usize, word: u64) {
     buf[at..at + 8].copy_from_slice(&word.to_le_bytes());
 }
 
-/// The four decimal digits of `n` (below 10^4), as [`digit_values`]
-/// has them in its low four bytes: one split fewer, for the sizes and the
-/// whole part of prices, which are mostly this short.
+/// The four decimal digits of `n` (below 10^4), one per byte, the most
+/// significant in the lowest byte, in the low four bytes (where
+/// [`digit_values`] of the same `n` has them in its high four): one split
+/// fewer, for the sizes and the whole part of prices, which are mostly
+/// this short.
 #[inline(always)]
 fn digit_values_4(n: u32) -> u64 {
     debug_assert!(n < 10_000);

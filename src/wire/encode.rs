@@ -139,7 +139,7 @@ impl TickEncoder {
     /// `Vec` that grew by `extend_from_slice` called `memmove` for each
     /// copy of 4 to 24 bytes: 11 % of the publisher thread, `perf record`
     /// on `benches/publisher.rs`). With `itoa` and `zmij` writing the
-    /// numbers it ran 914 instructions per tick of that bench, 640 with
+    /// numbers it ran 914 instructions per tick of that bench, 620 with
     /// [`digits`] (callgrind, `--toggle-collect='*encode_bytes*'`).
     pub(crate) fn encode_bytes(
         &mut self,
