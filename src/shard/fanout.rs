@@ -53,6 +53,15 @@ const MAX_BATCH: usize = 256;
 /// noise; 256 keeps a shard that falls a little behind on the cheaper
 /// shared path for longer.
 const SHARE_BELOW: usize = 256;
+/// How many members ahead of its push the fan-out fetches a member's
+/// queue tail. Members come in key order, so their connections are met in
+/// address order and the CPU has them in the cache already; the tail of
+/// each one's queue is a heap block of its own, a cache miss the CPU
+/// cannot foresee. With 10,000 connections on `*`, `flush_classes` went
+/// from ~19 to ~11 % of the server's samples (two profiles each,
+/// `perf record -e cpu-clock -g`); key order alone gave ~16 %. Eight
+/// pushes cover the latency of a miss and keep few lines in flight.
+const PREFETCH_AHEAD: usize = 8;
 /// Writes between two looks at the inbox during a write pass. 64 writes
 /// take ~0.3 ms; checking an empty inbox is one atomic load.
 pub(super) const DRAIN_EVERY: usize = 64;
@@ -178,7 +187,13 @@ impl Shard {
                 _ => Frame::from_parts(class.pending.iter().map(|&t| turn[t as usize].as_bytes())),
             };
             let batch = batch.into_shared();
-            for &key in &class.members {
+            let members = class.members.as_slice();
+            for (i, &key) in members.iter().enumerate() {
+                if let Some(&ahead) = members.get(i + PREFETCH_AHEAD)
+                    && let Some(conn) = self.conns.get(ahead as usize)
+                {
+                    conn.outbox.prefetch_back();
+                }
                 let Some(conn) = self.conns.get_mut(key as usize) else {
                     continue;
                 };
