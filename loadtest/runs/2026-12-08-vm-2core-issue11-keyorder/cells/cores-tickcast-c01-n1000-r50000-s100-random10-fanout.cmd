@@ -1,0 +1,2 @@
+taskset -c 0,1 /work/main/target/release/tickcast --listen 127.0.0.1:39069 --io-threads 2 --synthetic-symbols 100 --synthetic-rate 50000 --no-pin
+taskset -c 0,1 /work/main/target/release/loadtest --url ws://127.0.0.1:39069/ws --clients 1000 --duration 10 --warmup 2 --scenario fanout --subscribe random:10 --rate 50000 --symbols 100 --out loadtest/runs/2026-12-08-vm-2core-issue11-keyorder/cells/cores-tickcast-c01-n1000-r50000-s100-random10-fanout

@@ -1,0 +1,2 @@
+taskset -c 0 node /work/main/loadtest/peers/node-ws/server.js --listen 127.0.0.1:57567 --symbols 100 --rate 50000
+taskset -c 1 /work/main/target/release/loadtest --url ws://127.0.0.1:57567/ws --clients 1000 --duration 10 --warmup 2 --scenario fanout --subscribe random:10 --rate 50000 --symbols 100 --out loadtest/runs/2026-12-08-vm-2core-issue11-keyorder/cells/distinct-node-ws-c0-n1000-r50000-s100-random10-fanout

@@ -1,0 +1,2 @@
+taskset -c 0 /work/main/target/release/tickcast --listen 127.0.0.1:44191 --io-threads 1 --synthetic-symbols 100 --synthetic-rate 40000
+taskset -c 1 /work/main/target/release/loadtest --url ws://127.0.0.1:44191/ws --clients 1000 --duration 10 --warmup 2 --scenario fanout --subscribe random:10 --rate 40000 --symbols 100 --out loadtest/runs/2026-12-08-vm-2core-issue11-keyorder/cells/distinct-tickcast-c0-n1000-r40000-s100-random10-fanout

@@ -1,0 +1,2 @@
+taskset -c 0 /work/main/target/peers/release/peer-tokio-tungstenite --listen 127.0.0.1:53271 --symbols 100 --rate 100 --capacity 4096
+taskset -c 1 /work/main/target/release/loadtest --url ws://127.0.0.1:53271/ws --clients 10000 --duration 10 --warmup 2 --scenario fanout --subscribe \* --rate 100 --symbols 100 --out loadtest/runs/2026-12-08-vm-2core-issue11-keyorder/cells/fanout10k-tokio-tungstenite-c0-n10000-r100-s100-all-fanout

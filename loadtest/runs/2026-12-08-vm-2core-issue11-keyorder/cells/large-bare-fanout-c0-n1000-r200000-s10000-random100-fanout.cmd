@@ -1,0 +1,2 @@
+taskset -c 0 /work/main/target/peers/release/peer-bare-fanout --listen 127.0.0.1:54333 --symbols 10000 --rate 200000
+taskset -c 1 /work/main/target/release/loadtest --url ws://127.0.0.1:54333/ws --clients 1000 --duration 10 --warmup 2 --scenario fanout --subscribe random:100 --rate 200000 --symbols 10000 --out loadtest/runs/2026-12-08-vm-2core-issue11-keyorder/cells/large-bare-fanout-c0-n1000-r200000-s10000-random100-fanout

@@ -1,0 +1,2 @@
+taskset -c 0 node /work/main/loadtest/peers/node-ws/server.js --listen 127.0.0.1:40877 --symbols 10000 --rate 200000
+taskset -c 1 /work/main/target/release/loadtest --url ws://127.0.0.1:40877/ws --clients 1000 --duration 10 --warmup 2 --scenario fanout --subscribe random:100 --rate 200000 --symbols 10000 --out loadtest/runs/2026-12-08-vm-2core-issue11-keyorder/cells/large-node-ws-c0-n1000-r200000-s10000-random100-fanout

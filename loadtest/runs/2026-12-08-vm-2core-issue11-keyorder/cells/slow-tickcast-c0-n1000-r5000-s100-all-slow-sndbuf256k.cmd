@@ -1,0 +1,2 @@
+taskset -c 0 /work/main/target/release/tickcast --listen 127.0.0.1:48503 --io-threads 1 --synthetic-symbols 100 --synthetic-rate 5000 --send-buffer 262144
+taskset -c 1 /work/main/target/release/loadtest --url ws://127.0.0.1:48503/ws --clients 1000 --duration 10 --warmup 2 --scenario slow --subscribe \* --rate 5000 --symbols 100 --out loadtest/runs/2026-12-08-vm-2core-issue11-keyorder/cells/slow-tickcast-c0-n1000-r5000-s100-all-slow-sndbuf256k --slow-fraction 0.1

@@ -1,0 +1,2 @@
+taskset -c 0 /work/main/target/peers/release/peer-bare-fanout --listen 127.0.0.1:37577 --symbols 100 --rate 2500
+taskset -c 1 /work/main/target/release/loadtest --url ws://127.0.0.1:37577/ws --clients 1000 --duration 10 --warmup 2 --scenario fanout --subscribe \* --rate 2500 --symbols 100 --out loadtest/runs/2026-12-08-vm-2core-issue11-keyorder/cells/star-bare-fanout-c0-n1000-r2500-s100-all-fanout

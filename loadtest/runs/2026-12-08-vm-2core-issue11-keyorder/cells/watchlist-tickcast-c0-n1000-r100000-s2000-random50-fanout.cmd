@@ -1,0 +1,2 @@
+taskset -c 0 /work/main/target/release/tickcast --listen 127.0.0.1:38921 --io-threads 1 --synthetic-symbols 2000 --synthetic-rate 100000
+taskset -c 1 /work/main/target/release/loadtest --url ws://127.0.0.1:38921/ws --clients 1000 --duration 10 --warmup 2 --scenario fanout --subscribe random:50 --rate 100000 --symbols 2000 --out loadtest/runs/2026-12-08-vm-2core-issue11-keyorder/cells/watchlist-tickcast-c0-n1000-r100000-s2000-random50-fanout

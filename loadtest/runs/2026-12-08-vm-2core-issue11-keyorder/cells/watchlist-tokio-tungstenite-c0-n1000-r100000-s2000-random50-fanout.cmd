@@ -1,0 +1,2 @@
+taskset -c 0 /work/main/target/peers/release/peer-tokio-tungstenite --listen 127.0.0.1:39109 --symbols 2000 --rate 100000 --capacity 4096
+taskset -c 1 /work/main/target/release/loadtest --url ws://127.0.0.1:39109/ws --clients 1000 --duration 10 --warmup 2 --scenario fanout --subscribe random:50 --rate 100000 --symbols 2000 --out loadtest/runs/2026-12-08-vm-2core-issue11-keyorder/cells/watchlist-tokio-tungstenite-c0-n1000-r100000-s2000-random50-fanout
