@@ -48,7 +48,7 @@ pub(crate) type IntSet = HashSet<u32, BuildHasherDefault<FastHasher>>;
 /// ~17 % of the server (`perf record -e cpu-clock -g`, issue 11). A
 /// member joins or leaves with a binary search and a shift of the keys
 /// after it (a connect storm's keys mostly arrive ascending, at the end).
-#[derive(Debug, Default, Clone, PartialEq, Eq)]
+#[derive(Debug, Default)]
 pub(crate) struct Members(Vec<ConnKey>);
 
 impl Members {
@@ -84,10 +84,12 @@ impl Members {
         self.0.iter()
     }
 
+    /// How many members.
     pub(crate) fn len(&self) -> usize {
         self.0.len()
     }
 
+    /// Whether there are none.
     pub(crate) fn is_empty(&self) -> bool {
         self.0.is_empty()
     }

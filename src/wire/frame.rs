@@ -133,12 +133,13 @@ pub(crate) fn prefetch_all(bytes: &Arc<[u8]>) {
 /// Asks the CPU to bring the cache line holding `at` into the cache, to
 /// be written. Every caller is about to change the line: a count (a clone
 /// or a drop) or the bytes (the publisher refilling a frame), on a line
-/// another thread changed last, or a queue's next entry (the fan-out). A read prefetch fetches such a line
-/// shared, and the write then waits on the other core a second time:
-/// `prefetchw` takes it exclusive at once. Interleaved runs of
-/// `benches/publisher.rs` (3 pairs each, 2-vCPU EPYC VM): `publish_batch`
-/// 2.95-3.39 M ticks/s with read prefetches, 3.18-3.52 M with `prefetchw`
-/// on the pool's frames; `publish` 2.00-2.51 M against 2.32-3.13 M.
+/// another thread changed last, or a queue's next entry (the fan-out). A
+/// read prefetch fetches such a line shared, and the write then waits on
+/// the other core a second time: `prefetchw` takes it exclusive at once.
+/// Interleaved runs of `benches/publisher.rs` (3 pairs each, 2-vCPU EPYC
+/// VM): `publish_batch` 2.95-3.39 M ticks/s with read prefetches,
+/// 3.18-3.52 M with `prefetchw` on the pool's frames; `publish`
+/// 2.00-2.51 M against 2.32-3.13 M.
 #[inline]
 pub(crate) fn prefetch(at: *const u8) {
     #[cfg(target_arch = "x86_64")]
